@@ -1,0 +1,71 @@
+"""One settings object for the whole process, read from ``MTB_*`` environment variables.
+
+Switching between the embedded default and production (PostgreSQL, Kafka, Triton) is
+configuration only; every component receives this object instead of reading the
+environment itself, which keeps tests able to build several differently configured apps
+in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+def _default_cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mt-backend"
+
+
+def _parse(kind: Any, raw: str) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if kind is int:
+        return int(raw)
+    if kind is float:
+        return float(raw)
+    if kind is Path:
+        return Path(raw).expanduser()
+    return raw
+
+
+@dataclass
+class Settings:
+    """Typed defaults; each field ``name`` is overridden by ``MTB_<NAME>``."""
+
+    # storage
+    data_dir: Path = field(default_factory=lambda: _default_cache_root() / "data")
+    model_dir: Path = field(default_factory=lambda: _default_cache_root() / "models")
+    database_url: str = ""  # empty: sqlite file in data_dir
+    # plumbing
+    queue: str = "memory"  # memory | kafka
+    inference: str = "local"  # local | triton
+    triton_url: str = "127.0.0.1:8001"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    jwt_secret: str = "change-me-in-production"
+    # engine
+    precision: str = "int8"  # int8 | fp32 | fp16
+    threads: int = 0  # 0: all cores
+    max_batch_sentences: int = 32
+    beam_size: int = 1
+    # service
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = dict(os.environ if env is None else env)
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"MTB_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(hints[f.name], raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'mt-backend.db'}"
