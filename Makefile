@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Reuse pip's cache between runs (torch for the HF export tests is large).
+PIP_FLAGS ?= --disable-pip-version-check
+
+.PHONY: venv venv-hf run test test-unit bench services services-down lint models clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -q -U pip wheel
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev,triton]'
+	touch $@
+
+venv: $(STAMP)
+
+# Hugging Face export path (pulls PyTorch; only the export and its tests need it).
+$(VENV)/.installed-hf: $(STAMP)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev,triton,hf]'
+	touch $@
+
+venv-hf: $(VENV)/.installed-hf
+
+models: venv
+	$(VENV)/bin/mtctl models ensure
+
+run: venv models
+	$(VENV)/bin/mtctl serve
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: venv venv-hf models
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -ra
+
+test-unit: venv
+	$(PY) -m pytest -ra tests/unit
+
+bench: venv models
+	$(PY) -m bench --all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
