@@ -53,6 +53,32 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    # API limits (issue 3)
+    max_words: int = 200_000  # per request; more -> 413
+    max_body_bytes: int = 8 * 1024 * 1024  # per request body; more -> 413
+    rate_limit_basic: int = 60  # requests per minute per API key / token
+    rate_limit_pro: int = 600
+    rate_limit_enterprise: int = 6000
+    jwt_ttl_s: int = 3600
+    # jobs, queue and workers (issue 3; Kafka and Triton plug in behind the same interfaces)
+    chunk_words: int = 1000  # target words per chunk (unit of queue work)
+    workers: int = 2  # in-process worker tasks (memory queue)
+    batch_words: int = 1000  # a worker keeps taking chunks until it holds this many words
+    aging_s: float = 30.0  # a waiting chunk climbs one priority level per aging_s
+    inference_timeout_s: float = 300.0
+    max_chunk_attempts: int = 3
+    requeue_after_s: float = 600.0  # reconciler: chunks queued longer than this are re-published
+    # segment cache
+    cache_size: int = 100_000  # in-process LRU entries; the DB table is unbounded
+    # webhooks
+    callback_secret: str = ""  # empty: jwt_secret signs callbacks
+    callback_attempts: int = 5
+    callback_backoff_s: float = 1.0
+    callback_timeout_s: float = 10.0
+    # cost model
+    price_per_hour: float = 0.10  # instance price used for estimates (USD)
+    throughput_wps: float = 60.0  # words/s assumed before any job has been measured
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -65,6 +91,10 @@ class Settings:
                 values[f.name] = _parse(hints[f.name], raw)
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def effective_callback_secret(self) -> str:
+        return self.callback_secret or self.jwt_secret
 
     @property
     def effective_database_url(self) -> str:

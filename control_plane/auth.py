@@ -1,0 +1,154 @@
+"""API keys, JWTs, tiers and per-key rate limits.
+
+- API keys look like ``mtb_<43 url-safe chars>`` (256 random bits); the database keeps only
+  their sha256 (a slow hash adds nothing for keys this random) and an 8-char prefix.
+- JWTs (HS256, ``MTB_JWT_SECRET``): ``sub`` is the user id; ``exp`` is honoured.
+- Tiers cap the priority a user may ask for: basic -> normal, pro -> high,
+  enterprise -> critical.
+- Rate limit: a token bucket per key (or per JWT subject), ``MTB_RATE_LIMIT_<TIER>``
+  requests per minute with a burst of the same size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from control_plane.db.models import TIERS, User, utcnow
+
+KEY_PREFIX = "mtb_"
+TIER_MAX_PRIORITY = {"basic": "normal", "pro": "high", "enterprise": "critical"}
+_RANK = {"critical": 0, "high": 1, "normal": 2}
+
+
+class AuthError(Exception):
+    """401: no or bad credentials."""
+
+
+class Forbidden(Exception):
+    """403: authenticated, but not allowed."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    email: str
+    tier: str
+    key_id: str  # what the rate limit counts against
+
+    def allows(self, priority: str) -> bool:
+        return _RANK[priority] >= _RANK[TIER_MAX_PRIORITY[self.tier]]
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_user(engine: Engine, email: str, tier: str = "basic") -> tuple[User, str]:
+    """Insert a user; returns it with the plain API key (shown once, never stored)."""
+    if tier not in TIERS:
+        raise ValueError(f"tier must be one of {', '.join(TIERS)}")
+    key = new_api_key()
+    user = User(
+        id=str(uuid.uuid4()),
+        email=email,
+        tier=tier,
+        api_key_hash=hash_key(key),
+        api_key_prefix=key[:8],
+        created_at=utcnow(),
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        session.add(user)
+        session.commit()
+    return user, key
+
+
+def issue_jwt(user_id: str, secret: str, ttl_s: int = 3600) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_s}, secret, "HS256")
+
+
+class Authenticator:
+    def __init__(self, engine: Engine, jwt_secret: str):
+        self.engine = engine
+        self.jwt_secret = jwt_secret
+
+    def authenticate(self, header: str | None) -> Principal:
+        """Blocking (DB lookup): run in the DB executor."""
+        if not header:
+            raise AuthError("missing Authorization header (expected 'Bearer <api key or JWT>')")
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("Authorization must be 'Bearer <api key or JWT>'")
+        with Session(self.engine) as session:
+            if token.startswith(KEY_PREFIX):
+                user = session.execute(
+                    select(User).where(User.api_key_hash == hash_key(token))
+                ).scalar_one_or_none()
+                if user is None:
+                    raise AuthError("invalid API key")
+                key_id = user.api_key_hash[:16]
+            else:
+                try:
+                    claims = jwt.decode(
+                        token,
+                        self.jwt_secret,
+                        algorithms=["HS256"],
+                        options={"require": ["sub", "exp"]},
+                    )
+                except jwt.ExpiredSignatureError as exc:
+                    raise AuthError("token expired") from exc
+                except jwt.PyJWTError as exc:
+                    raise AuthError("invalid token") from exc
+                user = session.get(User, str(claims["sub"]))
+                if user is None:
+                    raise AuthError("token subject is not a known user")
+                key_id = "jwt:" + user.id
+            if not user.active:
+                raise Forbidden("this account is disabled")
+            return Principal(user.id, user.email, user.tier, key_id)
+
+
+class RateLimiter:
+    """Token buckets: ``limits[tier]`` requests per minute, burst of the same size."""
+
+    def __init__(self, limits: dict[str, int], clock=time.monotonic):  # noqa: ANN001
+        self.limits = limits
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last)
+        self._lock = threading.Lock()
+
+    def check(self, key: str, tier: str) -> float:
+        """0.0 when allowed (and counted); else seconds until the next request may pass."""
+        per_min = self.limits.get(tier, 60)
+        if per_min <= 0:
+            return 0.0
+        rate = per_min / 60.0
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(per_min), now))
+            tokens = min(float(per_min), tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / rate
+
+    @staticmethod
+    def retry_after_header(seconds: float) -> str:
+        return str(max(1, math.ceil(seconds)))

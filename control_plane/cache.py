@@ -1,0 +1,152 @@
+"""Segment translation cache: an in-process LRU in front of the ``segment_cache`` table.
+
+Key: sha256 over (normalized text, source, target, model version). Normalization is
+Unicode NFC plus whitespace collapsing, so " Hello  world " and "Hello world" share a
+translation, and a new model version never serves an old model's output.
+
+The class is synchronous (callers on an event loop run it in the DB executor) so the CLI
+(``mtctl translate``) can use the same cache without an event loop:
+
+    cache = SegmentCache.open(settings)
+    hits = cache.get_many(texts, "en", "pt", version)   # {index: Translation}
+    cache.put_many(texts, translations, "en", "pt", version)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from control_plane.db.models import SegmentCacheEntry, utcnow
+from control_plane.engine.base import Translation
+
+
+def normalize(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def cache_key(text: str, source: str, target: str, model_version: str) -> str:
+    raw = "\x1f".join((normalize(text), source, target, model_version))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class SegmentCache:
+    def __init__(self, engine: Engine | None, capacity: int = 100_000):
+        self.engine = engine  # None: LRU only
+        self.capacity = capacity
+        self._lru: OrderedDict[str, Translation] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def open(cls, settings) -> SegmentCache:  # noqa: ANN001
+        from control_plane.db import Database
+
+        db = Database(settings.effective_database_url)
+        db.migrate()
+        return cls(db.engine, settings.cache_size)
+
+    def _lru_get(self, key: str) -> Translation | None:
+        with self._lock:
+            hit = self._lru.get(key)
+            if hit is not None:
+                self._lru.move_to_end(key)
+            return hit
+
+    def _lru_put(self, key: str, value: Translation) -> None:
+        with self._lock:
+            self._lru[key] = value
+            self._lru.move_to_end(key)
+            while len(self._lru) > self.capacity:
+                self._lru.popitem(last=False)
+
+    def get_many(
+        self, texts: Sequence[str], source: str, target: str, model_version: str
+    ) -> dict[int, Translation]:
+        """Cached translations by position in ``texts``."""
+        keys = [cache_key(t, source, target, model_version) for t in texts]
+        found: dict[int, Translation] = {}
+        missing: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            hit = self._lru_get(key)
+            if hit is not None:
+                found[i] = hit
+            else:
+                missing.setdefault(key, []).append(i)
+        if missing and self.engine is not None:
+            wanted = list(missing)
+            with Session(self.engine) as session:
+                for start in range(0, len(wanted), 500):
+                    rows = session.execute(
+                        select(
+                            SegmentCacheEntry.key,
+                            SegmentCacheEntry.translation,
+                            SegmentCacheEntry.score,
+                        ).where(SegmentCacheEntry.key.in_(wanted[start : start + 500]))
+                    ).all()
+                    for key, text, score in rows:
+                        tr = Translation(text, score)
+                        self._lru_put(key, tr)
+                        for i in missing[key]:
+                            found[i] = tr
+        self.hits += len(found)
+        self.misses += len(texts) - len(found)
+        return found
+
+    def put_many(
+        self,
+        texts: Sequence[str],
+        translations: Sequence[Translation],
+        source: str,
+        target: str,
+        model_version: str,
+    ) -> None:
+        rows: dict[str, Translation] = {}
+        for text, tr in zip(texts, translations, strict=True):
+            key = cache_key(text, source, target, model_version)
+            self._lru_put(key, tr)
+            rows[key] = tr
+        if not rows or self.engine is None:
+            return
+        with Session(self.engine) as session:
+            existing = set()
+            keys = list(rows)
+            for start in range(0, len(keys), 500):
+                existing.update(
+                    session.execute(
+                        select(SegmentCacheEntry.key).where(
+                            SegmentCacheEntry.key.in_(keys[start : start + 500])
+                        )
+                    ).scalars()
+                )
+            now = utcnow()
+            for key, tr in rows.items():
+                if key not in existing:
+                    session.add(
+                        SegmentCacheEntry(
+                            key=key,
+                            source_lang=source,
+                            target_lang=target,
+                            model_version=model_version,
+                            translation=tr.text,
+                            score=tr.score,
+                            created_at=now,
+                        )
+                    )
+            try:
+                session.commit()
+            except Exception:  # a concurrent writer inserted the same key: harmless
+                session.rollback()
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0

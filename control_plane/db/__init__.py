@@ -1,0 +1,30 @@
+"""Persistence: sqlmodel tables, alembic migrations, and the Database handle."""
+
+from control_plane.db.engine import Database, make_engine, migrate, normalize_url
+from control_plane.db.models import (
+    JOB_STATUSES,
+    PRIORITIES,
+    TERMINAL,
+    TIERS,
+    Chunk,
+    Job,
+    SegmentCacheEntry,
+    User,
+    utcnow,
+)
+
+__all__ = [
+    "Database",
+    "make_engine",
+    "migrate",
+    "normalize_url",
+    "Chunk",
+    "Job",
+    "SegmentCacheEntry",
+    "User",
+    "utcnow",
+    "JOB_STATUSES",
+    "PRIORITIES",
+    "TERMINAL",
+    "TIERS",
+]

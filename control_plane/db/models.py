@@ -1,0 +1,103 @@
+"""Tables after the design's schema: users, jobs, chunks and the segment cache.
+
+The alembic migrations in ``migrations/versions`` create exactly these tables; a unit test
+compares them so the two never drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+TIERS = ("basic", "pro", "enterprise")
+PRIORITIES = ("critical", "high", "normal")
+JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(primary_key=True, max_length=36)
+    email: str = Field(max_length=320, unique=True, index=True)
+    tier: str = Field(max_length=16, default="basic")
+    # sha256 of the key (keys are 256-bit random, so a fast hash is enough); never the key
+    api_key_hash: str = Field(max_length=64, unique=True, index=True)
+    api_key_prefix: str = Field(max_length=16)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_user_created", "user_id", "created_at"),
+        Index("ix_jobs_status_priority", "status", "priority"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    user_id: str = Field(foreign_key="users.id", max_length=36)
+    status: str = Field(max_length=16, default="queued")
+    priority: str = Field(max_length=16, default="normal")
+    source_lang: str = Field(max_length=16)
+    target_lang: str = Field(max_length=16)
+    model_version: str = Field(max_length=128, default="")
+    word_count: int = 0
+    chunk_count: int = 0
+    chunks_done: int = 0
+    words_processed: int = 0
+    segment_count: int = 0
+    cached_segments: int = 0
+    source_text: str = Field(sa_column=Column(Text, nullable=False))
+    result_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    callback_url: str | None = Field(default=None, max_length=2048)
+    estimated_cost: float = 0.0
+    actual_cost: float | None = None
+    estimated_completion: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class Chunk(SQLModel, table=True):
+    __tablename__ = "chunks"
+    __table_args__ = (
+        UniqueConstraint("job_id", "chunk_index", name="uq_chunks_job_index"),
+        Index("ix_chunks_status_updated", "status", "updated_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", max_length=36, index=True)
+    chunk_index: int
+    status: str = Field(max_length=16, default="queued")  # queued|running|done|failed|cancelled
+    word_count: int = 0
+    source_text: str = Field(sa_column=Column(Text, nullable=False))
+    result_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    attempts: int = 0
+    # how many times a result was written; the unique constraint plus this counter prove
+    # that a redelivered chunk never lands twice
+    writes: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SegmentCacheEntry(SQLModel, table=True):
+    __tablename__ = "segment_cache"
+    __table_args__ = (Index("ix_segment_cache_pair", "source_lang", "target_lang"),)
+
+    # sha256(normalized text, source, target, model version)
+    key: str = Field(primary_key=True, max_length=64)
+    source_lang: str = Field(max_length=16)
+    target_lang: str = Field(max_length=16)
+    model_version: str = Field(max_length=128)
+    translation: str = Field(sa_column=Column(Text, nullable=False))
+    score: float = 0.0
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,22 @@
+"""Inference clients: ``open_inference(settings)`` picks one from MTB_INFERENCE."""
+
+from __future__ import annotations
+
+from control_plane.inference.base import InferenceClient, InferenceUnavailable
+from control_plane.inference.local import LocalInferenceClient
+
+__all__ = ["InferenceClient", "InferenceUnavailable", "LocalInferenceClient", "open_inference"]
+
+
+def open_inference(settings) -> InferenceClient:  # noqa: ANN001
+    if settings.inference == "local":
+        from control_plane.engine import open_engine
+
+        return LocalInferenceClient(
+            factory=lambda: open_engine(settings), batch=settings.max_batch_sentences
+        )
+    if settings.inference == "triton":
+        from control_plane.inference.triton import TritonInferenceClient  # issue 4
+
+        return TritonInferenceClient(settings)
+    raise ValueError(f"MTB_INFERENCE must be local or triton, not {settings.inference!r}")

@@ -1,0 +1,78 @@
+"""In-process inference: the ONNX Runtime engine in a dedicated thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from control_plane.engine.base import Translation, TranslationEngine, UnsupportedPair
+from control_plane.inference.base import InferenceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class LocalInferenceClient:
+    """Runs ``engine.translate`` on one executor thread (the engine parallelises inside
+    with its own intra-op threads), so the event loop never blocks on the model.
+
+    ``engine`` may be given (tests, benchmarks) or a zero-argument factory that loads it
+    (``open_engine(settings)``), called in the executor by ``start()``."""
+
+    def __init__(self, engine: TranslationEngine | None = None, factory=None, batch: int = 32):  # noqa: ANN001
+        if engine is None and factory is None:
+            raise ValueError("give an engine or a factory")
+        self._engine = engine
+        self._factory = factory
+        self._batch = max(1, batch)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._error: BaseException | None = None
+
+    async def start(self) -> None:
+        if self._engine is not None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            self._engine = await loop.run_in_executor(self._pool, self._factory)
+        except Exception as exc:  # surfaced through /readyz and the log
+            self._error = exc
+            log.exception("engine failed to load")
+            raise
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def ready(self) -> bool:
+        return self._engine is not None
+
+    def _require(self) -> TranslationEngine:
+        if self._engine is None:
+            raise InferenceUnavailable("the translation engine is still loading")
+        return self._engine
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(self._require().pairs())
+
+    def model_version(self, source: str, target: str) -> str:
+        return self._require().model_version(source, target)
+
+    async def translate(
+        self,
+        segments: list[str],
+        source: str,
+        target: str,
+        priority: str = "normal",
+        timeout: float | None = None,
+    ) -> list[Translation]:
+        engine = self._require()
+        if (source, target) not in set(engine.pairs()):
+            raise UnsupportedPair(source, target, list(engine.pairs()))
+        if not segments:
+            return []
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._pool, engine.translate, list(segments), source, target)
+        return await asyncio.wait_for(fut, timeout)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
