@@ -1,0 +1,1 @@
+"""Benchmarks and evaluation: ``python -m bench`` (``make bench``)."""

