@@ -1,0 +1,166 @@
+"""``create_app(settings)``: the aiohttp application with every part wired in.
+
+Usable from tests and benchmarks as well as ``mtctl serve``:
+
+    app = create_app(settings)                       # engine per MTB_INFERENCE
+    app = create_app(settings, client=my_client)     # any InferenceClient (fakes, Triton)
+
+Startup (``cleanup_ctx``): migrate the database, start the queue and the callback sender,
+then load the engine in the background (``/healthz`` answers at once, ``/readyz`` says 503
+until the engine is loaded), re-publish unfinished chunks and start the workers. Shutdown
+stops the workers (in-flight chunks stay ``running`` in the DB and are re-published on the
+next start), closes the queue, the client and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from control_plane.auth import Authenticator, RateLimiter
+from control_plane.cache import SegmentCache
+from control_plane.callbacks import CallbackSender
+from control_plane.db import Database, Job
+from control_plane.inference import open_inference
+from control_plane.inference.base import InferenceClient
+from control_plane.jobs.service import JobService
+from control_plane.metrics import Metrics
+from control_plane.queue import ChunkQueue, open_queue
+from control_plane.settings import Settings
+from control_plane.workers import Worker
+
+from . import openapi
+from .errors import error_middleware
+from .routes import jobs, meta, translate
+from .state import SERVICES, Services
+
+log = logging.getLogger(__name__)
+
+
+def build_services(
+    settings: Settings,
+    client: InferenceClient | None = None,
+    queue: ChunkQueue | None = None,
+) -> Services:
+    db = Database(settings.effective_database_url)
+    metrics = Metrics()
+    queue = queue or open_queue(settings)
+    cache = SegmentCache(db.engine, settings.cache_size)
+    svc = Services(
+        settings=settings,
+        db=db,
+        queue=queue,
+        client=client or open_inference(settings),
+        cache=cache,
+        jobs=JobService(db, queue, cache, settings),
+        auth=Authenticator(db.engine, settings.jwt_secret),
+        limiter=RateLimiter(
+            {
+                "basic": settings.rate_limit_basic,
+                "pro": settings.rate_limit_pro,
+                "enterprise": settings.rate_limit_enterprise,
+            }
+        ),
+        metrics=metrics,
+        callbacks=CallbackSender(
+            settings.effective_callback_secret,
+            attempts=settings.callback_attempts,
+            backoff_s=settings.callback_backoff_s,
+            timeout_s=settings.callback_timeout_s,
+            on_result=lambda ok: metrics.callbacks.labels("ok" if ok else "gave_up").inc(),
+        ),
+    )
+    svc.jobs.on_finished = _finisher(svc)
+    return svc
+
+
+def _finisher(svc: Services):  # noqa: ANN202
+    async def on_finished(job: Job) -> None:
+        m = svc.metrics
+        m.jobs_finished.labels(job.priority, job.status).inc()
+        if job.status == "completed":
+            if job.completed_at and job.created_at:
+                latency = (job.completed_at - job.created_at).total_seconds()
+                m.job_latency.labels(job.priority).observe(max(latency, 0.0))
+            m.cost.inc(job.actual_cost or 0.0)
+        log.info(
+            f"job {job.status}",
+            extra={"job_id": job.id, "user_id": job.user_id, "priority": job.priority,
+                   "status": job.status, "words": job.word_count},
+        )  # fmt: skip
+        if job.callback_url and job.status in ("completed", "failed"):
+            svc.callbacks.send(
+                job.callback_url,
+                {
+                    "event": f"job.{job.status}",
+                    "job_id": job.id,
+                    "status": job.status,
+                    "priority": job.priority,
+                    "source_lang": job.source_lang,
+                    "target_lang": job.target_lang,
+                    "word_count": job.word_count,
+                    "error": job.error,
+                    "actual_cost": job.actual_cost,
+                    "result_url": f"/api/v1/jobs/{job.id}/result",
+                },
+            )
+
+    return on_finished
+
+
+async def _boot(app: web.Application) -> None:
+    svc = app[SERVICES]
+    try:
+        await svc.client.start()
+    except Exception as exc:  # noqa: BLE001 - reported by /readyz
+        svc.engine_error = f"{type(exc).__name__}: {exc}"
+        return
+    await svc.jobs.recover()
+    if svc.settings.queue == "memory":  # with Kafka, workers run as `mtctl worker`
+        for i in range(max(1, svc.settings.workers)):
+            w = Worker(f"worker-{i}", svc.queue, svc.jobs, svc.client, svc.metrics, svc.settings)
+            svc.workers.append(asyncio.create_task(w.run(), name=f"worker-{i}"))
+    log.info("service ready", extra={"pairs": str(svc.client.pairs())})
+
+
+async def _lifecycle(app: web.Application):  # noqa: ANN202
+    svc = app[SERVICES]
+    await svc.db.run(svc.db.migrate)
+    await svc.queue.start()
+    await svc.callbacks.start()
+    boot = asyncio.create_task(_boot(app), name="boot")
+    yield
+    boot.cancel()
+    for task in svc.workers:
+        task.cancel()
+    for task in [boot, *svc.workers]:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await svc.queue.close()
+    await svc.callbacks.close()
+    await svc.client.close()
+    svc.db.close()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    client: InferenceClient | None = None,
+    queue: ChunkQueue | None = None,
+) -> web.Application:
+    settings = settings or Settings.from_env()
+    svc = build_services(settings, client=client, queue=queue)
+    app = web.Application(
+        middlewares=[error_middleware(svc.metrics)],
+        client_max_size=settings.max_body_bytes + 1024,
+    )
+    app[SERVICES] = svc
+    app.add_routes(translate.routes)
+    app.add_routes(jobs.routes)
+    app.add_routes(meta.routes)
+    app.add_routes(openapi.routes)
+    app.cleanup_ctx.append(_lifecycle)
+    return app

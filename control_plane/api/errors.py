@@ -1,0 +1,89 @@
+"""Exceptions -> clear JSON errors. Any input gets a 4xx with a message, never a 500."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details, self.headers = details, headers or {}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return web.Response(
+        status=status,
+        text=json.dumps({"error": body}, default=str),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "content_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+}
+
+
+def error_middleware(metrics=None):  # noqa: ANN001, ANN201
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # noqa: ANN001, ANN202
+        route = request.match_info.route.resource
+        route_name = route.canonical if route is not None else "unmatched"
+        try:
+            resp = await handler(request)
+        except ApiError as exc:
+            resp = error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        except web.HTTPRequestEntityTooLarge as exc:
+            resp = error_response(413, "content_too_large", exc.text or "request body too large")
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = _HTTP_CODES.get(exc.status, "http_error")
+            message = exc.reason or code
+            if exc.status == 404:
+                message = f"no such endpoint: {request.method} {request.path}"
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            resp = error_response(exc.status, code, message, headers=headers)
+        except Exception:  # a bug: say so without leaking internals
+            log.exception("unhandled error", extra={"path": request.path})
+            if metrics is not None:
+                metrics.errors.labels("http_500").inc()
+            resp = error_response(500, "internal_error", "internal error; it has been logged")
+        if metrics is not None:
+            metrics.http_requests.labels(request.method, route_name, str(resp.status)).inc()
+        return resp
+
+    return middleware

@@ -1,0 +1,148 @@
+"""Job status, result, listing and cancel; a user only ever sees their own jobs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from control_plane.db import Job
+from control_plane.jobs.service import JobConflict, JobNotFound, elapsed_speed
+
+from ..errors import ApiError
+from ..protocol import JobList, JobResult, JobView
+from ..state import authenticate, services
+
+routes = web.RouteTableDef()
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+
+
+def job_view(job: Job) -> JobView:
+    progress = job.words_processed / job.word_count if job.word_count else 1.0
+    if job.status == "completed":
+        progress = 1.0
+    return JobView(
+        job_id=job.id,
+        status=job.status,
+        priority=job.priority,
+        source_lang=job.source_lang,
+        target_lang=job.target_lang,
+        word_count=job.word_count,
+        words_processed=job.words_processed,
+        progress=round(min(progress, 1.0), 4),
+        current_speed=elapsed_speed(job),
+        chunks_total=job.chunk_count,
+        chunks_done=job.chunks_done,
+        cached_segments=job.cached_segments,
+        estimated_completion=job.estimated_completion,
+        estimated_cost=job.estimated_cost,
+        actual_cost=job.actual_cost,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        error=job.error,
+        links={"self": f"/api/v1/jobs/{job.id}", "result": f"/api/v1/jobs/{job.id}/result"},
+    )
+
+
+def _json(model, status: int = 200) -> web.Response:  # noqa: ANN001
+    return web.Response(
+        status=status, text=model.model_dump_json(), content_type="application/json"
+    )
+
+
+async def _load(request: web.Request) -> Job:
+    svc = services(request)
+    who = await authenticate(request)
+    job_id = request.match_info["job_id"]
+    try:
+        return await svc.jobs.get(who.user_id, job_id)
+    except JobNotFound as exc:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r}") from exc
+
+
+@routes.get("/api/v1/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    return _json(job_view(await _load(request)))
+
+
+@routes.get("/api/v1/jobs/{job_id}/result")
+async def get_result(request: web.Request) -> web.Response:
+    job = await _load(request)
+    if job.status != "completed":
+        code = {"failed": "job_failed", "cancelled": "job_cancelled"}.get(job.status, "not_ready")
+        message = {
+            "failed": f"job failed: {job.error}",
+            "cancelled": "job was cancelled; there is no result",
+        }.get(job.status, f"job is {job.status}; poll /api/v1/jobs/{job.id} until completed")
+        raise ApiError(409, code, message, details={"status": job.status})
+    return _json(
+        JobResult(
+            job_id=job.id,
+            status=job.status,
+            source_lang=job.source_lang,
+            target_lang=job.target_lang,
+            model_version=job.model_version,
+            word_count=job.word_count,
+            translated_text=job.result_text or "",
+            actual_cost=job.actual_cost,
+            completed_at=job.completed_at,
+        )
+    )
+
+
+@routes.delete("/api/v1/jobs/{job_id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    svc = services(request)
+    who = await authenticate(request)
+    job_id = request.match_info["job_id"]
+    try:
+        job = await svc.jobs.cancel(who.user_id, job_id)
+    except JobNotFound as exc:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r}") from exc
+    except JobConflict as exc:
+        raise ApiError(409, "job_finished", str(exc), details={"status": exc.job.status}) from exc
+    return _json(job_view(job))
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{name} must be an integer from {lo} to {hi}",
+            details=[{"field": name, "message": f"integer from {lo} to {hi}"}],
+        )
+    return value
+
+
+@routes.get("/api/v1/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    svc = services(request)
+    who = await authenticate(request)
+    limit = _int_param(request, "limit", 20, 1, 100)
+    offset = _int_param(request, "offset", 0, 0, 10_000_000)
+    status = request.query.get("status")
+    if status is not None and status not in STATUSES:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"status must be one of {', '.join(STATUSES)}",
+            details=[{"field": "status", "message": "unknown status"}],
+        )
+    jobs, total = await svc.jobs.list(who.user_id, limit, offset, status)
+    next_offset = offset + limit if offset + limit < total else None
+    return _json(
+        JobList(
+            jobs=[job_view(j) for j in jobs],
+            total=total,
+            limit=limit,
+            offset=offset,
+            next_offset=next_offset,
+        )
+    )

@@ -1,0 +1,45 @@
+"""``mtctl serve``: the REST service (embedded mode by default: SQLite, in-process queue
+and engine). SIGTERM and SIGINT shut it down cleanly: in-flight requests finish, workers
+stop, and unfinished chunks are picked up again on the next start."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the REST service (settings from MTB_* variables)")
+    p.add_argument("--host", default=None, help="bind address (MTB_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (MTB_PORT, default 8080)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from control_plane import logs
+    from control_plane.api import create_app
+    from control_plane.settings import Settings
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = Settings.from_env(**overrides)
+    logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)
+    log = logging.getLogger("control_plane.serve")
+    log.info(
+        "starting",
+        extra={"host": settings.host, "port": settings.port, "queue": settings.queue,
+               "inference": settings.inference,
+               "database": settings.effective_database_url.split("@")[-1]},
+    )  # fmt: skip
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=lambda msg: log.info(msg.strip().splitlines()[0]),
+        shutdown_timeout=10.0,
+        access_log=None,
+        handle_signals=True,
+    )
+    log.info("stopped")
+    return 0

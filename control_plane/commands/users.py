@@ -1,0 +1,76 @@
+"""``mtctl users``: create users (prints the API key last), list them, mint JWTs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("users", help="manage API users and keys")
+    us = p.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    c = us.add_parser("create", help="create a user; the API key is the last line of stdout")
+    c.add_argument("--email", required=True)
+    c.add_argument("--tier", choices=["basic", "pro", "enterprise"], default="basic")
+    c.set_defaults(func=create)
+    ls = us.add_parser("list", help="list users (never their keys)")
+    ls.set_defaults(func=list_users)
+    t = us.add_parser("token", help="print a JWT for a user (signed with MTB_JWT_SECRET)")
+    t.add_argument("--email", required=True)
+    t.add_argument("--ttl", type=int, default=None, help="seconds (default MTB_JWT_TTL_S)")
+    t.set_defaults(func=token)
+
+
+def _db():  # noqa: ANN202
+    from control_plane.db import Database
+    from control_plane.settings import Settings
+
+    settings = Settings.from_env()
+    db = Database(settings.effective_database_url)
+    db.migrate()
+    return settings, db
+
+
+def create(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import IntegrityError
+
+    from control_plane.auth import create_user
+
+    _, db = _db()
+    try:
+        user, key = create_user(db.engine, args.email, args.tier)
+    except IntegrityError:
+        print(f"error: a user with email {args.email} already exists", file=sys.stderr)
+        return 1
+    print(f"user {user.id} email {user.email} tier {user.tier}")
+    print("API key (shown once; store it now):")
+    print(key)
+    return 0
+
+
+def list_users(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from control_plane.db import User
+
+    _, db = _db()
+    with db.session() as session:
+        for u in session.execute(select(User).order_by(User.created_at)).scalars():
+            print(f"{u.id}\t{u.email}\t{u.tier}\t{u.api_key_prefix}...\t{u.created_at:%Y-%m-%d}")
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from control_plane.auth import issue_jwt
+    from control_plane.db import User
+
+    settings, db = _db()
+    with db.session() as session:
+        user = session.execute(select(User).where(User.email == args.email)).scalar_one_or_none()
+    if user is None:
+        print(f"error: no user {args.email}", file=sys.stderr)
+        return 1
+    print(issue_jwt(user.id, settings.jwt_secret, args.ttl or settings.jwt_ttl_s))
+    return 0

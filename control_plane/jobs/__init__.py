@@ -1,0 +1,1 @@
+"""Jobs: chunking and the job service (submit, progress, assemble, cancel)."""

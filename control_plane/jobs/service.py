@@ -1,0 +1,387 @@
+"""Jobs: submit in one transaction, track progress, assemble, cancel.
+
+The database is the source of truth; the queue only carries small chunk messages. All
+blocking DB work runs on ``Database.run`` (a thread pool), so this is safe to call from the
+event loop. Chunk results are written idempotently: a chunk moves to ``done`` once (the
+``writes`` counter and the (job_id, chunk_index) unique constraint prove it), and only the
+writer that completes the last chunk assembles the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from control_plane.cache import SegmentCache
+from control_plane.db import Chunk, Database, Job, utcnow
+from control_plane.jobs.chunking import Layout, count_words, split_chunks
+from control_plane.queue.base import PRIORITY_RANK, ChunkMessage, ChunkQueue
+
+log = logging.getLogger(__name__)
+ACTIVE = ("queued", "running")
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class JobConflict(Exception):
+    """The job is in a state that does not allow the operation (e.g. cancel a finished job)."""
+
+    def __init__(self, message: str, job: Job):
+        super().__init__(message)
+        self.job = job
+
+
+@dataclass
+class SubmitRequest:
+    user_id: str
+    text: str
+    source_lang: str
+    target_lang: str
+    priority: str = "normal"
+    callback_url: str | None = None
+
+
+class Throughput:
+    """Measured engine words/s (EWMA); seeds the estimates before anything ran."""
+
+    def __init__(self, initial_wps: float):
+        self.wps = max(initial_wps, 1e-3)
+
+    def observe(self, words: int, seconds: float) -> None:
+        if words > 0 and seconds > 0:
+            self.wps = 0.8 * self.wps + 0.2 * (words / seconds)
+
+
+class JobService:
+    def __init__(self, db: Database, queue: ChunkQueue, cache: SegmentCache, settings):  # noqa: ANN001
+        self.db = db
+        self.queue = queue
+        self.cache = cache
+        self.settings = settings
+        self.throughput = Throughput(settings.throughput_wps)
+        self.pending_words = {p: 0 for p in PRIORITY_RANK}
+        self.cancelled: set[str] = set()
+        self.engine_seconds: dict[str, float] = {}
+        self.on_finished = None  # async callable(job) set by the app (metrics, callbacks)
+
+    # -- estimates -----------------------------------------------------------------
+
+    def cost_for_seconds(self, seconds: float) -> float:
+        return round(seconds / 3600.0 * self.settings.price_per_hour, 6)
+
+    def estimate(self, words: int, priority: str) -> tuple[float, float]:
+        """(seconds until done, cost in USD) from measured throughput and the backlog
+        at the same or a more urgent priority."""
+        ahead = sum(
+            w for p, w in self.pending_words.items() if PRIORITY_RANK[p] <= PRIORITY_RANK[priority]
+        )
+        seconds = (ahead + words) / self.throughput.wps
+        return seconds, self.cost_for_seconds(words / self.throughput.wps)
+
+    # -- submit --------------------------------------------------------------------
+
+    def _plan(self, req: SubmitRequest, model_version: str):  # noqa: ANN202
+        chunks = split_chunks(req.text, self.settings.chunk_words, req.source_lang)
+        layouts = [Layout.parse(c, req.source_lang) for c in chunks]
+        segments = [s for lay in layouts for s in lay.segments]
+        hits = self.cache.get_many(segments, req.source_lang, req.target_lang, model_version)
+        rendered = None
+        if len(hits) == len(segments):  # fully cached: never touches the engine
+            it = iter(range(len(segments)))
+            rendered = [lay.render([hits[next(it)].text for _ in lay.segments]) for lay in layouts]
+        return chunks, len(segments), len(hits), rendered
+
+    def _insert(
+        self, req: SubmitRequest, model_version: str, planned, est_s: float, cost: float
+    ) -> Job:  # noqa: ANN001
+        chunks, n_segments, n_hits, rendered = planned
+        now = utcnow()
+        done = rendered is not None
+        job = Job(
+            id=str(uuid.uuid4()),
+            user_id=req.user_id,
+            status="completed" if done else "queued",
+            priority=req.priority,
+            source_lang=req.source_lang,
+            target_lang=req.target_lang,
+            model_version=model_version,
+            word_count=count_words(req.text),
+            chunk_count=len(chunks),
+            chunks_done=len(chunks) if done else 0,
+            segment_count=n_segments,
+            cached_segments=n_hits,
+            source_text=req.text,
+            result_text="".join(rendered) if done else None,
+            callback_url=req.callback_url,
+            estimated_cost=0.0 if done else cost,
+            actual_cost=0.0 if done else None,
+            estimated_completion=now if done else now + timedelta(seconds=est_s),
+            created_at=now,
+            started_at=now if done else None,
+            completed_at=now if done else None,
+        )
+        if done:
+            job.words_processed = job.word_count
+        with self.db.session() as session:
+            session.add(job)
+            session.flush()
+            for i, text in enumerate(chunks):
+                session.add(
+                    Chunk(
+                        job_id=job.id,
+                        chunk_index=i,
+                        status="done" if done else "queued",
+                        word_count=count_words(text),
+                        source_text=text,
+                        result_text=rendered[i] if done else None,
+                        writes=1 if done else 0,
+                        updated_at=now,
+                    )
+                )
+            session.commit()
+        return job
+
+    async def submit(self, req: SubmitRequest, model_version: str) -> Job:
+        planned = await asyncio.to_thread(self._plan, req, model_version)
+        words = count_words(req.text)
+        est_s, cost = self.estimate(words, req.priority)
+        job = await self.db.run(self._insert, req, model_version, planned, est_s, cost)
+        if job.status == "completed":
+            log.info("job served from cache", extra={"job_id": job.id, "words": words})
+            if self.on_finished is not None:
+                await self.on_finished(job)
+            return job
+        await self._publish_chunks(job, planned[0])
+        log.info(
+            "job queued",
+            extra={"job_id": job.id, "user_id": job.user_id, "priority": job.priority,
+                   "words": words, "chunks": job.chunk_count},
+        )  # fmt: skip
+        return job
+
+    async def _publish_chunks(self, job: Job, chunk_texts: list[str], only=None) -> None:  # noqa: ANN001
+        for i, text in enumerate(chunk_texts):
+            if only is not None and i not in only:
+                continue
+            n = count_words(text)
+            self.pending_words[job.priority] += n
+            await self.queue.publish(
+                ChunkMessage(
+                    job_id=job.id,
+                    chunk_index=i,
+                    priority=job.priority,
+                    source_lang=job.source_lang,
+                    target_lang=job.target_lang,
+                    word_count=n,
+                )
+            )
+
+    # -- reads ---------------------------------------------------------------------
+
+    def _get(self, user_id: str | None, job_id: str) -> Job:
+        with self.db.session() as session:
+            job = session.get(Job, job_id)
+            if job is None or (user_id is not None and job.user_id != user_id):
+                raise JobNotFound(job_id)
+            return job
+
+    async def get(self, user_id: str | None, job_id: str) -> Job:
+        return await self.db.run(self._get, user_id, job_id)
+
+    def _list(self, user_id: str, limit: int, offset: int, status: str | None):  # noqa: ANN202
+        with self.db.session() as session:
+            q = select(Job).where(Job.user_id == user_id)
+            cq = select(func.count()).select_from(Job).where(Job.user_id == user_id)
+            if status:
+                q = q.where(Job.status == status)
+                cq = cq.where(Job.status == status)
+            total = session.execute(cq).scalar_one()
+            rows = session.execute(
+                q.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+            ).scalars()
+            return list(rows), total
+
+    async def list(self, user_id: str, limit: int, offset: int, status: str | None = None):  # noqa: ANN201
+        return await self.db.run(self._list, user_id, limit, offset, status)
+
+    # -- cancel --------------------------------------------------------------------
+
+    def _cancel(self, user_id: str, job_id: str) -> Job:
+        with self.db.session() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.user_id != user_id:
+                raise JobNotFound(job_id)
+            now = utcnow()
+            res = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE))
+                .values(status="cancelled", completed_at=now, error="cancelled by the user")
+            )
+            if res.rowcount != 1:
+                session.rollback()
+                job = session.get(Job, job_id)
+                raise JobConflict(f"job is already {job.status}", job)
+            session.execute(
+                update(Chunk)
+                .where(Chunk.job_id == job_id, Chunk.status.in_(ACTIVE))
+                .values(status="cancelled", updated_at=now)
+            )
+            session.commit()
+            session.refresh(job)
+            return job
+
+    async def cancel(self, user_id: str, job_id: str) -> Job:
+        job = await self.db.run(self._cancel, user_id, job_id)
+        self.cancelled.add(job_id)
+        if self.on_finished is not None:
+            await self.on_finished(job)
+        return job
+
+    # -- worker side ---------------------------------------------------------------
+
+    def claim_chunk(self, job_id: str, chunk_index: int):  # noqa: ANN201
+        """Blocking. (job, chunk) to work on, or None when there is nothing to do."""
+        with self.db.session() as session:
+            row = session.execute(
+                select(Job.status, Job.priority, Job.model_version, Chunk)
+                .join(Chunk, Chunk.job_id == Job.id)
+                .where(Job.id == job_id, Chunk.chunk_index == chunk_index)
+            ).first()
+            if row is None:
+                return None
+            status, _, _, chunk = row
+            if status not in ACTIVE or chunk.status not in ACTIVE:
+                return None
+            now = utcnow()
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "queued")
+                .values(status="running", started_at=now)
+            )
+            session.execute(
+                update(Chunk)
+                .where(Chunk.id == chunk.id)
+                .values(status="running", attempts=Chunk.attempts + 1, updated_at=now)
+            )
+            session.commit()
+            return chunk
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return job_id in self.cancelled
+
+    def complete_chunk(self, job_id: str, chunk_index: int, result: str, words: int) -> Job | None:
+        """Blocking, idempotent. Returns the job when this write completed it."""
+        with self.db.session() as session:
+            now = utcnow()
+            res = session.execute(
+                update(Chunk)
+                .where(
+                    Chunk.job_id == job_id,
+                    Chunk.chunk_index == chunk_index,
+                    Chunk.status.in_(ACTIVE),
+                )
+                .values(status="done", result_text=result, writes=Chunk.writes + 1, updated_at=now)
+            )
+            if res.rowcount != 1:
+                session.rollback()
+                return None
+            res = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE))
+                .values(
+                    chunks_done=Job.chunks_done + 1,
+                    words_processed=Job.words_processed + words,
+                )
+            )
+            if res.rowcount != 1:
+                session.rollback()
+                return None
+            job = session.execute(
+                select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+            ).scalar_one()
+            if job.chunks_done < job.chunk_count:
+                session.commit()
+                return None
+            parts = session.execute(
+                select(Chunk.result_text).where(Chunk.job_id == job_id).order_by(Chunk.chunk_index)
+            ).scalars()
+            job.result_text = "".join(p or "" for p in parts)
+            job.status = "completed"
+            job.completed_at = now
+            job.actual_cost = self.cost_for_seconds(self.engine_seconds.pop(job_id, 0.0))
+            session.add(job)
+            session.commit()
+            return job
+
+    def fail_chunk(self, job_id: str, chunk_index: int, error: str) -> Job | None:
+        """Blocking. Marks the chunk and its job failed; returns the job if it changed."""
+        with self.db.session() as session:
+            now = utcnow()
+            session.execute(
+                update(Chunk)
+                .where(Chunk.job_id == job_id, Chunk.chunk_index == chunk_index)
+                .values(status="failed", error=error, updated_at=now)
+            )
+            res = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE))
+                .values(status="failed", error=error, completed_at=now)
+            )
+            session.commit()
+            if res.rowcount != 1:
+                return None
+            return session.get(Job, job_id)
+
+    def chunk_done(self, msg: ChunkMessage) -> None:
+        self.pending_words[msg.priority] = max(0, self.pending_words[msg.priority] - msg.word_count)
+
+    # -- recovery ------------------------------------------------------------------
+
+    def _unfinished(self):  # noqa: ANN202
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Job, Chunk.chunk_index, Chunk.word_count)
+                .join(Chunk, Chunk.job_id == Job.id)
+                .where(Job.status.in_(ACTIVE), Chunk.status.in_(ACTIVE))
+                .order_by(Job.created_at, Chunk.chunk_index)
+            ).all()
+            return [(job, idx, words) for job, idx, words in rows]
+
+    async def recover(self) -> int:
+        """Re-publish chunks of unfinished jobs (the in-process queue died with the last
+        process). Returns how many chunks were re-published."""
+        rows = await self.db.run(self._unfinished)
+        for job, idx, words in rows:
+            self.pending_words[job.priority] += words
+            await self.queue.publish(
+                ChunkMessage(job.id, idx, job.priority, job.source_lang, job.target_lang, words)
+            )
+        if rows:
+            log.info("re-published unfinished chunks", extra={"chunks": len(rows)})
+        return len(rows)
+
+
+def elapsed_speed(job: Job) -> float:
+    """Words per second for this job since it started."""
+    if not job.started_at or not job.words_processed:
+        return 0.0
+    end = job.completed_at or utcnow()
+    seconds = max((end - job.started_at).total_seconds(), 1e-3)
+    return round(job.words_processed / seconds, 2)
+
+
+__all__ = [
+    "JobConflict",
+    "JobNotFound",
+    "JobService",
+    "SubmitRequest",
+    "Throughput",
+    "elapsed_speed",
+]

@@ -1,0 +1,200 @@
+"""A worker: chunks from the queue -> sentence segments -> cache -> batched inference ->
+results in the database -> ack.
+
+One worker takes chunks until it holds about ``batch_words`` words (several small jobs, or
+one chunk of a long document), so batches mix segments from many chunks and jobs while a
+long document never holds the worker for more than one chunk: a critical job waits at most
+about one chunk's inference time. Segments are deduplicated, sorted most urgent first and
+sent in batches of ``max_batch_sentences``; before every batch cancelled jobs are dropped,
+so cancelling stops engine work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from control_plane.engine.base import Translation, UnsupportedPair
+from control_plane.inference.base import InferenceClient, InferenceUnavailable
+from control_plane.jobs.chunking import Layout, count_words
+from control_plane.jobs.service import JobService
+from control_plane.metrics import Metrics
+from control_plane.queue.base import PRIORITY_RANK, ChunkQueue, Delivery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Work:
+    delivery: Delivery
+    layout: Layout
+    words: int
+    translations: dict[int, Translation] = field(default_factory=dict)
+
+    @property
+    def msg(self):  # noqa: ANN201
+        return self.delivery.message
+
+
+class Worker:
+    def __init__(
+        self,
+        name: str,
+        queue: ChunkQueue,
+        jobs: JobService,
+        client: InferenceClient,
+        metrics: Metrics,
+        settings,  # noqa: ANN001
+    ):
+        self.name = name
+        self.queue = queue
+        self.jobs = jobs
+        self.client = client
+        self.metrics = metrics
+        self.settings = settings
+        self._stopping = False
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                deliveries = await self.queue.consume(self.settings.batch_words, timeout=1.0)
+                if deliveries:
+                    await self.process(deliveries)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one bad batch kill the worker
+                self.metrics.errors.labels("worker").inc()
+                log.exception("worker batch failed", extra={"worker": self.name})
+                await asyncio.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def process(self, deliveries: list[Delivery]) -> None:
+        db = self.jobs.db
+        works: list[_Work] = []
+        for d in deliveries:
+            m = d.message
+            chunk = await db.run(self.jobs.claim_chunk, m.job_id, m.chunk_index)
+            if chunk is None:  # cancelled, finished, or already written: nothing to do
+                self.jobs.chunk_done(m)
+                await self.queue.ack(d)
+                continue
+            layout = await asyncio.to_thread(Layout.parse, chunk.source_text, m.source_lang)
+            works.append(_Work(d, layout, chunk.word_count))
+        if not works:
+            return
+        await self._fill_from_cache(works)
+        try:
+            await self._translate(works)
+        except (InferenceUnavailable, TimeoutError, UnsupportedPair, RuntimeError, OSError) as exc:
+            await self._retry_or_fail(works, exc)
+            return
+        for w in works:
+            await self._finish(w)
+
+    async def _fill_from_cache(self, works: list[_Work]) -> None:
+        by_pair: dict[tuple[str, str], list[_Work]] = {}
+        for w in works:
+            by_pair.setdefault((w.msg.source_lang, w.msg.target_lang), []).append(w)
+        for (src, tgt), group in by_pair.items():
+            version = self.client.model_version(src, tgt)
+            texts = [s for w in group for s in w.layout.segments]
+            hits = await self.jobs.db.run(self.jobs.cache.get_many, texts, src, tgt, version)
+            self.metrics.record_cache(len(hits), len(texts) - len(hits))
+            pos = 0
+            for w in group:
+                for i in range(len(w.layout.segments)):
+                    if pos + i in hits:
+                        w.translations[i] = hits[pos + i]
+                pos += len(w.layout.segments)
+
+    async def _translate(self, works: list[_Work]) -> None:
+        # unique missing segments per pair, each remembering who wants it
+        wanted: dict[tuple[str, str], dict[str, list[tuple[_Work, int]]]] = {}
+        urgency: dict[tuple[tuple[str, str], str], int] = {}
+        for w in works:
+            pair = (w.msg.source_lang, w.msg.target_lang)
+            rank = PRIORITY_RANK[w.msg.priority]
+            for i, seg in enumerate(w.layout.segments):
+                if i in w.translations:
+                    continue
+                wanted.setdefault(pair, {}).setdefault(seg, []).append((w, i))
+                key = (pair, seg)
+                urgency[key] = min(urgency.get(key, 9), rank)
+        size = max(1, self.settings.max_batch_sentences)
+        for pair, segs in wanted.items():
+            order = sorted(segs, key=lambda s: urgency[(pair, s)])
+            for start in range(0, len(order), size):
+                batch = [
+                    s
+                    for s in order[start : start + size]
+                    if any(not self.jobs.is_cancelled(w.msg.job_id) for w, _ in segs[s])
+                ]
+                if not batch:
+                    continue
+                rank = min(urgency[(pair, s)] for s in batch)
+                priority = next(p for p, r in PRIORITY_RANK.items() if r == rank)
+                t0 = time.perf_counter()
+                out = await self.client.translate(
+                    batch,
+                    pair[0],
+                    pair[1],
+                    priority=priority,
+                    timeout=self.settings.inference_timeout_s,
+                )
+                elapsed = time.perf_counter() - t0
+                self.metrics.inference_seconds.labels(priority).observe(elapsed)
+                self.metrics.batch_size.observe(len(batch))
+                self.metrics.segments_translated.labels(f"{pair[0]}-{pair[1]}").inc(len(batch))
+                words = sum(count_words(s) for s in batch) or 1
+                self.jobs.throughput.observe(words, elapsed)
+                for seg, tr in zip(batch, out, strict=True):
+                    share = elapsed * count_words(seg) / words
+                    for w, i in segs[seg]:
+                        w.translations[i] = tr
+                        jid = w.msg.job_id
+                        self.jobs.engine_seconds[jid] = self.jobs.engine_seconds.get(jid, 0) + share
+                version = self.client.model_version(*pair)
+                await self.jobs.db.run(
+                    self.jobs.cache.put_many, batch, out, pair[0], pair[1], version
+                )
+
+    async def _finish(self, w: _Work) -> None:
+        m = w.msg
+        if self.jobs.is_cancelled(m.job_id) or len(w.translations) < len(w.layout.segments):
+            self.jobs.chunk_done(m)
+            await self.queue.ack(w.delivery)
+            return
+        text = w.layout.render([w.translations[i].text for i in range(len(w.layout.segments))])
+        job = await self.jobs.db.run(
+            self.jobs.complete_chunk, m.job_id, m.chunk_index, text, w.words
+        )
+        self.metrics.record_words(f"{m.source_lang}-{m.target_lang}", w.words)
+        self.jobs.chunk_done(m)
+        await self.queue.ack(w.delivery)
+        if job is not None and self.jobs.on_finished is not None:
+            await self.jobs.on_finished(job)
+
+    async def _retry_or_fail(self, works: list[_Work], exc: BaseException) -> None:
+        self.metrics.errors.labels("inference").inc()
+        for w in works:
+            m = w.msg
+            if m.attempt + 1 < self.settings.max_chunk_attempts:
+                log.warning(
+                    "chunk failed, retrying",
+                    extra={"job_id": m.job_id, "chunk": m.chunk_index, "attempt": m.attempt + 1,
+                           "error": repr(exc)},
+                )  # fmt: skip
+                await asyncio.sleep(min(2**m.attempt, 10) * 0.5)
+                await self.queue.nack(w.delivery, requeue=True)
+                continue
+            error = f"translation failed after {m.attempt + 1} attempts: {exc}"
+            job = await self.jobs.db.run(self.jobs.fail_chunk, m.job_id, m.chunk_index, error)
+            self.jobs.chunk_done(m)
+            await self.queue.ack(w.delivery)
+            log.error("chunk failed for good", extra={"job_id": m.job_id, "error": error})
+            if job is not None and self.jobs.on_finished is not None:
+                await self.jobs.on_finished(job)

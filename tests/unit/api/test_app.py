@@ -1,0 +1,186 @@
+"""The whole embedded path in one process with a fake engine (fast; no model)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from control_plane.api import create_app
+from control_plane.api.state import SERVICES
+from control_plane.auth import create_user, issue_jwt
+from control_plane.inference import LocalInferenceClient
+from control_plane.settings import Settings
+from tests.unit.api.fake_engine import FakeEngine
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(
+        data_dir=tmp_path,
+        model_dir=tmp_path / "models",
+        chunk_words=20,
+        batch_words=20,
+        max_words=500,
+        rate_limit_basic=5,
+        log_format="text",
+    )
+
+
+@pytest.fixture
+def engine():
+    return FakeEngine()
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings, engine):
+    app = create_app(settings, client=LocalInferenceClient(engine=engine))
+    c = await aiohttp_client(app)
+    svc = app[SERVICES]
+    for _ in range(100):
+        if svc.workers:
+            break
+        await asyncio.sleep(0.02)
+    c.svc = svc
+    return c
+
+
+def user(client, tier="enterprise", email=None):
+    import uuid
+
+    _, key = create_user(client.svc.db.engine, email or f"{uuid.uuid4()}@x.io", tier)
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def wait_done(client, job_id, headers, timeout=10.0):
+    for _ in range(int(timeout / 0.02)):
+        r = await client.get(f"/api/v1/jobs/{job_id}", headers=headers)
+        body = await r.json()
+        if body["status"] in ("completed", "failed", "cancelled"):
+            return body
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"job {job_id} not done: {body}")
+
+
+TEXT = (
+    "# Heading\n\nFirst sentence here. Second one follows!\n\n"
+    "  - item one is short.\n  - item two.\n\n" + "Word " * 30 + "end.\n"
+)
+
+
+async def test_submit_poll_result_each_priority(client):
+    h = user(client)
+    for priority in ("critical", "high", "normal"):
+        r = await client.post(
+            "/api/v1/translate",
+            json={"text": TEXT, "source_lang": "en", "target_lang": "pt", "priority": priority},
+            headers=h,
+        )
+        assert r.status == 202, await r.text()
+        sub = await r.json()
+        assert sub["priority"] == priority and sub["word_count"] == len(TEXT.split())
+        assert sub["estimated_cost"] >= 0 and sub["estimated_completion"]
+        done = await wait_done(client, sub["job_id"], h)
+        assert done["status"] == "completed" and done["progress"] == 1.0
+        res = await (await client.get(f"/api/v1/jobs/{sub['job_id']}/result", headers=h)).json()
+        out = res["translated_text"]
+        assert out.count("\n") == TEXT.count("\n")
+        assert out.startswith("# Heading [pt]\n\n")
+        assert "\n  - short. is one item [pt]\n  - two. item [pt]\n" in out
+
+
+async def test_fully_cached_job_never_touches_engine(client, engine):
+    h = user(client)
+    body = {"text": "Cache me please. And me too.", "source_lang": "en", "target_lang": "pt"}
+    first = await (await client.post("/api/v1/translate", json=body, headers=h)).json()
+    await wait_done(client, first["job_id"], h)
+    seen = engine.segments_seen
+    r = await client.post("/api/v1/translate", json=body, headers=h)
+    second = await r.json()
+    assert second["status"] == "completed"
+    assert engine.segments_seen == seen
+    metrics = await (await client.get("/metrics")).text()
+    assert "mtb_cache_hit_ratio" in metrics
+
+
+async def test_errors(client):
+    h = user(client)
+    post = client.post
+    r = await post("/api/v1/translate", json={"text": "x"})
+    assert r.status == 401
+    r = await post("/api/v1/translate", data=b"{nope", headers=h)
+    assert r.status == 400 and (await r.json())["error"]["code"] == "malformed_json"
+    r = await post(
+        "/api/v1/translate",
+        json={"text": "Hi.", "source_lang": "en", "target_lang": "de"},
+        headers=h,
+    )
+    assert r.status == 400 and "en-pt" in (await r.json())["error"]["message"]
+    r = await post(
+        "/api/v1/translate",
+        json={"text": "Hi.", "source_lang": "en", "target_lang": "pt", "priority": "urgent"},
+        headers=h,
+    )
+    assert r.status == 422
+    r = await post(
+        "/api/v1/translate",
+        json={"text": "w " * 600, "source_lang": "en", "target_lang": "pt"},
+        headers=h,
+    )
+    assert r.status == 413
+    r = await client.get("/api/v1/jobs/nope", headers=h)
+    assert r.status == 404
+    basic = user(client, "basic")
+    r = await post(
+        "/api/v1/translate",
+        json={"text": "Hi.", "source_lang": "en", "target_lang": "pt", "priority": "critical"},
+        headers=basic,
+    )
+    assert r.status == 403
+    statuses = [(await client.get("/api/v1/jobs", headers=basic)).status for _ in range(6)]
+    assert 429 in statuses
+    r = await client.get("/api/v1/jobs", headers=basic)
+    assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+async def test_isolation_cancel_list_and_jwt(client, settings, engine):
+    engine.delay_s = 0.05
+    a, b = user(client), user(client)
+    text = "One sentence here. " * 150
+    sub = await (
+        await client.post(
+            "/api/v1/translate",
+            json={"text": text, "source_lang": "en", "target_lang": "pt"},
+            headers=a,
+        )
+    ).json()
+    assert (await client.get(f"/api/v1/jobs/{sub['job_id']}", headers=b)).status == 404
+    assert (await client.delete(f"/api/v1/jobs/{sub['job_id']}", headers=b)).status == 404
+    r = await client.delete(f"/api/v1/jobs/{sub['job_id']}", headers=a)
+    assert r.status == 200 and (await r.json())["status"] == "cancelled"
+    await asyncio.sleep(0.3)
+    job = await (await client.get(f"/api/v1/jobs/{sub['job_id']}", headers=a)).json()
+    assert job["status"] == "cancelled" and job["chunks_done"] < job["chunks_total"]
+    assert (await client.get(f"/api/v1/jobs/{sub['job_id']}/result", headers=a)).status == 409
+    listed = await (await client.get("/api/v1/jobs?limit=1", headers=a)).json()
+    assert listed["total"] == 1 and listed["jobs"][0]["job_id"] == sub["job_id"]
+    assert (await client.get("/api/v1/jobs?limit=0", headers=a)).status == 422
+    assert (await client.get("/api/v1/jobs", headers=b)).status == 200
+    uid = client.svc.db.engine.connect().exec_driver_sql("select id from users limit 1").scalar()
+    token = issue_jwt(uid, settings.jwt_secret)
+    r = await client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"})
+    assert r.status == 200
+    r = await client.get("/api/v1/jobs", headers={"Authorization": "Bearer x.y.z"})
+    assert r.status == 401
+
+
+async def test_meta_endpoints(client):
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    langs = await (await client.get("/api/v1/languages")).json()
+    assert {"source": "en", "target": "pt", "model_version": "fake-enpt-1"} in langs["pairs"]
+    doc = await (await client.get("/openapi.json")).json()
+    assert "/api/v1/translate" in doc["paths"]
+    assert (await client.get("/docs")).status == 200
+    r = await client.get("/nope")
+    assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
