@@ -150,3 +150,28 @@ class SegmentCache:
     def hit_ratio(self) -> float:
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
+
+
+def cached_translate_sync(engine, settings, source: str, target: str):  # noqa: ANN001, ANN201
+    """For ``mtctl translate``: a callable (segments) -> list[str] that serves cached
+    segments from the service's cache (LRU + DB table) and translates and stores the rest.
+    Blank segments pass through untouched."""
+    cache = SegmentCache.open(settings)
+    version = engine.model_version(source, target)
+
+    def run(segments: list[str]) -> list[str]:
+        out: list[str | None] = [s if not s.strip() else None for s in segments]
+        todo = [i for i, s in enumerate(out) if s is None]
+        hits = cache.get_many([segments[i] for i in todo], source, target, version)
+        for j, tr in hits.items():
+            out[todo[j]] = tr.text
+        missing = [todo[j] for j in range(len(todo)) if j not in hits]
+        if missing:
+            texts = [segments[i] for i in missing]
+            translations = engine.translate(texts, source, target)
+            cache.put_many(texts, translations, source, target, version)
+            for i, tr in zip(missing, translations, strict=True):
+                out[i] = tr.text
+        return [s or "" for s in out]
+
+    return run
