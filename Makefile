@@ -41,6 +41,14 @@ test: venv venv-hf models
 test-unit: venv
 	$(PY) -m pytest -ra tests/unit
 
+# Real PostgreSQL, Kafka (KRaft) and Triton on loopback ports; state and logs in .services/.
+# Settings for shells and tests: set -a; . .services/env; set +a
+services: venv
+	$(PY) scripts/services.py up
+
+services-down:
+	$(PY) scripts/services.py down
+
 bench: venv models
 	$(PY) -m bench --all
 

@@ -262,13 +262,11 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _reap(pid: int) -> None:
+    # Only servers that we spawned: waitpid() on another child would steal the exit
+    # status from its owner's Popen. Zombies of others count as dead in pid_alive().
     proc = _CHILDREN.get(pid)
-    if proc is not None:
-        if proc.poll() is not None:
-            _CHILDREN.pop(pid, None)
-        return
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    if proc is not None and proc.poll() is not None:
+        _CHILDREN.pop(pid, None)
 
 
 def pid_alive(pid: int, marker: str | None = None) -> bool:
@@ -314,15 +312,34 @@ def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 30.0) -> bool
     return True
 
 
-def log_tail(path: Path, lines: int = 40) -> str:
+def _current_run_log(path: Path) -> str:
+    """The log text written since the last start (``_spawn`` writes a ``====`` header)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
+            fh.seek(max(0, fh.tell() - 256 * 1024))
             text = fh.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
-        return "(no log file)"
-    return "\n".join(text.splitlines()[-lines:])
+        return ""
+    return text[text.rfind("\n==== ") + 1 :]
+
+
+_ERROR_LINE = re.compile(r"^E\d{4} |\b(ERROR|FATAL|PANIC|UNAVAILABLE|Traceback)\b|Error\b")
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """Error-looking lines of the last run, then its last ``lines`` lines (for messages)."""
+    text = _current_run_log(path)
+    if not text:
+        return f"({path} is empty or missing)"
+    squeeze = [(re.compile(r" {3,}"), "  "), (re.compile(r"-{10,}"), "-" * 10)]
+    all_lines = [line.rstrip() for line in text.splitlines()]
+    for pattern, repl in squeeze:
+        all_lines = [pattern.sub(repl, line) for line in all_lines]
+    tail = all_lines[-lines:]
+    errors = [line for line in all_lines[:-lines] if _ERROR_LINE.search(line)][-15:]
+    parts = (["error lines:", *errors, "last lines:"] if errors else []) + tail
+    return "\n".join(parts)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -899,7 +916,7 @@ def _kafka_ready(bootstrap: str, log_path: Path) -> bool:
         host, _, port = bootstrap.rpartition(":")
         with socket.create_connection((host, int(port)), timeout=2):
             pass
-        return "Kafka Server started" in log_tail(log_path, 400)
+        return "Kafka Server started" in _current_run_log(log_path)
     return _kafka_probe(bootstrap)
 
 

@@ -1,0 +1,111 @@
+"""Shared pytest fixtures.
+
+Sections: (1) real local services (PostgreSQL, Kafka, Triton) from scripts/services.py.
+Add new groups of fixtures as new sections below.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- (1) local services
+#
+# Session-scoped: each fixture reuses a server that already runs (`make services`) or
+# starts it, and at the end of the session stops only what it started itself, unless
+# MTB_TEST_REUSE_SERVICES=1 (then it stays up for the next run; `make services-down`).
+# Ports and the state folder follow scripts/services.py (MTB_PG_PORT, ... MTB_SERVICES_DIR).
+
+
+def load_services_module() -> ModuleType:
+    """scripts/services.py as module ``mtb_services`` (scripts/ is not a package)."""
+    name = "mtb_services"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / "services.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while executing it
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+mtb_services = load_services_module()
+
+
+def _keep_services() -> bool:
+    return os.environ.get("MTB_TEST_REUSE_SERVICES", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def services_config():
+    """scripts/services.py's Config (ports, .services/ folder) from the environment."""
+    return mtb_services.Config.from_env()
+
+
+def _session_service(request: pytest.FixtureRequest, name: str, cfg):
+    try:
+        info = mtb_services.ensure_service(name, cfg)
+    except mtb_services.ServiceError as exc:
+        pytest.fail(f"could not start {name}: {exc}", pytrace=False)
+    if info.started and not _keep_services():
+        request.addfinalizer(lambda: mtb_services.stop_service(name, cfg))
+    return info
+
+
+@pytest.fixture(scope="session")
+def postgres_url(request, services_config) -> str:
+    """URL of database ``mtb`` (user mtb) on the local PostgreSQL.
+
+    For a throwaway database: ``mtb_services.create_database("name", postgres_url)``.
+    """
+    return _session_service(request, "postgres", services_config).url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request, services_config) -> str:
+    """``127.0.0.1:PORT`` of the local single-node Kafka (KRaft).
+
+    Topics: ``mtb_services.create_topics(kafka_bootstrap, [...], partitions)``.
+    """
+    return _session_service(request, "kafka", services_config).url
+
+
+def _has_models(repo: Path) -> bool:
+    return repo.is_dir() and any((d / "config.pbtxt").is_file() for d in repo.iterdir())
+
+
+@pytest.fixture(scope="session")
+def triton_server(request, services_config):
+    """Triton on ``model_repository/`` (a ServiceInfo: ``.url`` is gRPC host:port,
+    ``.urls['http']``, ``.urls['metrics']``). Skipped while the repository has no model."""
+    if not _has_models(services_config.model_repository):
+        pytest.skip(f"no model with a config.pbtxt in {services_config.model_repository} yet")
+    return _session_service(request, "triton", services_config)
+
+
+@pytest.fixture(scope="session")
+def triton_factory(tmp_path_factory) -> Iterator[Callable[..., object]]:
+    """Start private Triton servers on any model repository (free ports, own log).
+
+    ``server = triton_factory(repo_dir)``; all are stopped at the end of the session.
+    """
+    started = []
+
+    def start(model_repository, **kwargs):
+        kwargs.setdefault("workdir", tmp_path_factory.mktemp("triton"))
+        server = mtb_services.start_triton(model_repository, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
