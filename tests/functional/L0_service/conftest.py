@@ -1,0 +1,149 @@
+"""`mtctl serve` booted as a subprocess, once per database backend (sqlite, postgres).
+
+The session-scoped ``service`` fixture is parametrized over the two databases; pytest
+groups the tests by it, so each server (and its model) loads once. Users are created with
+``mtctl users create`` (its last stdout line is the key). Teardown sends SIGTERM and
+checks the server exits cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from ..conftest import REPO
+
+MTCTL = [sys.executable, "-m", "control_plane.cli"]
+RATE_LIMIT_BASIC = 20  # per minute; the 429 test spends a basic key's budget
+MAX_WORDS = 20_000  # the 15,000-word document fits; the 413 test sends more
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Service:
+    backend: str
+    url: str
+    env: dict[str, str]
+    proc: subprocess.Popen
+    log_path: Path
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def mtctl(self, *args: str, input: str | None = None, timeout: float = 300) -> str:
+        out = subprocess.run(
+            [*MTCTL, *args],
+            env=self.env,
+            cwd=REPO,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert out.returncode == 0, f"mtctl {' '.join(args)} failed:\n{out.stderr[-3000:]}"
+        return out.stdout
+
+    def new_user(self, tier: str, email: str | None = None) -> str:
+        email = email or f"{tier}-{uuid.uuid4().hex[:8]}@example.com"
+        out = self.mtctl("users", "create", "--email", email, "--tier", tier)
+        return out.strip().splitlines()[-1]
+
+    def headers(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:]
+
+
+def _database_url(request: pytest.FixtureRequest, backend: str, tmp: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / 'service.db'}"
+    postgres_url = request.getfixturevalue("postgres_url")
+    from tests.conftest import mtb_services
+
+    return mtb_services.create_database("mtb_functional_service", postgres_url)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def service(request, model_dir, tmp_path_factory):
+    backend = request.param
+    tmp = tmp_path_factory.mktemp(f"service-{backend}")
+    port = free_port()
+    env = {
+        **os.environ,
+        "MTB_DATA_DIR": str(tmp),
+        "MTB_MODEL_DIR": str(model_dir),
+        "MTB_DATABASE_URL": _database_url(request, backend, tmp),
+        "MTB_HOST": "127.0.0.1",
+        "MTB_PORT": str(port),
+        "MTB_RATE_LIMIT_BASIC": str(RATE_LIMIT_BASIC),
+        "MTB_RATE_LIMIT_PRO": "100000",
+        "MTB_RATE_LIMIT_ENTERPRISE": "100000",
+        "MTB_MAX_WORDS": str(MAX_WORDS),
+        "MTB_JWT_SECRET": "functional-tests-secret-at-least-32-bytes",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*MTCTL, "serve"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+        )
+    svc = Service(backend, f"http://127.0.0.1:{port}", env, proc, log_path)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mtctl serve exited {proc.returncode}:\n{svc.log_tail()}")
+            try:
+                if requests.get(svc.url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mtctl serve not ready in 300 s:\n{svc.log_tail()}")
+            time.sleep(0.25)
+        for who, tier in [
+            ("enterprise", "enterprise"),
+            ("pro", "pro"),
+            ("basic", "basic"),
+            ("other", "enterprise"),
+            ("limited", "basic"),
+        ]:
+            svc.keys[who] = svc.new_user(tier)
+        yield svc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"mtctl serve ignored SIGTERM for 30 s:\n{svc.log_tail()}")
+            assert rc == 0, f"mtctl serve exited {rc} on SIGTERM:\n{svc.log_tail()}"
+
+
+def wait_for(svc: Service, job_id: str, who: str = "enterprise", timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = requests.get(f"{svc.url}/api/v1/jobs/{job_id}", headers=svc.headers(who), timeout=10)
+        assert r.status_code == 200, r.text
+        job = r.json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job not finished in {timeout} s: {job}")
+        time.sleep(0.2)
