@@ -28,6 +28,9 @@ from export.onnx_builder import FLOAT, GraphBuilder
 
 log = logging.getLogger(__name__)
 
+# Bump when the exported graphs change: the store re-exports older folders and the
+# model version (part of every segment-cache key) changes with it.
+FORMAT_VERSION = 2
 PAIR_DIRS = {"en-pt": "enpt-1693087644", "pt-en": "pten-1693087646"}
 LICENSE = (
     "Bergamot/Firefox Translations student models (MPL-2.0, mozilla/firefox-translations-"
@@ -286,11 +289,11 @@ def export_bergamot(
     digest = hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
     metadata = {
         "kind": "bergamot",
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "source": src,
         "target": tgt,
         "model_name": info.get("shortName", f"{pair}-bergamot"),
-        "model_version": f"bergamot-{pair}-{source_dir.name}-{digest}",
+        "model_version": f"bergamot-{pair}-{source_dir.name}-{digest}-v{FORMAT_VERSION}",
         "precisions": files,
         "encoder_layers": count_layers(weights, "encoder"),
         "decoder_layers": count_layers(weights, "decoder"),

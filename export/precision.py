@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import onnx
@@ -17,20 +16,33 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def to_int8(model: onnx.ModelProto, out_path: Path, nodes: list[str] | None = None) -> None:
-    """Dynamic int8: int8 weights, activations quantized per call (no calibration set).
+    """int8 weights in blocks of 32 (ONNX Runtime's MatMulNBits, 8 bits, symmetric) with
+    int8 arithmetic on activations quantized per row and block (accuracy_level 4).
 
-    ``nodes`` limits quantization to weight MatMuls; attention score products between two
-    activations lose accuracy when quantized and gain nothing on this model's sizes.
+    Why not ``quantize_dynamic``: it quantizes activations with one scale per tensor, i.e.
+    per BATCH, so a sentence's translation changed with its batch neighbours (seen on 9 of
+    48 sentences) - fatal for a segment cache. Per-row blocks keep batch independence and,
+    on the gettext sets, cost at most 0.16 BLEU against fp32 (per-tensor dynamic: 1.07).
+    ``nodes`` limits quantization to weight MatMuls (not attention products, not the
+    output layer whose weights arrive as an input).
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    import logging
 
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "fp32.onnx"
-        onnx.save(model, src)
-        quantize_dynamic(
-            src,
-            out_path,
-            weight_type=QuantType.QInt8,
-            nodes_to_quantize=nodes,
-            op_types_to_quantize=["MatMul"],
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs every node at INFO on the root logger
+    try:
+        quantizer = MatMulNBitsQuantizer(
+            onnx.ModelProto.FromString(model.SerializeToString()),
+            bits=8,
+            block_size=32,
+            is_symmetric=True,
+            accuracy_level=4,
+            nodes_to_include=nodes,
         )
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out_path))
+    finally:
+        root.setLevel(level)

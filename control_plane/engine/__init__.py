@@ -12,13 +12,13 @@ from control_plane.engine.base import Translation, TranslationEngine, Unsupporte
 __all__ = ["Translation", "TranslationEngine", "UnsupportedPair", "open_engine", "load_engine"]
 
 
-def open_engine(settings):  # noqa: ANN001, ANN201 - filled in by the engine work (issue 2)
+def open_engine(settings):  # noqa: ANN001, ANN201
     from control_plane.engine.store import open_engine as _open
 
     return _open(settings)
 
 
-def load_engine(model_root, precision: str = "int8", threads: int = 0):  # noqa: ANN001, ANN201
+def load_engine(model_root, precision: str = "int8", threads: int = 0, **kwargs):  # noqa: ANN001, ANN201
     from control_plane.engine.store import load_engine as _load
 
-    return _load(model_root, precision=precision, threads=threads)
+    return _load(model_root, precision=precision, threads=threads, **kwargs)

@@ -50,10 +50,14 @@ def ensure_default_models(root: Path, pairs: tuple[str, ...] = DEFAULT_PAIRS) ->
     done = []
     with _locked(root):
         for pair in pairs:
-            folder = root / f"bergamot-{pair}"
-            if not (folder / "metadata.json").exists():
-                from export.bergamot import bundled_model_dir, export_bergamot
+            from export.bergamot import FORMAT_VERSION, bundled_model_dir, export_bergamot
 
+            folder = root / f"bergamot-{pair}"
+            meta_file = folder / "metadata.json"
+            current = meta_file.exists() and (
+                json.loads(meta_file.read_text()).get("format_version") == FORMAT_VERSION
+            )
+            if not current:
                 log.warning("exporting the bundled %s model into %s (first use)", pair, folder)
                 export_bergamot(bundled_model_dir(pair), folder, pair)
             done.append(folder)
@@ -87,7 +91,9 @@ class LocalEngine:
         return sorted(self._meta)
 
     def model_version(self, source: str, target: str) -> str:
-        return str(self._lookup(source, target)[1]["model_version"])
+        """Weights, exporter and precision: int8 and fp32 outputs differ slightly, so a
+        cached int8 translation must not answer an fp32 deployment."""
+        return f"{self._lookup(source, target)[1]['model_version']}-{self.precision}"
 
     def model(self, source: str, target: str):
         folder, meta = self._lookup(source, target)

