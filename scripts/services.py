@@ -1241,8 +1241,28 @@ def _wanted_ports(cfg: Config, name: str) -> dict[str, int]:
     }
 
 
-def ensure_service(name: str, cfg: Config | None = None) -> ServiceInfo:
-    """Start ``name`` unless our server already runs; ``info.started`` says which."""
+def _lease_dir(cfg: Config, name: str) -> Path:
+    return cfg.service_dir(name) / "leases"
+
+
+def _live_leases(cfg: Config, name: str) -> list[int]:
+    """Pids of processes (test sessions) that use the service; drops dead ones."""
+    pids = []
+    for lease in _lease_dir(cfg, name).glob("*"):
+        if lease.name.isdigit() and pid_alive(int(lease.name)):
+            pids.append(int(lease.name))
+        else:
+            lease.unlink(missing_ok=True)
+    return pids
+
+
+def ensure_service(name: str, cfg: Config | None = None, *, lease: bool = False) -> ServiceInfo:
+    """Start ``name`` unless our server already runs; ``info.started`` says which.
+
+    ``lease=True`` (test fixtures) registers this process as a user, to be undone with
+    ``release_service``; a server started under a lease is stopped when its last lease is
+    released. Without a lease (``up``, ``make services``) the server is kept until ``down``.
+    """
     cfg = cfg or Config.from_env()
     if name not in _STARTERS:
         raise ServiceError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
@@ -1262,27 +1282,53 @@ def ensure_service(name: str, cfg: Config | None = None) -> ServiceInfo:
                     f"triton already runs on {running_repo}, not {cfg.model_repository};"
                     " run `scripts/services.py down --only triton` first"
                 )
+            if not lease and state.get("started_by") != "cli":
+                _atomic_write(
+                    _state_path(cfg, name), json.dumps(dict(state, started_by="cli"), indent=2)
+                )
         else:
             info = _STARTERS[name](cfg)
-            _record(cfg, info)
+            _record(cfg, info, started_by="lease" if lease else "cli")
+        if lease:
+            _lease_dir(cfg, name).mkdir(parents=True, exist_ok=True)
+            (_lease_dir(cfg, name) / str(os.getpid())).touch()
         refresh_env_file(cfg)
         return info
+
+
+def release_service(name: str, cfg: Config | None = None, *, stop_if_unused: bool = True) -> bool:
+    """Drop this process's lease; stop the server if it was started under a lease and no
+    live process holds one any more (and ``stop_if_unused``). True if it stopped it."""
+    cfg = cfg or Config.from_env()
+    with _service_lock(cfg, name):
+        (_lease_dir(cfg, name) / str(os.getpid())).unlink(missing_ok=True)
+        state = running_state(cfg, name)
+        if not (stop_if_unused and state and state.get("started_by") == "lease"):
+            return False
+        if _live_leases(cfg, name):
+            return False
+        return _stop_unlocked(name, cfg)
 
 
 def stop_service(name: str, cfg: Config | None = None, *, purge: bool = False) -> bool:
     """Stop our ``name`` server if it runs (True if it did); ``purge`` deletes its data."""
     cfg = cfg or Config.from_env()
     with _service_lock(cfg, name):
-        state = read_state(cfg, name)
-        was_running = False
-        if state and pid_alive(int(state["pid"]), PID_MARKERS[name]):
-            was_running = stop_pid(int(state["pid"]), STOP_SIGNALS[name], 30.0)
-        _state_path(cfg, name).unlink(missing_ok=True)
-        if purge:
-            for sub in ("data", "backends"):
-                shutil.rmtree(cfg.service_dir(name) / sub, ignore_errors=True)
-        refresh_env_file(cfg)
-        return was_running
+        return _stop_unlocked(name, cfg, purge=purge)
+
+
+def _stop_unlocked(name: str, cfg: Config, *, purge: bool = False) -> bool:
+    state = read_state(cfg, name)
+    was_running = False
+    if state and pid_alive(int(state["pid"]), PID_MARKERS[name]):
+        was_running = stop_pid(int(state["pid"]), STOP_SIGNALS[name], 30.0)
+    _state_path(cfg, name).unlink(missing_ok=True)
+    shutil.rmtree(_lease_dir(cfg, name), ignore_errors=True)
+    if purge:
+        for sub in ("data", "backends"):
+            shutil.rmtree(cfg.service_dir(name) / sub, ignore_errors=True)
+    refresh_env_file(cfg)
+    return was_running
 
 
 def up(

@@ -21,8 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # ---------------------------------------------------------------- (1) local services
 #
 # Session-scoped: each fixture reuses a server that already runs (`make services`) or
-# starts it, and at the end of the session stops only what it started itself, unless
-# MTB_TEST_REUSE_SERVICES=1 (then it stays up for the next run; `make services-down`).
+# starts it. At the end a server that test sessions started is stopped once no other live
+# test session uses it; one started by `make services` stays. MTB_TEST_REUSE_SERVICES=1
+# keeps everything running for the next run (stop it with `make services-down`).
 # Ports and the state folder follow scripts/services.py (MTB_PG_PORT, ... MTB_SERVICES_DIR).
 
 
@@ -52,12 +53,16 @@ def services_config():
 
 
 def _session_service(request: pytest.FixtureRequest, name: str, cfg):
+    # A lease: a server that test sessions started stops when the last session using it
+    # ends (parallel sessions in one checkout share it); one from `make services` stays.
+    # MTB_TEST_REUSE_SERVICES=1: no lease, as with `make services`: the server stays up.
+    lease = not _keep_services()
     try:
-        info = mtb_services.ensure_service(name, cfg)
+        info = mtb_services.ensure_service(name, cfg, lease=lease)
     except mtb_services.ServiceError as exc:
         pytest.fail(f"could not start {name}: {exc}", pytrace=False)
-    if info.started and not _keep_services():
-        request.addfinalizer(lambda: mtb_services.stop_service(name, cfg))
+    if lease:
+        request.addfinalizer(lambda: mtb_services.release_service(name, cfg))
     return info
 
 

@@ -237,3 +237,48 @@ def test_cli(tmp_path):
     assert out.returncode == 1 and "unknown service" in out.stderr
     out = subprocess.run([*run, "down", *state], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.count("was not running") == 3
+
+
+def test_leases_stop_a_test_started_server_after_its_last_user(tmp_path, monkeypatch):
+    cfg = services.Config.from_env({"MTB_SERVICES_DIR": str(tmp_path)})
+    log = tmp_path / "fake.log"
+
+    def fake_start(cfg):
+        proc = services._spawn(["sleep", "60"], log)
+        return services.ServiceInfo(
+            name="postgres",
+            pid=proc.pid,
+            url="u",
+            ports={"port": cfg.pg_port},
+            env={"MTB_DATABASE_URL": "u"},
+            log_path=log,
+            started=True,
+        )
+
+    monkeypatch.setitem(services._STARTERS, "postgres", fake_start)
+    monkeypatch.setitem(services.PID_MARKERS, "postgres", "sleep")
+    monkeypatch.setitem(services.STOP_SIGNALS, "postgres", signal.SIGTERM)
+
+    info = services.ensure_service("postgres", cfg, lease=True)
+    assert info.started and info.alive()
+    assert services.read_env_file(cfg.env_file) == {"MTB_DATABASE_URL": "u"}
+    # Another live test session holds a lease: releasing ours keeps the server.
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "postgres" / "leases" / str(other.pid)).touch()
+        assert not services.release_service("postgres", cfg)
+        assert info.alive()
+    finally:
+        other.kill()
+        other.wait()
+    again = services.ensure_service("postgres", cfg, lease=True)
+    assert not again.started and again.pid == info.pid
+    assert services.release_service("postgres", cfg)  # the other session died: last user
+    assert not info.alive() and not cfg.env_file.exists()
+
+    # Started by `up` (no lease): a test session's release never stops it.
+    info = services.ensure_service("postgres", cfg)
+    services.ensure_service("postgres", cfg, lease=True)
+    assert not services.release_service("postgres", cfg)
+    assert info.alive()
+    assert services.stop_service("postgres", cfg) and not info.alive()
