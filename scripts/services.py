@@ -571,13 +571,40 @@ def pg_hba_conf() -> str:
     )
 
 
-def _pg_socket_dir(cfg: Config) -> Path:
-    sock_dir = cfg.service_dir("postgres") / "run"
+def _pg_fallback_dir(cfg: Config, what: str) -> Path:
+    digest = hashlib.sha1(str(cfg.state_dir).encode()).hexdigest()[:10]
+    return Path("/var/tmp") / f"mtb-postgres-{digest}" / what
+
+
+def _pg_socket_dir(cfg: Config, data_dir: Path) -> Path:
+    sock_dir = data_dir.parent / "run"
     # A unix socket path must fit in 107 bytes.
     if len(str(sock_dir / f".s.PGSQL.{cfg.pg_port}")) > 100:
-        digest = hashlib.sha1(str(cfg.state_dir).encode()).hexdigest()[:10]
-        sock_dir = Path("/tmp") / f"mtb-pg-{digest}"
+        sock_dir = _pg_fallback_dir(cfg, "run")
     return sock_dir
+
+
+def _pg_data_dir(cfg: Config, user: str | None) -> Path:
+    """``.services/postgres/data``, unless the server's user cannot reach it (a checkout
+    under a private home folder): then a folder under /var/tmp named after the checkout."""
+    data_dir = cfg.service_dir("postgres") / "data"
+    if user is None:
+        return data_dir
+    probe = subprocess.run(
+        ["test", "-w", str(data_dir.parent), "-a", "-x", str(data_dir.parent)],
+        stdin=subprocess.DEVNULL,
+        user=user,
+        group=user,
+        extra_groups=[],
+    )
+    if probe.returncode == 0:
+        return data_dir
+    fallback = _pg_fallback_dir(cfg, "data")
+    print(
+        f"postgres: user {user} cannot reach {data_dir.parent}; using {fallback}",
+        file=sys.stderr,
+    )
+    return fallback
 
 
 def _pg_user() -> str | None:
@@ -596,7 +623,7 @@ def _chown_tree(path: Path, user: str) -> None:
             os.chown(os.path.join(root, f), pw.pw_uid, pw.pw_gid)
 
 
-def _psql_superuser(cfg: Config, bindir: Path, sql: str, database: str = "postgres") -> str:
+def _psql_superuser(cfg: Config, socket_dir: Path, bindir: Path, sql: str) -> str:
     cmd = [
         str(bindir / "psql"),
         "-X",
@@ -605,13 +632,13 @@ def _psql_superuser(cfg: Config, bindir: Path, sql: str, database: str = "postgr
         "-v",
         "ON_ERROR_STOP=1",
         "-h",
-        str(_pg_socket_dir(cfg)),
+        str(socket_dir),
         "-p",
         str(cfg.pg_port),
         "-U",
         PG_SUPERUSER,
         "-d",
-        database,
+        "postgres",
         "-c",
         sql,
     ]
@@ -629,7 +656,6 @@ def _pg_query_ok(url: str) -> bool:
 
 def _postgres_start(cfg: Config) -> ServiceInfo:
     pg_dir = cfg.service_dir("postgres")
-    data_dir = pg_dir / "data"
     log_path = pg_dir / "postgres.log"
     user = _pg_user()
     pg_dir.mkdir(parents=True, exist_ok=True)
@@ -644,6 +670,11 @@ def _postgres_start(cfg: Config) -> ServiceInfo:
     if user is not None:
         cfg.state_dir.chmod(cfg.state_dir.stat().st_mode | 0o011)  # let postgres traverse
         _chown_tree(pg_dir, user)
+    data_dir = _pg_data_dir(cfg, user)
+    if data_dir.parent != pg_dir:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            _chown_tree(data_dir.parent, user)
     if not (data_dir / "PG_VERSION").exists():
         if data_dir.exists():
             shutil.rmtree(data_dir)  # a half-done initdb
@@ -662,17 +693,17 @@ def _postgres_start(cfg: Config) -> ServiceInfo:
             ],
             "postgres initdb",
             pg_dir / "initdb.log",
-            cwd=pg_dir,
+            cwd=data_dir.parent,
             **({"user": user, "group": user, "extra_groups": []} if user else {}),
         )
         with open(data_dir / "postgresql.conf", "a") as fh:
             fh.write("\ninclude_if_exists = 'mtb.conf'\n")
-    socket_dir = _pg_socket_dir(cfg)
+    socket_dir = _pg_socket_dir(cfg, data_dir)
     socket_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "mtb.conf").write_text(postgres_conf(cfg.pg_port, socket_dir))
     (data_dir / "pg_hba.conf").write_text(pg_hba_conf())
     if user is not None:
-        _chown_tree(pg_dir, user)
+        _chown_tree(data_dir.parent, user)
         _chown_tree(socket_dir, user)
     lock = data_dir / "postmaster.pid"
     if lock.exists():
@@ -688,9 +719,9 @@ def _postgres_start(cfg: Config) -> ServiceInfo:
     proc = _spawn(
         [str(bindir / "postgres"), "-D", str(data_dir)],
         log_path,
-        cwd=pg_dir,
+        cwd=data_dir.parent,
         user=user,
-        env=dict(os.environ, HOME=str(pg_dir)),
+        env=dict(os.environ, HOME=str(data_dir.parent)),
     )
     url = pg_url(cfg.pg_port)
     isready = [str(bindir / "pg_isready"), "-q", "-h", str(socket_dir), "-p", str(cfg.pg_port)]
@@ -703,7 +734,7 @@ def _postgres_start(cfg: Config) -> ServiceInfo:
         log_path,
     )
     try:
-        _pg_bootstrap(cfg, bindir)
+        _pg_bootstrap(cfg, socket_dir, bindir)
         _wait_ready("postgres", proc, lambda: _pg_query_ok(url), cfg.timeout, log_path)
     except ServiceError:
         stop_pid(proc.pid, signal.SIGINT, 15)
@@ -716,23 +747,21 @@ def _postgres_start(cfg: Config) -> ServiceInfo:
         env={"MTB_DATABASE_URL": url},
         log_path=log_path,
         started=True,
-        urls={"database": url, "socket_dir": str(socket_dir)},
+        urls={"database": url, "socket_dir": str(socket_dir), "data_dir": str(data_dir)},
         startup_s=time.monotonic() - t0,
     )
 
 
-def _pg_bootstrap(cfg: Config, bindir: Path) -> None:
+def _pg_bootstrap(cfg: Config, socket_dir: Path, bindir: Path) -> None:
     """Role and database ``mtb`` (idempotent)."""
-    has_role = _psql_superuser(cfg, bindir, f"SELECT 1 FROM pg_roles WHERE rolname='{PG_USER}'")
-    if has_role != "1":
-        _psql_superuser(
-            cfg, bindir, f"CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'"
-        )
-    has_db = _psql_superuser(
-        cfg, bindir, f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'"
-    )
-    if has_db != "1":
-        _psql_superuser(cfg, bindir, f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}")
+
+    def psql(sql: str) -> str:
+        return _psql_superuser(cfg, socket_dir, bindir, sql)
+
+    if psql(f"SELECT 1 FROM pg_roles WHERE rolname='{PG_USER}'") != "1":
+        psql(f"CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'")
+    if psql(f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'") != "1":
+        psql(f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}")
 
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -1327,6 +1356,8 @@ def _stop_unlocked(name: str, cfg: Config, *, purge: bool = False) -> bool:
     if purge:
         for sub in ("data", "backends"):
             shutil.rmtree(cfg.service_dir(name) / sub, ignore_errors=True)
+        if name == "postgres":
+            shutil.rmtree(_pg_fallback_dir(cfg, "data").parent, ignore_errors=True)
     refresh_env_file(cfg)
     return was_running
 
