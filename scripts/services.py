@@ -405,6 +405,20 @@ def _wait_ready(
     timeout: float,
     log_path: Path,
 ) -> None:
+    try:
+        _poll_ready(name, proc, ready, timeout, log_path)
+    except KeyboardInterrupt:
+        stop_pid(proc.pid, signal.SIGKILL, 5)  # no half-started server left behind
+        raise
+
+
+def _poll_ready(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    timeout: float,
+    log_path: Path,
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
