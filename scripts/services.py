@@ -23,9 +23,15 @@ Command line::
     .venv/bin/python scripts/services.py up [--only postgres,kafka,triton] [ports...]
     .venv/bin/python scripts/services.py status | env | down [--purge]
 
-Importable API (tests load this file by path; see tests/conftest.py): ``Config``,
-``up``/``down``/``status``, ``ensure_service``/``stop_service``, ``start_triton``,
-``create_database``/``drop_database``, ``create_topics``, ``read_env_file``.
+Importable API (tests load this file by path as ``mtb_services``; see tests/conftest.py):
+``Config``, ``up``/``down``/``status``, ``ensure_service``/``release_service``/
+``stop_service`` (leases let parallel test sessions share one server), ``start_triton``
+(a private server on any model repository), ``create_database``/``drop_database``,
+``create_topics``/``create_topics_async``, ``read_env_file``.
+
+Servers run detached (own session) so they outlive ``up``; ``down`` stops them by pid
+(PostgreSQL with SIGINT, its fast shutdown; Kafka and Triton with SIGTERM), then SIGKILLs
+the process group after 30 s.
 
 Only the standard library is needed to import this module; readiness checks use psycopg
 and aiokafka when they are importable (they are in the project's venv) and fall back to
