@@ -129,8 +129,8 @@ class LocalEngine:
 
     def translate(self, segments: list[str], source: str, target: str) -> list[Translation]:
         model = self.model(source, target)
-        if getattr(model, "multilingual", False):
-            return model.translate(segments, source, target)
+        if self._lookup(source, target)[1].get("kind") == "hf":
+            return model.translate(segments, source, target)  # one model, many pairs
         return model.translate(segments)
 
 
