@@ -70,7 +70,7 @@ def test_submit_poll_result(service, priority):
 
 
 @pytest.mark.slow
-def test_15000_word_document(service):
+def test_15000_word_document(service, tmp_path):
     text = document(15_000, seed=11 if service.backend == "sqlite" else 12)
     words = len(text.split())
     assert 15_000 <= words < 15_200
@@ -97,7 +97,13 @@ def test_15000_word_document(service):
         "translate", "-s", "en", "-t", "pt", "--no-cache", input="\n".join(segments) + "\n"
     ).split("\n")[: len(segments)]
     assert len(cli) == len(segments)
-    assert out == layout.render(cli)
+    expected = layout.render(cli)
+    if out != expected:
+        (tmp_path / "service.txt").write_text(out)
+        (tmp_path / "expected.txt").write_text(expected)
+        (tmp_path / "segments.txt").write_text("\n".join(segments))
+        differing = sum(a != b for a, b in zip(out.split("\n"), expected.split("\n"), strict=False))
+        raise AssertionError(f"{differing} lines differ from `mtctl translate`; see {tmp_path}")
 
 
 def test_cancel_stops_work(service):
