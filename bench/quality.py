@@ -10,7 +10,6 @@ evaluation sets. Also reports how many sentences are identical to the reference 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -86,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", default="en-pt,pt-en")
     ap.add_argument("--precisions", default="fp32,int8")
     ap.add_argument("--limit", type=int, default=None, help="first N sentences only")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/quality.json"))
     args = ap.parse_args(argv)
     settings = Settings.from_env()
     report = run(args.pairs.split(","), args.precisions.split(","), args.limit, settings.model_dir)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(table(report))
+    from bench.common import machine, save
+
+    report["machine"] = machine()
+    save("quality", report, table(report))
     return 0
 
 

