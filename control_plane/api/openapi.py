@@ -92,7 +92,12 @@ def document() -> dict:
                     {
                         "name": "offset",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "default": 0},
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 10_000_000,
+                            "default": 0,
+                        },
                     },
                     {
                         "name": "status",
