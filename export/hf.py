@@ -168,7 +168,11 @@ def export_hf(
     from transformers import AutoConfig, AutoTokenizer
 
     config = AutoConfig.from_pretrained(local)
-    tokenizer = AutoTokenizer.from_pretrained(local)
+    # The slow (sentencepiece) tokenizers: Marian and M2M100 only have those, and for NLLB
+    # the slow one saves sentencepiece.bpe.model, which the serving side reads. (Building a
+    # fast NLLB tokenizer without tokenizer.json also needs a protobuf matching
+    # sentencepiece's generated code, which the pinned grpc stack may not allow.)
+    tokenizer = AutoTokenizer.from_pretrained(local, use_fast=False)
     family = detect_family(config, tokenizer)
     model_name = _model_name(str(model_id_or_path), local)
     log.info("exporting %s (%s) from %s", model_name, family, local)
@@ -191,6 +195,8 @@ def export_hf(
             _remove_graph(out / name)
 
     tokenizer.save_pretrained(out)
+    if (Path(local) / "tokenizer.json").exists() and not (out / "tokenizer.json").exists():
+        shutil.copy2(Path(local) / "tokenizer.json", out / "tokenizer.json")
     for extra in ("generation_config.json", "config.json"):
         if (Path(local) / extra).exists() and not (out / extra).exists():
             shutil.copy2(Path(local) / extra, out / extra)
