@@ -1,0 +1,90 @@
+"""Chunking and layout: every byte of structure comes back."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from control_plane.jobs.chunking import Layout, count_words, split_chunks
+
+TRICKY = (
+    "   Indented opening line. With two sentences!\n"
+    "\n\n\n"
+    "# Heading without a period\n"
+    "Dr. Smith paid $3.50, e.g. for coffee. Then he left... Did he?\n"
+    "\t- tab-indented bullet. Second sentence in bullet.\n"
+    "    * four-space star bullet\n"
+    "  12. numbered item) with parens.\n"
+    "  (a) lettered item.\n"
+    "> quoted line. Another.\n"
+    "trailing spaces here.   \n"
+    "windows line\r\n"
+    "---\n"
+    "\u2022 unicode bullet. Olá, mundo! \u00bfQué tal?\n"
+    "no final newline"
+)
+
+
+def fake_translate(segments):
+    return [f"<{s.upper()}>" for s in segments]
+
+
+def test_layout_round_trip_tricky_text():
+    layout = Layout.parse(TRICKY, "en")
+    assert layout.source() == TRICKY
+    assert layout.render(layout.segments) == TRICKY
+    segs = layout.segments
+    assert "Dr. Smith paid $3.50, e.g. for coffee." in segs
+    assert "Then he left..." in segs and "Did he?" in segs
+    assert "tab-indented bullet." in segs  # marker and tab stay literal
+    assert "---" not in segs  # no words: never sent to the engine
+    out = layout.render(fake_translate(segs))
+    assert out.count("\n") == TRICKY.count("\n") and "\r\n" in out
+    lines_in, lines_out = TRICKY.split("\n"), out.split("\n")
+    for a, b in zip(lines_in, lines_out, strict=True):
+        assert (a.strip() == "") == (b.strip() == "")
+        assert a[: len(a) - len(a.lstrip())] == b[: len(b) - len(b.lstrip())]
+    assert "\t- <TAB-INDENTED BULLET.> <SECOND SENTENCE IN BULLET.>" in out
+    assert "  12. <NUMBERED ITEM) WITH PARENS.>" in out
+    assert out.endswith("<NO FINAL NEWLINE>")
+
+
+def test_split_chunks_exact_and_sized():
+    para = " ".join(f"Sentence number {i} has a few words." for i in range(40))  # 280 words
+    text = "\n\n".join([para] * 12) + "\n"
+    chunks = split_chunks(text, 1000)
+    assert "".join(chunks) == text
+    assert all(count_words(c) <= 1200 for c in chunks)
+    assert all(c.endswith("\n\n") or c is chunks[-1] for c in chunks)  # paragraph cuts
+    # one huge line is cut at sentence starts
+    huge = " ".join(f"Line sentence {i} is here." for i in range(1000)) + "\n"
+    chunks = split_chunks(huge, 1000)
+    assert "".join(chunks) == huge and len(chunks) >= 4
+    assert all(c.startswith("Line sentence") for c in chunks)
+    assert split_chunks("", 1000) == []
+    assert split_chunks("  \n\n", 1000) == ["  \n\n"]
+
+
+_alphabet = st.sampled_from(list("ab c.!?\n\t -*1)Zé\u00a0") + ["Dr. ", "e.g. ", "  - ", "\r\n"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_alphabet, max_size=80).map("".join), st.integers(1, 20))
+def test_round_trip_property(text, target):
+    layout = Layout.parse(text, "en")
+    assert layout.render(layout.segments) == text
+    for seg in layout.segments:
+        assert seg == seg.strip() and "\n" not in seg
+    assert "".join(split_chunks(text, target)) == text
+
+
+def test_segmentation_speed_noted():
+    """pysbd on this machine: about 0.5 ms per sentence (see the module docstring)."""
+    text = "The committee reviewed the annual report with great care. " * 2000
+    t0 = time.perf_counter()
+    n = sum(len(Layout.parse(c, "en").segments) for c in split_chunks(text, 1000))
+    per_sentence = (time.perf_counter() - t0) / n
+    assert n == 2000
+    assert per_sentence < 0.01  # loose: 20x headroom for a busy CI machine
