@@ -160,6 +160,8 @@ def export_hf(
     if out.exists() and any(out.iterdir()):
         if not force:
             raise ExportError(f"{out} is not empty; pass --force to overwrite it")
+        if not (out / "metadata.json").is_file():
+            raise ExportError(f"{out} is not empty and holds no earlier export; not deleting it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -269,13 +271,24 @@ def _resolve_model(model: str, revision: str | None) -> tuple[str, str | None]:
         local = snapshot_download(model, revision=revision, allow_patterns=patterns)
     except Exception as exc:  # noqa: BLE001 - hub errors come in many classes
         raise ExportError(
-            f"could not download {model!r} from the Hugging Face hub ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else exc!r}). Without hub access, fetch "
-            f"the model on a connected machine (`huggingface-cli download {model} --local-dir "
-            f"DIR`), copy DIR here and pass DIR instead of the id."
+            f"could not download {model!r} from the Hugging Face hub: {_hub_reason(exc)}. "
+            f"Without hub access, fetch the model on a connected machine "
+            f"(`huggingface-cli download {model} --local-dir DIR`), copy DIR here and pass "
+            f"DIR instead of the id."
         ) from exc
     commit = Path(local).name if re.fullmatch(r"[0-9a-f]{40}", Path(local).name) else None
     return local, commit
+
+
+def _hub_reason(exc: Exception) -> str:
+    name, text = type(exc).__name__, str(exc)
+    if name in ("RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError"):
+        return f"{name} (wrong id or revision, or a gated model that needs HF_TOKEN)"
+    unreachable = ("resolve", "Max retries", "Connection", "connection", "timed out", "offline")
+    if any(word in text or word in name for word in unreachable):
+        return "huggingface.co is unreachable from this machine"
+    first = text.strip().splitlines()[0] if text.strip() else repr(exc)
+    return f"{name}: {first[:200]}"
 
 
 def detect_family(config: Any, tokenizer: Any) -> str:

@@ -328,8 +328,20 @@ def test_hub_failure_message_is_clear(monkeypatch: pytest.MonkeyPatch, tmp_path:
         raise OSError("Cannot reach https://huggingface.co: connection refused")
 
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", offline)
-    with pytest.raises(hf.ExportError, match="could not download 'Helsinki-NLP/opus-mt-en-de'"):
+    with pytest.raises(
+        hf.ExportError, match="could not download 'Helsinki-NLP/opus-mt-en-de'"
+    ) as e:
         hf.export_hf("Helsinki-NLP/opus-mt-en-de", tmp_path / "out")
+    assert "unreachable" in str(e.value) and "--local-dir" in str(e.value)
+
+
+def test_force_never_deletes_a_folder_that_is_not_an_export(tmp_path: Path):
+    pytest.importorskip("torch")
+    pytest.importorskip("optimum.exporters.onnx")
+    (tmp_path / "keep.txt").write_text("precious")
+    with pytest.raises(hf.ExportError, match="not deleting"):
+        hf.export_hf("some/model", tmp_path, force=True)
+    assert (tmp_path / "keep.txt").read_text() == "precious"
 
 
 # ------------------------------------------------------------------ NLLB and M2M100
