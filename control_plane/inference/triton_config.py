@@ -1,0 +1,252 @@
+"""One source for the ``translator`` model's Triton configs (CPU and GPU).
+
+``model_repository/translator/config.pbtxt`` (KIND_CPU, int8) and
+``model_repository/translator/configs/gpu.pbtxt`` (KIND_GPU, fp16, ONNX Runtime CUDA or
+TensorRT execution provider; served with ``tritonserver --model-config-name=gpu``) are
+both written by this module; a unit test fails when a committed file drifts from it.
+
+    python -m control_plane.inference.triton_config            # rewrite both files
+    python -m control_plane.inference.triton_config --check    # exit 1 on drift
+    python -m control_plane.inference.triton_config --kind cpu --instances 2 --threads 1 \\
+        --stdout                                                # a variant, printed
+
+Protocol of the model (one request = one batch of segments of one language pair):
+
+* ``TEXT``        BYTES [-1]  the segments (ragged: requests of any length batch together)
+* ``SOURCE_LANG`` BYTES [1]   e.g. ``en``
+* ``TARGET_LANG`` BYTES [1]   e.g. ``pt``
+* ``TRANSLATION`` BYTES [-1]  one translation per segment, in order
+* ``SCORE``       FP32  [-1]  exp(mean token log-probability) per segment
+
+``max_batch_size`` counts requests (each request has batch dimension 1), so one
+execution holds up to that many requests, of any pairs; the model groups them by pair.
+A request with empty SOURCE_LANG and TARGET_LANG is a catalog query: TRANSLATION lists
+``source<TAB>target<TAB>model_version`` for every pair served.
+
+Priorities: Triton level 1 = critical, 2 = high, 3 = normal (the default for unlabelled
+requests). Each level has a bounded queue (``max_queue_size``; a full queue rejects with
+UNAVAILABLE) and a queueing timeout (requests may ask for a shorter one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+MODEL_NAME = "translator"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+
+PRIORITY_LEVELS = {"critical": 1, "high": 2, "normal": 3}
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    max_queue_size: int  # requests waiting at this level; more are rejected (UNAVAILABLE)
+    timeout_us: int  # a request waiting longer than this in the queue is rejected
+
+    def render(self, indent: str) -> str:
+        return (
+            f"{indent}timeout_action: REJECT\n"
+            f"{indent}default_timeout_microseconds: {self.timeout_us}\n"
+            f"{indent}allow_timeout_override: true\n"
+            f"{indent}max_queue_size: {self.max_queue_size}\n"
+        )
+
+
+@dataclass(frozen=True)
+class TranslatorConfig:
+    kind: str = "cpu"  # cpu | gpu
+    precision: str = "int8"  # graphs the engine loads: int8 | fp32 | fp16
+    execution_provider: str = "cpu"  # cpu | cuda | tensorrt (ONNX Runtime inside model.py)
+    instances: int = 1  # model instances (processes); GPU: per device
+    gpus: tuple[int, ...] = ()  # empty: every visible GPU
+    threads: int = 2  # ONNX Runtime intra-op threads per instance (0: all cores)
+    engine_batch: int = 32  # sentences per encoder/decoder batch inside the engine
+    beam_size: int = 1
+    max_batch_size: int = 32  # requests per execution
+    preferred_batch_sizes: tuple[int, ...] = (8, 16)
+    max_queue_delay_us: int = 5000
+    default_priority_level: int = 3
+    queue_policies: dict[int, QueuePolicy] = field(
+        default_factory=lambda: {
+            1: QueuePolicy(max_queue_size=256, timeout_us=60_000_000),
+            2: QueuePolicy(max_queue_size=512, timeout_us=120_000_000),
+            3: QueuePolicy(max_queue_size=1024, timeout_us=300_000_000),
+        }
+    )
+    model_dir: str = ""  # empty: MTB_MODEL_DIR of the server's environment, else the default
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("cpu", "gpu"):
+            raise ValueError(f"kind must be cpu or gpu, not {self.kind!r}")
+        if self.execution_provider not in ("cpu", "cuda", "tensorrt"):
+            raise ValueError("execution_provider must be cpu, cuda or tensorrt")
+        if self.kind == "cpu" and self.execution_provider != "cpu":
+            raise ValueError("a KIND_CPU config runs the CPU execution provider")
+        if self.instances < 1 or self.max_batch_size < 1:
+            raise ValueError("instances and max_batch_size must be >= 1")
+        if any(not 0 < p <= self.max_batch_size for p in self.preferred_batch_sizes):
+            raise ValueError("preferred batch sizes must lie in 1..max_batch_size")
+        if not 1 <= self.default_priority_level <= 3 or sorted(self.queue_policies) != [1, 2, 3]:
+            raise ValueError("three priority levels (1..3), each with a queue policy")
+
+
+CPU = TranslatorConfig()
+GPU = TranslatorConfig(
+    kind="gpu",
+    precision="fp16",
+    execution_provider="cuda",
+    instances=1,
+    threads=1,
+    engine_batch=64,
+    max_batch_size=64,
+    preferred_batch_sizes=(16, 32, 64),
+    max_queue_delay_us=2000,
+)
+
+
+def render(cfg: TranslatorConfig) -> str:
+    """config.pbtxt text for ``cfg`` (deterministic, so committed files can be compared)."""
+    kind = "KIND_CPU" if cfg.kind == "cpu" else "KIND_GPU"
+    gpus = f"\n    gpus: [ {', '.join(map(str, cfg.gpus))} ]" if cfg.gpus else ""
+    preferred = ", ".join(map(str, cfg.preferred_batch_sizes))
+    policies = "".join(
+        f"  priority_queue_policy {{\n    key: {level}\n    value {{\n"
+        f"{cfg.queue_policies[level].render('      ')}    }}\n  }}\n"
+        for level in sorted(cfg.queue_policies)
+    )
+    params = {
+        "precision": cfg.precision,
+        "execution_provider": cfg.execution_provider,
+        "threads": str(cfg.threads),
+        "engine_batch": str(cfg.engine_batch),
+        "beam_size": str(cfg.beam_size),
+        "model_dir": cfg.model_dir,
+    }
+    parameters = "".join(
+        f'parameters {{\n  key: "{k}"\n  value {{ string_value: "{v}" }}\n}}\n'
+        for k, v in params.items()
+    )
+    return f"""\
+# GENERATED by `python -m control_plane.inference.triton_config`; edit that module, not this.
+# {cfg.kind.upper()}: {cfg.precision} graphs on ONNX Runtime's {cfg.execution_provider} \
+execution provider.
+name: "{MODEL_NAME}"
+backend: "python"
+max_batch_size: {cfg.max_batch_size}
+input [
+  {{
+    name: "TEXT"
+    data_type: TYPE_STRING
+    dims: [ -1 ]
+    allow_ragged_batch: true
+  }},
+  {{
+    name: "SOURCE_LANG"
+    data_type: TYPE_STRING
+    dims: [ 1 ]
+  }},
+  {{
+    name: "TARGET_LANG"
+    data_type: TYPE_STRING
+    dims: [ 1 ]
+  }}
+]
+output [
+  {{
+    name: "TRANSLATION"
+    data_type: TYPE_STRING
+    dims: [ -1 ]
+  }},
+  {{
+    name: "SCORE"
+    data_type: TYPE_FP32
+    dims: [ -1 ]
+  }}
+]
+instance_group [
+  {{
+    count: {cfg.instances}
+    kind: {kind}{gpus}
+  }}
+]
+dynamic_batching {{
+  preferred_batch_size: [ {preferred} ]
+  max_queue_delay_microseconds: {cfg.max_queue_delay_us}
+  preserve_ordering: false
+  priority_levels: 3
+  default_priority_level: {cfg.default_priority_level}
+{policies}}}
+{parameters}"""
+
+
+def targets(repository: Path = MODEL_REPOSITORY) -> dict[Path, TranslatorConfig]:
+    model = repository / MODEL_NAME
+    return {model / "config.pbtxt": CPU, model / "configs" / "gpu.pbtxt": GPU}
+
+
+def write(repository: Path = MODEL_REPOSITORY) -> list[Path]:
+    written = []
+    for path, cfg in targets(repository).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(cfg))
+        written.append(path)
+    return written
+
+
+def drift(repository: Path = MODEL_REPOSITORY) -> list[Path]:
+    """Committed config files that differ from what this module renders."""
+    return [
+        path
+        for path, cfg in targets(repository).items()
+        if not path.is_file() or path.read_text() != render(cfg)
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m control_plane.inference.triton_config",
+        description="Write the translator model's CPU and GPU config.pbtxt from one source.",
+    )
+    ap.add_argument("--check", action="store_true", help="exit 1 if a committed file drifts")
+    ap.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
+    ap.add_argument("--stdout", action="store_true", help="print one variant, write nothing")
+    ap.add_argument("--kind", choices=["cpu", "gpu"], default="cpu")
+    ap.add_argument("--instances", type=int)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--execution-provider", choices=["cpu", "cuda", "tensorrt"])
+    ap.add_argument("--max-batch-size", type=int)
+    ap.add_argument("--preferred", help="comma-separated preferred batch sizes")
+    ap.add_argument("--max-queue-delay-us", type=int)
+    ap.add_argument("--model-dir", help="model store the server reads (default: MTB_MODEL_DIR)")
+    args = ap.parse_args(argv)
+    if args.check:
+        bad = drift(args.repository)
+        for path in bad:
+            print(f"{path} differs from the generator; run {ap.prog}", file=sys.stderr)
+        return 1 if bad else 0
+    if args.stdout:
+        cfg = CPU if args.kind == "cpu" else GPU
+        changes = {
+            "instances": args.instances,
+            "threads": args.threads,
+            "execution_provider": args.execution_provider,
+            "max_batch_size": args.max_batch_size,
+            "max_queue_delay_us": args.max_queue_delay_us,
+            "model_dir": args.model_dir,
+        }
+        if args.preferred:
+            changes["preferred_batch_sizes"] = tuple(int(x) for x in args.preferred.split(","))
+        cfg = replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+        sys.stdout.write(render(cfg))
+        return 0
+    for path in write(args.repository):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Triton python-backend model ``translator``: the project's engine library behind Triton.
+
+Each request carries one batch of segments (TEXT) of one language pair (SOURCE_LANG,
+TARGET_LANG). The dynamic batcher hands ``execute`` up to ``max_batch_size`` requests,
+possibly of different pairs: they are grouped by pair, each pair's segments run through
+the engine as one batch (the engine sorts by length and batches internally; its output
+per sentence does not depend on the batch), and the results are split back per request.
+A request with an unknown pair gets an error of its own; the others are unaffected.
+
+Configuration (config.pbtxt ``parameters``, written by control_plane/inference/
+triton_config.py): precision, execution_provider (cpu|cuda|tensorrt), threads,
+engine_batch, beam_size, model_dir (empty: MTB_MODEL_DIR of the server's environment,
+else the control plane's default store). The stub runs the venv's python3 (first on
+PATH), so ``control_plane`` imports from the venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def _param(config: dict, key: str, default: str = "") -> str:
+    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
+    return value if value != "" else default
+
+
+def _strings(array) -> list[str]:
+    return [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in array.reshape(-1)]
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        provider = _param(config, "execution_provider", "cpu")
+        if provider == "tensorrt":
+            os.environ["MTB_TENSORRT"] = "1"  # read by control_plane.engine.onnx_session
+        if args.get("model_instance_kind") == "GPU":
+            # one process per instance: pin ONNX Runtime's CUDA EP to this instance's GPU
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(args.get("model_instance_device_id", 0))
+
+        from control_plane.engine.store import ensure_default_models, load_engine
+        from control_plane.settings import Settings
+
+        settings = Settings.from_env()
+        model_dir = _param(config, "model_dir") or str(settings.model_dir)
+        ensure_default_models(model_dir)
+        self.engine = load_engine(
+            model_dir,
+            precision=_param(config, "precision", settings.precision),
+            threads=int(_param(config, "threads", str(settings.threads))),
+            max_batch=int(_param(config, "engine_batch", str(settings.max_batch_sentences))),
+            beam_size=int(_param(config, "beam_size", "1")),
+        )
+        self.pairs = set(self.engine.pairs())
+        t0 = time.monotonic()
+        for src, tgt in sorted(self.pairs):  # load sessions now: the first request is not slow
+            self.engine.translate(["Hello."], src, tgt)
+        self.logger = pb_utils.Logger
+        self.logger.log_info(
+            f"translator {args.get('model_instance_name')}: pairs "
+            f"{sorted(self.pairs)} from {model_dir}, {provider}, warm-up "
+            f"{time.monotonic() - t0:.1f}s"
+        )
+        self._segments = self._requests = None
+        try:  # custom metrics on :8002 next to Triton's own
+            self._segments = pb_utils.MetricFamily(
+                name="mtb_translator_segments_total",
+                description="Segments translated by the translator model",
+                kind=pb_utils.MetricFamily.COUNTER,
+            )
+            self._seg_metric = {
+                p: self._segments.Metric(labels={"pair": f"{p[0]}-{p[1]}"}) for p in self.pairs
+            }
+        except Exception:  # noqa: BLE001 - older backends: no custom metrics
+            self._segments = None
+
+    def _catalog(self) -> list[str]:
+        return [f"{s}\t{t}\t{self.engine.model_version(s, t)}" for s, t in sorted(self.pairs)]
+
+    def execute(self, requests):
+        responses: list = [None] * len(requests)
+        groups: dict[tuple[str, str], list[tuple[int, list[str]]]] = {}
+        for i, request in enumerate(requests):
+            try:
+                text = _strings(pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy())
+                src = _strings(pb_utils.get_input_tensor_by_name(request, "SOURCE_LANG").as_numpy())
+                tgt = _strings(pb_utils.get_input_tensor_by_name(request, "TARGET_LANG").as_numpy())
+                pair = (src[0].strip(), tgt[0].strip())
+            except Exception as exc:  # noqa: BLE001 - a malformed request fails alone
+                responses[i] = _error(f"bad request: {exc}", invalid=True)
+                continue
+            if pair == ("", ""):
+                responses[i] = _response(self._catalog(), [0.0] * len(self.pairs))
+            elif pair not in self.pairs:
+                listed = ", ".join(f"{s}-{t}" for s, t in sorted(self.pairs))
+                responses[i] = _error(
+                    f"no installed model translates {pair[0]}->{pair[1]}; supported: {listed}",
+                    invalid=True,
+                )
+            else:
+                groups.setdefault(pair, []).append((i, text))
+        for (src, tgt), items in groups.items():
+            segments = [s for _, text in items for s in text]
+            try:
+                out = self.engine.translate(segments, src, tgt) if segments else []
+            except Exception as exc:  # noqa: BLE001 - reported per request
+                for i, _ in items:
+                    responses[i] = _error(f"translation failed: {type(exc).__name__}: {exc}")
+                continue
+            if self._segments is not None:
+                self._seg_metric[(src, tgt)].increment(len(segments))
+            pos = 0
+            for i, text in items:
+                part = out[pos : pos + len(text)]
+                pos += len(text)
+                responses[i] = _response([t.text for t in part], [t.score for t in part])
+        return responses
+
+    def finalize(self) -> None:
+        self.engine = None
+
+
+def _response(texts: list[str], scores: list[float]):
+    translation = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(1, -1)
+    score = np.asarray(scores, dtype=np.float32).reshape(1, -1)
+    return pb_utils.InferenceResponse(
+        output_tensors=[
+            pb_utils.Tensor("TRANSLATION", translation),
+            pb_utils.Tensor("SCORE", score),
+        ]
+    )
+
+
+def _error(message: str, invalid: bool = False):
+    """INVALID_ARGUMENT for the caller's mistakes (never retried), INTERNAL otherwise."""
+    try:
+        code = pb_utils.TritonError.INVALID_ARG if invalid else pb_utils.TritonError.INTERNAL
+        error = pb_utils.TritonError(message, code)
+    except (AttributeError, TypeError):  # backends without error codes
+        error = pb_utils.TritonError(message)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
