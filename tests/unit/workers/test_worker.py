@@ -1,0 +1,89 @@
+"""Workers batch segments across chunks and jobs, dedupe them, and fail jobs readably."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from control_plane.cache import SegmentCache
+from control_plane.db import Chunk, Database
+from control_plane.inference import LocalInferenceClient
+from control_plane.jobs.service import JobService, SubmitRequest
+from control_plane.metrics import Metrics
+from control_plane.queue import MemoryChunkQueue
+from control_plane.settings import Settings
+from control_plane.workers import Worker
+from tests.unit.api.fake_engine import FakeEngine
+
+
+@pytest.fixture
+async def parts(tmp_path):
+    settings = Settings(data_dir=tmp_path, chunk_words=50, batch_words=1000, max_chunk_attempts=2)
+    db = Database(settings.effective_database_url)
+    db.migrate()
+    from control_plane.auth import create_user
+
+    user, _ = create_user(db.engine, "w@x.io", "enterprise")
+    queue = MemoryChunkQueue(aging_s=0)
+    jobs = JobService(db, queue, SegmentCache(db.engine), settings)
+    finished = []
+
+    async def on_finished(job):
+        finished.append(job)
+
+    jobs.on_finished = on_finished
+    engine = FakeEngine()
+    client = LocalInferenceClient(engine=engine)
+    worker = Worker("w", queue, jobs, client, Metrics(), settings)
+    yield settings, user, queue, jobs, engine, worker, finished
+    db.close()
+
+
+async def test_one_engine_call_for_many_small_jobs(parts):
+    settings, user, queue, jobs, engine, worker, finished = parts
+    texts = ["Shared sentence. First job.", "Shared sentence. Second job.", "Third job here."]
+    ids = []
+    for i, text in enumerate(texts):
+        prio = ["normal", "critical", "high"][i]
+        job = await jobs.submit(SubmitRequest(user.id, text, "en", "pt", prio), "fake-enpt-1")
+        ids.append(job.id)
+    deliveries = await queue.consume(settings.batch_words, timeout=0.1)
+    assert len(deliveries) == 3
+    await worker.process(deliveries)
+    assert len(engine.calls) == 1  # one batch across three jobs
+    assert engine.calls[0].count("Shared sentence.") == 1  # deduplicated
+    assert engine.calls[0][0] in ("Shared sentence.", "Second job.")  # critical first
+    assert sorted(j.id for j in finished) == sorted(ids)
+    done = await jobs.get(user.id, ids[0])
+    assert (
+        done.status == "completed" and done.result_text == "sentence. Shared [pt] job. First [pt]"
+    )
+
+
+async def test_failures_retry_then_fail_readably(parts):
+    settings, user, queue, jobs, engine, worker, finished = parts
+
+    def broken(*args):
+        raise RuntimeError("engine exploded")
+
+    engine.translate = broken
+    job = await jobs.submit(SubmitRequest(user.id, "Hello there.", "en", "pt"), "fake-enpt-1")
+    for _ in range(settings.max_chunk_attempts):
+        await worker.process(await queue.consume(1000, timeout=0.1))
+    failed = await jobs.get(user.id, job.id)
+    assert failed.status == "failed"
+    assert "after 2 attempts" in failed.error and "engine exploded" in failed.error
+    assert finished and finished[-1].status == "failed"
+    assert await queue.consume(1000, timeout=0.05) == []
+
+
+async def test_redelivered_chunk_is_written_once(parts):
+    settings, user, queue, jobs, engine, worker, finished = parts
+    job = await jobs.submit(SubmitRequest(user.id, "Only once.", "en", "pt"), "fake-enpt-1")
+    (d,) = await queue.consume(1000, timeout=0.1)
+    assert jobs.complete_chunk(job.id, 0, "x", 2) is not None
+    assert jobs.complete_chunk(job.id, 0, "y", 2) is None  # idempotent
+    await worker.process([d])  # a redelivery after the write: acked, no effect
+    with jobs.db.session() as s:
+        chunk = s.execute(select(Chunk).where(Chunk.job_id == job.id)).scalar_one()
+    assert chunk.writes == 1 and chunk.result_text == "x"
