@@ -276,6 +276,21 @@ def test_int8_and_fp16_load_and_decode(exported: Path, reference, precision: str
 
 
 @pytest.mark.hf
+def test_large_graphs_keep_weights_in_side_files(
+    exported: Path, tiny_marian: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Graphs over protobuf's 2 GiB limit (NLLB 3.3B, ...) need external data; pretend ours are.
+    monkeypatch.setattr(hf, "_PROTO_LIMIT", 1000)
+    out = hf.export_hf(tiny_marian, tmp_path / "big", precisions=["int8", "fp16"])
+    sides = sorted(p.name for p in out.iterdir() if p.name.endswith(("onnx_data", "onnx.data")))
+    assert len(sides) == 6, sides
+    for precision in ("int8", "fp16"):
+        big, small = _engine(out, precision), _engine(exported, precision)
+        inputs = [small.tokenizer.encode(t) for t in PROBES]
+        assert big.generate_ids(inputs) == small.generate_ids(inputs)
+
+
+@pytest.mark.hf
 def test_engine_protocol_pairs_version_and_errors(exported: Path):
     engine = _engine(exported, "int8")
     meta = json.loads((exported / "metadata.json").read_text())
