@@ -69,6 +69,18 @@ class Settings:
     inference_timeout_s: float = 300.0
     max_chunk_attempts: int = 3
     requeue_after_s: float = 600.0  # reconciler: chunks queued longer than this are re-published
+    # Kafka (issue 5): topics <prefix>chunks.{critical,high,normal,retry}, <prefix>dead-letter,
+    # <prefix>ingest, <prefix>results; created on start with kafka_partitions partitions
+    kafka_topic_prefix: str = "mtb."
+    kafka_partitions: int = 6
+    kafka_group: str = "mtb-workers"  # consumer group of `mtctl worker`
+    kafka_session_timeout_ms: int = 10_000  # a dead worker's partitions move after this
+    kafka_max_poll_interval_ms: int = 300_000
+    kafka_urgent_workers: int = 1  # extra worker tasks that take only critical/high chunks
+    kafka_publish_timeout_s: float = 10.0
+    retry_backoff_s: float = 1.0  # retry topic delay: retry_backoff_s * 2**attempt (max 60 s)
+    reconcile_interval_s: float = 30.0  # how often `mtctl worker` looks for stale chunks
+    ingest_concurrency: int = 8  # ingest messages admitted in parallel per worker
     # segment cache
     cache_size: int = 100_000  # in-process LRU entries; the DB table is unbounded
     # webhooks
