@@ -83,12 +83,41 @@ def issue_jwt(user_id: str, secret: str, ttl_s: int = 3600) -> str:
 
 
 class Authenticator:
-    def __init__(self, engine: Engine, jwt_secret: str):
+    """Resolves credentials to a Principal. Successful lookups are remembered for
+    ``cache_s`` seconds (so a disabled key keeps working at most that long), which keeps the
+    database off the hot path of polling clients."""
+
+    def __init__(self, engine: Engine, jwt_secret: str, cache_s: float = 10.0):
         self.engine = engine
         self.jwt_secret = jwt_secret
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, header: str | None) -> Principal | None:
+        """The remembered Principal for this header, without blocking; None if unknown."""
+        if not header or self.cache_s <= 0:
+            return None
+        with self._lock:
+            hit = self._cache.get(header)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
 
     def authenticate(self, header: str | None) -> Principal:
         """Blocking (DB lookup): run in the DB executor."""
+        hit = self.cached(header)
+        if hit is not None:
+            return hit
+        who = self._authenticate(header)
+        if self.cache_s > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[header] = (time.monotonic() + self.cache_s, who)  # type: ignore[index]
+        return who
+
+    def _authenticate(self, header: str | None) -> Principal:
         if not header:
             raise AuthError("missing Authorization header (expected 'Bearer <api key or JWT>')")
         scheme, _, token = header.strip().partition(" ")

@@ -61,6 +61,7 @@ class Settings:
     rate_limit_pro: int = 600
     rate_limit_enterprise: int = 6000
     jwt_ttl_s: int = 3600
+    auth_cache_s: float = 10.0  # a resolved key/JWT is remembered this long
     # jobs, queue and workers (issue 3; Kafka and Triton plug in behind the same interfaces)
     chunk_words: int = 1000  # target words per chunk (unit of queue work)
     workers: int = 2  # in-process worker tasks (memory queue)

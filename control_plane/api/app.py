@@ -56,7 +56,7 @@ def build_services(
         client=client or open_inference(settings),
         cache=cache,
         jobs=JobService(db, queue, cache, settings),
-        auth=Authenticator(db.engine, settings.jwt_secret),
+        auth=Authenticator(db.engine, settings.jwt_secret, settings.auth_cache_s),
         limiter=RateLimiter(
             {
                 "basic": settings.rate_limit_basic,

@@ -45,8 +45,9 @@ def services(request: web.Request) -> Services:
 async def authenticate(request: web.Request) -> Principal:
     """401/403 for bad credentials, 429 (with Retry-After) over the key's rate limit."""
     svc = services(request)
+    header = request.headers.get("Authorization")
     try:
-        who = await svc.db.run(svc.auth.authenticate, request.headers.get("Authorization"))
+        who = svc.auth.cached(header) or await svc.db.run(svc.auth.authenticate, header)
     except AuthError as exc:
         raise ApiError(
             401, "unauthorized", str(exc), headers={"WWW-Authenticate": 'Bearer realm="mtb"'}

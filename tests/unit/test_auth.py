@@ -43,7 +43,7 @@ def test_keys_are_stored_hashed(db):
 
 def test_bad_credentials_and_jwt(db):
     user, _ = create_user(db.engine, "a@x.io", "basic")
-    auth = Authenticator(db.engine, SECRET)
+    auth = Authenticator(db.engine, SECRET, cache_s=0)
     for header in [None, "", "Bearer", "Basic abc", "Bearer mtb_wrong", "Bearer a.b.c"]:
         with pytest.raises(AuthError):
             auth.authenticate(header)
@@ -89,3 +89,13 @@ def test_rate_limiter_token_bucket():
     assert rl.check("k", "basic") == 0  # one token refilled per second
     assert rl.check("k", "basic") > 0
     assert time.monotonic()  # (real clock unused)
+
+
+def test_successful_lookups_are_cached(db):
+    _, key = create_user(db.engine, "c@x.io", "pro")
+    auth = Authenticator(db.engine, SECRET, cache_s=60)
+    header = f"Bearer {key}"
+    assert auth.cached(header) is None
+    who = auth.authenticate(header)
+    assert auth.cached(header) == who
+    assert auth.cached("Bearer mtb_other") is None
