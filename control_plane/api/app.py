@@ -5,6 +5,9 @@ Usable from tests and benchmarks as well as ``mtctl serve``:
     app = create_app(settings)                       # engine per MTB_INFERENCE
     app = create_app(settings, client=my_client)     # any InferenceClient (fakes, Triton)
 
+Outside a web app (``mtctl worker``, benchmarks): ``svc = build_services(settings)``,
+``boot = await start_services(svc, run_workers=True)``, ``await stop_services(svc, boot)``.
+
 Startup (``cleanup_ctx``): migrate the database, start the queue and the callback sender,
 then load the engine in the background (``/healthz`` answers at once, ``/readyz`` says 503
 until the engine is loaded), re-publish unfinished chunks and start the workers. Shutdown
@@ -111,38 +114,55 @@ def _finisher(svc: Services):  # noqa: ANN202
     return on_finished
 
 
-async def _boot(app: web.Application) -> None:
-    svc = app[SERVICES]
+async def _boot(svc: Services, run_workers: bool) -> None:
     try:
         await svc.client.start()
     except Exception as exc:  # noqa: BLE001 - reported by /readyz
         svc.engine_error = f"{type(exc).__name__}: {exc}"
+        log.error("inference backend failed to start", extra={"error": svc.engine_error})
         return
-    await svc.jobs.recover()
-    if svc.settings.queue == "memory":  # with Kafka, workers run as `mtctl worker`
+    if svc.settings.queue == "memory":
+        # the in-process queue died with the last process; with Kafka the messages survive
+        # and the reconciler re-publishes what was lost
+        await svc.jobs.recover()
+    if run_workers:
         for i in range(max(1, svc.settings.workers)):
             w = Worker(f"worker-{i}", svc.queue, svc.jobs, svc.client, svc.metrics, svc.settings)
             svc.workers.append(asyncio.create_task(w.run(), name=f"worker-{i}"))
     log.info("service ready", extra={"pairs": str(svc.client.pairs())})
 
 
-async def _lifecycle(app: web.Application):  # noqa: ANN202
-    svc = app[SERVICES]
+async def start_services(svc: Services, run_workers: bool | None = None) -> asyncio.Task:
+    """Migrate, start the queue and callbacks, then (in the background) the inference client
+    and ``settings.workers`` workers. ``run_workers`` defaults to True for the memory queue
+    (with Kafka, workers run as ``mtctl worker``, which can call this with True).
+    Returns the boot task; pass it to ``stop_services``."""
+    if run_workers is None:
+        run_workers = svc.settings.queue == "memory"
     await svc.db.run(svc.db.migrate)
     await svc.queue.start()
     await svc.callbacks.start()
-    boot = asyncio.create_task(_boot(app), name="boot")
-    yield
-    boot.cancel()
-    for task in svc.workers:
+    return asyncio.create_task(_boot(svc, run_workers), name="boot")
+
+
+async def stop_services(svc: Services, boot: asyncio.Task | None = None) -> None:
+    tasks = [t for t in [boot, *svc.workers] if t is not None]
+    for task in tasks:
         task.cancel()
-    for task in [boot, *svc.workers]:
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     await svc.queue.close()
     await svc.callbacks.close()
     await svc.client.close()
     svc.db.close()
+
+
+async def _lifecycle(app: web.Application):  # noqa: ANN202
+    svc = app[SERVICES]
+    boot = await start_services(svc)
+    yield
+    await stop_services(svc, boot)
 
 
 def create_app(
