@@ -89,6 +89,17 @@ class Settings:
     callback_attempts: int = 5
     callback_backoff_s: float = 1.0
     callback_timeout_s: float = 10.0
+    # Triton client (issue 4; MTB_INFERENCE=triton, server at triton_url)
+    triton_model: str = "translator"
+    triton_timeout_s: float = 120.0  # per translate() call unless the caller gives one
+    triton_request_segments: int = 16  # segments per gRPC request; larger calls are split
+    triton_retries: int = 3  # extra attempts on UNAVAILABLE, full-jitter exponential backoff
+    triton_backoff_s: float = 0.2  # first backoff cap; doubles per attempt, capped at 5 s
+    triton_breaker_failures: int = 5  # consecutive connection failures that open the circuit
+    triton_breaker_reset_s: float = 10.0  # open circuit lets one probe through after this
+    triton_connect_timeout_s: float = 30.0  # start() waits this long for a ready server
+    triton_health_interval_s: float = 5.0  # background readiness polling
+    triton_fallback: bool = False  # serve from the in-process engine while Triton is down
     # cost model
     price_per_hour: float = 0.10  # instance price used for estimates (USD)
     throughput_wps: float = 60.0  # words/s assumed before any job has been measured

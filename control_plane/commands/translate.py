@@ -69,9 +69,13 @@ def make_translator(args: argparse.Namespace):
         overrides["triton_url"] = args.triton_url
     settings = Settings.from_env(**overrides)
     if settings.inference == "triton":
+        from control_plane.inference.base import InferenceUnavailable
         from control_plane.inference.triton_sync import TritonTranslator
 
-        engine = TritonTranslator(settings)
+        try:
+            engine = TritonTranslator(settings)
+        except InferenceUnavailable as exc:
+            raise SystemExit(f"mtctl translate: {exc}") from None
     else:
         from control_plane.engine import open_engine
 
