@@ -11,6 +11,12 @@ from datetime import UTC, datetime
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
+def _trace_id() -> str | None:
+    from control_plane.tracing import trace_id
+
+    return trace_id()
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str = "mt-backend"):
         super().__init__()
@@ -26,6 +32,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        trace_id = _trace_id()
+        if trace_id:
+            entry["trace_id"] = trace_id
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value if isinstance(value, str | int | float | bool) else str(value)

@@ -62,6 +62,8 @@ class Settings:
     rate_limit_enterprise: int = 6000
     jwt_ttl_s: int = 3600
     auth_cache_s: float = 10.0  # a resolved key/JWT is remembered this long
+    tracing: str = "off"  # off | console | otlp
+    otlp_endpoint: str = "127.0.0.1:4317"
     # jobs, queue and workers (issue 3; Kafka and Triton plug in behind the same interfaces)
     chunk_words: int = 1000  # target words per chunk (unit of queue work)
     workers: int = 2  # in-process worker tasks (memory queue)

@@ -18,13 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from control_plane import logs
+    from control_plane import logs, tracing
     from control_plane.api import create_app
     from control_plane.settings import Settings
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings.from_env(**overrides)
     logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)
+    tracing.configure(settings)
     log = logging.getLogger("control_plane.serve")
     log.info(
         "starting",

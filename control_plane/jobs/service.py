@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
+from control_plane import tracing
 from control_plane.cache import SegmentCache
 from control_plane.db import Chunk, Database, Job, utcnow
 from control_plane.jobs.chunking import Layout, count_words, split_chunks
@@ -149,6 +150,16 @@ class JobService:
         return job
 
     async def submit(self, req: SubmitRequest, model_version: str) -> Job:
+        with tracing.tracer.start_as_current_span("job.submit") as span:
+            span.set_attribute("mtb.priority", req.priority)
+            span.set_attribute("mtb.pair", f"{req.source_lang}-{req.target_lang}")
+            job = await self._submit(req, model_version)
+            span.set_attribute("mtb.job_id", job.id)
+            span.set_attribute("mtb.words", job.word_count)
+            span.set_attribute("mtb.chunks", job.chunk_count)
+            return job
+
+    async def _submit(self, req: SubmitRequest, model_version: str) -> Job:
         planned = await asyncio.to_thread(self._plan, req, model_version)
         words = count_words(req.text)
         est_s, cost = self.estimate(words, req.priority)
@@ -167,6 +178,7 @@ class JobService:
         return job
 
     async def _publish_chunks(self, job: Job, chunk_texts: list[str], only=None) -> None:  # noqa: ANN001
+        headers = tracing.inject()
         for i, text in enumerate(chunk_texts):
             if only is not None and i not in only:
                 continue
@@ -180,6 +192,7 @@ class JobService:
                     source_lang=job.source_lang,
                     target_lang=job.target_lang,
                     word_count=n,
+                    headers=dict(headers),
                 )
             )
 

@@ -16,6 +16,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from opentelemetry import trace
+from opentelemetry.trace import Link, Status, StatusCode
+
+from control_plane import tracing
 from control_plane.engine.base import Translation, UnsupportedPair
 from control_plane.inference.base import InferenceClient, InferenceUnavailable
 from control_plane.jobs.chunking import Layout, count_words
@@ -32,6 +36,7 @@ class _Work:
     layout: Layout
     words: int
     translations: dict[int, Translation] = field(default_factory=dict)
+    span: trace.Span = trace.INVALID_SPAN
 
     @property
     def msg(self):  # noqa: ANN201
@@ -83,7 +88,14 @@ class Worker:
                 await self.queue.ack(d)
                 continue
             layout = await asyncio.to_thread(Layout.parse, chunk.source_text, m.source_lang)
-            works.append(_Work(d, layout, chunk.word_count))
+            span = tracing.tracer.start_span(
+                "chunk.translate",
+                context=tracing.extract(m.headers),
+                attributes={"mtb.job_id": m.job_id, "mtb.chunk": m.chunk_index,
+                            "mtb.priority": m.priority, "mtb.words": chunk.word_count,
+                            "mtb.attempt": m.attempt, "mtb.worker": self.name},
+            )  # fmt: skip
+            works.append(_Work(d, layout, chunk.word_count, span=span))
         if not works:
             return
         await self._fill_from_cache(works)
@@ -137,14 +149,22 @@ class Worker:
                     continue
                 rank = min(urgency[(pair, s)] for s in batch)
                 priority = next(p for p, r in PRIORITY_RANK.items() if r == rank)
+                owners = list({id(w): w for s in batch for w, _ in segs[s]}.values())
                 t0 = time.perf_counter()
-                out = await self.client.translate(
-                    batch,
-                    pair[0],
-                    pair[1],
-                    priority=priority,
-                    timeout=self.settings.inference_timeout_s,
-                )
+                with tracing.tracer.start_as_current_span(
+                    "inference.translate",
+                    context=trace.set_span_in_context(owners[0].span),
+                    links=[Link(w.span.get_span_context()) for w in owners[1:]],
+                    attributes={"mtb.segments": len(batch), "mtb.priority": priority,
+                                "mtb.pair": f"{pair[0]}-{pair[1]}", "mtb.chunks": len(owners)},
+                ):  # fmt: skip
+                    out = await self.client.translate(
+                        batch,
+                        pair[0],
+                        pair[1],
+                        priority=priority,
+                        timeout=self.settings.inference_timeout_s,
+                    )
                 elapsed = time.perf_counter() - t0
                 self.metrics.inference_seconds.labels(priority).observe(elapsed)
                 self.metrics.batch_size.observe(len(batch))
@@ -165,6 +185,8 @@ class Worker:
     async def _finish(self, w: _Work) -> None:
         m = w.msg
         if self.jobs.is_cancelled(m.job_id) or len(w.translations) < len(w.layout.segments):
+            w.span.set_attribute("mtb.cancelled", True)
+            w.span.end()
             self.jobs.chunk_done(m)
             await self.queue.ack(w.delivery)
             return
@@ -172,6 +194,9 @@ class Worker:
         job = await self.jobs.db.run(
             self.jobs.complete_chunk, m.job_id, m.chunk_index, text, w.words
         )
+        if job is not None:
+            w.span.add_event("job.completed", {"mtb.job_id": job.id})
+        w.span.end()
         self.metrics.record_words(f"{m.source_lang}-{m.target_lang}", w.words)
         self.jobs.chunk_done(m)
         await self.queue.ack(w.delivery)
@@ -182,6 +207,9 @@ class Worker:
         self.metrics.errors.labels("inference").inc()
         for w in works:
             m = w.msg
+            w.span.record_exception(exc)
+            w.span.set_status(Status(StatusCode.ERROR, str(exc)))
+            w.span.end()
             if m.attempt + 1 < self.settings.max_chunk_attempts:
                 log.warning(
                     "chunk failed, retrying",
