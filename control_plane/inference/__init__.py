@@ -12,9 +12,7 @@ def open_inference(settings) -> InferenceClient:  # noqa: ANN001
     if settings.inference == "local":
         from control_plane.engine import open_engine
 
-        return LocalInferenceClient(
-            factory=lambda: open_engine(settings), batch=settings.max_batch_sentences
-        )
+        return LocalInferenceClient(factory=lambda: open_engine(settings))
     if settings.inference == "triton":
         from control_plane.inference.triton import TritonInferenceClient  # issue 4
 

@@ -19,12 +19,11 @@ class LocalInferenceClient:
     ``engine`` may be given (tests, benchmarks) or a zero-argument factory that loads it
     (``open_engine(settings)``), called in the executor by ``start()``."""
 
-    def __init__(self, engine: TranslationEngine | None = None, factory=None, batch: int = 32):  # noqa: ANN001
+    def __init__(self, engine: TranslationEngine | None = None, factory=None):  # noqa: ANN001
         if engine is None and factory is None:
             raise ValueError("give an engine or a factory")
         self._engine = engine
         self._factory = factory
-        self._batch = max(1, batch)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self._error: BaseException | None = None
 
@@ -33,11 +32,20 @@ class LocalInferenceClient:
             return
         loop = asyncio.get_running_loop()
         try:
-            self._engine = await loop.run_in_executor(self._pool, self._factory)
+            self._engine = await loop.run_in_executor(self._pool, self._load_and_warm)
         except Exception as exc:  # surfaced through /readyz and the log
             self._error = exc
             log.exception("engine failed to load")
             raise
+
+    def _load_and_warm(self) -> TranslationEngine:
+        engine = self._factory()
+        for source, target in engine.pairs():  # first calls pay ONNX Runtime's setup
+            try:
+                engine.translate(["Hello."], source, target)
+            except Exception:  # noqa: BLE001 - warm-up only; real calls report errors
+                log.warning("warm-up failed", extra={"pair": f"{source}-{target}"})
+        return engine
 
     @property
     def error(self) -> BaseException | None:
