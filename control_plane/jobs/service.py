@@ -47,6 +47,7 @@ class SubmitRequest:
     target_lang: str
     priority: str = "normal"
     callback_url: str | None = None
+    job_id: str | None = None  # chosen by the caller (idempotent Kafka ingest); else uuid4
 
 
 class Throughput:
@@ -106,7 +107,7 @@ class JobService:
         now = utcnow()
         done = rendered is not None
         job = Job(
-            id=str(uuid.uuid4()),
+            id=req.job_id or str(uuid.uuid4()),
             user_id=req.user_id,
             status="completed" if done else "queued",
             priority=req.priority,
