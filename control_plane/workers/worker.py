@@ -222,7 +222,8 @@ class Worker:
             error = f"translation failed after {m.attempt + 1} attempts: {exc}"
             job = await self.jobs.db.run(self.jobs.fail_chunk, m.job_id, m.chunk_index, error)
             self.jobs.chunk_done(m)
-            await self.queue.ack(w.delivery)
+            m.headers["error"] = error  # the dead-letter reason (Kafka: dead-letter topic)
+            await self.queue.nack(w.delivery, requeue=False)
             log.error("chunk failed for good", extra={"job_id": m.job_id, "error": error})
             if job is not None and self.jobs.on_finished is not None:
                 await self.jobs.on_finished(job)
