@@ -1,0 +1,337 @@
+"""Bulk ingestion: job requests written straight to the Kafka ingest topic.
+
+Producers write one JSON object per message to ``<prefix>ingest`` (default
+``mtb.ingest``), UTF-8, any key (the request id is a good one). Schema::
+
+    {
+      "api_key":      "mtb_...",        # required: the submitting user's API key, the same
+                                        # key the REST API takes as "Authorization: Bearer"
+      "request_id":   "order-123",      # optional, at most 200 characters: makes the
+                                        # request idempotent (same user + request_id ->
+                                        # same job, however often it is delivered)
+      "text":         "Hello world.",   # required, as in POST /api/v1/translate
+      "source_lang":  "en",             # required
+      "target_lang":  "pt",             # required
+      "priority":     "normal",         # optional: critical | high | normal (tier-capped)
+      "callback_url": "https://..."     # optional: signed webhook on completion/failure
+    }
+
+Every message is validated like a REST submission, with the API's own code (the
+``TranslateRequest`` model, the authenticator, the tier's priority cap, the served
+language pairs, ``MTB_MAX_WORDS`` and ``MTB_MAX_BODY_BYTES``). Valid requests become jobs
+exactly as ``POST /api/v1/translate`` makes them (one DB transaction, chunks published to
+the priority topics). The job id is derived from (user, request_id), or from the message's
+topic/partition/offset when there is no request_id, so a redelivered message never makes
+a second job. Invalid ones go to the dead-letter topic with ``reason`` set to the error
+code REST would answer with (``malformed_json``, ``invalid_request``, ``unauthorized``,
+``forbidden``, ``priority_not_allowed``, ``unsupported_language_pair``,
+``content_too_large``), a readable ``message`` and, for field errors, ``details``.
+The REST rate limit does not apply to this bulk path.
+
+The consumer (group ``<MTB_KAFKA_GROUP>-ingest``) admits up to ``MTB_INGEST_CONCURRENCY``
+messages at a time and commits an offset only once its job is in the database (or its
+dead letter is on the broker). Database or broker trouble is retried, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+
+from pydantic import ValidationError
+
+from control_plane.queue.kafka_topics import headers_to_dict
+from control_plane.queue.priority import OffsetTracker
+
+log = logging.getLogger(__name__)
+INGEST_NAMESPACE = uuid.UUID("8a0c1f0e-4d5b-4b7e-9a51-2c6f5d1e7b10")
+
+
+class Rejected(Exception):
+    """An ingest message that can never become a job; ``reason`` is REST's error code."""
+
+    def __init__(self, reason: str, message: str, details=None):  # noqa: ANN001
+        super().__init__(message)
+        self.reason = reason
+        self.details = details
+
+
+def parse_message(value: bytes | None, max_bytes: int) -> tuple[dict, str, str | None]:
+    """(request body for TranslateRequest, api_key, request_id) or Rejected."""
+    if value is None:
+        raise Rejected("malformed_json", "ingest message has no value")
+    if len(value) > max_bytes:
+        raise Rejected("content_too_large", f"message over the {max_bytes}-byte limit")
+    try:
+        body = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise Rejected("malformed_json", f"message is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise Rejected("invalid_request", "message must be a JSON object")
+    api_key = body.pop("api_key", None)
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise Rejected("unauthorized", "api_key is missing (the submitting user's API key)")
+    request_id = body.pop("request_id", None)
+    if request_id is not None and (
+        not isinstance(request_id, str) or not 0 < len(request_id) <= 200
+    ):
+        raise Rejected(
+            "invalid_request",
+            "request_id must be a string of 1 to 200 characters",
+            [{"field": "request_id", "message": "invalid request_id", "type": "value_error"}],
+        )
+    return body, api_key.strip(), request_id
+
+
+def job_id_for(
+    user_id: str, request_id: str | None, topic: str, partition: int, offset: int
+) -> str:
+    name = f"{user_id}/{request_id}" if request_id else f"{topic}/{partition}/{offset}"
+    return str(uuid.uuid5(INGEST_NAMESPACE, name))
+
+
+class IngestConsumer:
+    """Admits ingest messages as jobs (see the module docstring)."""
+
+    def __init__(self, settings, queue, svc):  # noqa: ANN001 - queue: KafkaChunkQueue; svc: api Services
+        self.settings = settings
+        self.queue = queue
+        self.svc = svc
+        self.topic = queue.topics.ingest
+        self.admitted = 0
+        self.duplicates = 0
+        self.rejected = 0
+        self._consumer = None
+        self._trackers: dict = {}
+        self._sem = asyncio.Semaphore(max(1, settings.ingest_concurrency))
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.abc import ConsumerRebalanceListener
+
+        outer = self
+
+        class Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):  # noqa: ANN001, ANN202
+                with contextlib.suppress(Exception):
+                    await outer._commit()
+                for tp in revoked:
+                    outer._trackers.pop(tp, None)
+
+            async def on_partitions_assigned(self, assigned):  # noqa: ANN001, ANN202
+                for tp in assigned:
+                    outer._trackers[tp] = OffsetTracker()
+
+        s = self.settings
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            client_id=f"{self.queue.client_id}-ingest",
+            group_id=f"{s.kafka_group}-ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(500, s.kafka_session_timeout_ms // 4),
+            max_poll_interval_ms=s.kafka_max_poll_interval_ms,
+            fetch_max_wait_ms=100,
+            request_timeout_ms=max(40_000, s.kafka_session_timeout_ms + 5_000),
+        )
+        self._consumer.subscribe([self.topic], listener=Listener())
+        await self._consumer.start()
+
+    async def run(self) -> None:
+        from aiokafka.errors import KafkaError
+
+        consumer = self._consumer
+        last_commit = 0.0
+        while not self._closed:
+            try:
+                # back-pressure: stop fetching while the admission slots are all taken
+                busy = len(self._tasks) >= 4 * max(1, self.settings.ingest_concurrency)
+                assigned = set(self._trackers)
+                if busy and assigned:
+                    consumer.pause(*assigned)
+                elif consumer.paused():
+                    consumer.resume(*(set(consumer.paused()) & assigned))
+                data = await consumer.getmany(timeout_ms=100, max_records=200)
+                for tp, records in data.items():
+                    tracker = self._trackers.get(tp)
+                    if tracker is None:
+                        continue
+                    for rec in records:
+                        tracker.add(rec.offset)
+                        task = asyncio.create_task(self._handle(tp, rec, tracker))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                now = time.monotonic()
+                if now - last_commit >= 0.2:
+                    last_commit = now
+                    await self._commit()
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                log.warning("ingest poll failed; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(0.5)
+            except Exception:  # noqa: BLE001
+                log.exception("ingest loop error")
+                await asyncio.sleep(0.5)
+
+    async def _commit(self) -> None:
+        from aiokafka.errors import KafkaError
+
+        offsets = {}
+        for tp, tracker in list(self._trackers.items()):
+            nxt = tracker.committable()
+            if nxt is not None:
+                offsets[tp] = nxt
+            elif tracker.uncommitted is not None:
+                offsets[tp] = tracker.uncommitted
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+            for tp in offsets:
+                if tp in self._trackers:
+                    self._trackers[tp].uncommitted = None
+        except KafkaError as exc:
+            for tp, off in offsets.items():
+                if tp in self._trackers:
+                    self._trackers[tp].uncommitted = off
+            log.warning("ingest offset commit failed", extra={"error": repr(exc)})
+
+    async def _handle(self, tp, rec, tracker: OffsetTracker) -> None:  # noqa: ANN001
+        async with self._sem:
+            delay = 0.5
+            while not self._closed:
+                try:
+                    await self._admit(tp, rec)
+                    tracker.done(rec.offset)
+                    return
+                except Rejected as exc:
+                    self.rejected += 1
+                    await self._dead_letter(tp, rec, exc)
+                    tracker.done(rec.offset)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - DB/broker trouble: not the message's fault
+                    log.warning(
+                        "ingest admission failed; retrying",
+                        extra={"offset": rec.offset, "error": repr(exc)},
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+
+    async def _dead_letter(self, tp, rec, exc: Rejected) -> None:  # noqa: ANN001
+        delay = 0.5
+        while True:
+            try:
+                await self.queue.dead_letter(
+                    exc.reason,
+                    str(exc),
+                    key=rec.key,
+                    source_topic=tp.topic,
+                    partition=tp.partition,
+                    offset=rec.offset,
+                    value=rec.value,
+                    headers=headers_to_dict(rec.headers),
+                    details=exc.details,
+                )
+                return
+            except Exception as err:  # noqa: BLE001
+                log.warning("dead-letter publish failed; retrying", extra={"error": repr(err)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _admit(self, tp, rec) -> None:  # noqa: ANN001
+        from control_plane.api.protocol import TranslateRequest
+        from control_plane.api.routes.translate import validation_details
+        from control_plane.auth import TIER_MAX_PRIORITY, AuthError, Forbidden
+        from control_plane.db import Job
+        from control_plane.jobs.chunking import count_words
+        from control_plane.jobs.service import SubmitRequest
+
+        svc = self.svc
+        settings = self.settings
+        body, api_key, request_id = parse_message(rec.value, settings.max_body_bytes)
+        try:
+            who = await svc.db.run(svc.auth.authenticate, f"Bearer {api_key}")
+        except AuthError as exc:
+            raise Rejected("unauthorized", str(exc)) from exc
+        except Forbidden as exc:
+            raise Rejected("forbidden", str(exc)) from exc
+        try:
+            req = TranslateRequest.model_validate(body)
+        except ValidationError as exc:
+            raise Rejected(
+                "invalid_request", "request fields are invalid", validation_details(exc)
+            ) from exc
+        if not who.allows(req.priority):
+            raise Rejected(
+                "priority_not_allowed",
+                f"tier {who.tier} may use priority up to {TIER_MAX_PRIORITY[who.tier]}, "
+                f"not {req.priority}",
+            )
+        pairs = svc.client.pairs()  # the worker starts ingest only once the client is ready
+        if (req.source_lang, req.target_lang) not in set(pairs):
+            listed = ", ".join(f"{s}-{t}" for s, t in pairs)
+            raise Rejected(
+                "unsupported_language_pair",
+                f"no model translates {req.source_lang}->{req.target_lang}; supported: {listed}",
+                {"supported_pairs": [{"source": s, "target": t} for s, t in pairs]},
+            )
+        words = count_words(req.text)
+        if words > settings.max_words:
+            raise Rejected(
+                "content_too_large",
+                f"text has {words} words; the limit is {settings.max_words} per request",
+            )
+        job_id = job_id_for(who.user_id, request_id, tp.topic, tp.partition, rec.offset)
+
+        def exists() -> bool:
+            with svc.db.session() as session:
+                return session.get(Job, job_id) is not None
+
+        if await svc.db.run(exists):
+            self.duplicates += 1
+            log.info("ingest message already admitted", extra={"job_id": job_id})
+            return
+        sub = SubmitRequest(
+            user_id=who.user_id,
+            text=req.text,
+            source_lang=req.source_lang,
+            target_lang=req.target_lang,
+            priority=req.priority,
+            callback_url=str(req.callback_url) if req.callback_url else None,
+            job_id=job_id,
+        )
+        try:
+            job = await svc.jobs.submit(
+                sub, svc.client.model_version(req.source_lang, req.target_lang)
+            )
+        except Exception:
+            if await svc.db.run(exists):  # a racing admission of the same message won
+                self.duplicates += 1
+                return
+            raise
+        svc.metrics.jobs_submitted.labels(job.priority).inc()
+        self.admitted += 1
+        log.debug("ingest job admitted", extra={"job_id": job.id, "words": words})
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._commit()
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
