@@ -145,13 +145,32 @@ def _blocks(text: str) -> list[str]:
     return blocks
 
 
-def _sentence_pieces(line: str, lang: str) -> list[str]:
-    """Cut one long line at sentence starts (exact concatenation)."""
-    cuts = [start for start, _ in sentence_spans(line, lang)][1:]
-    pieces, prev = [], 0
-    for c in cuts:
-        pieces.append(line[prev:c])
-        prev = c
+_CANDIDATE = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*\s+(?=\S)")
+
+
+def _is_sentence_start(line: str, pos: int, lang: str) -> bool:
+    """Does pysbd start a sentence at ``pos``? Checked on a small window (pysbd's cost grows
+    faster than linearly with text length, so it never sees a whole huge line)."""
+    lo = max(0, pos - 400)
+    window = line[lo : pos + 400]
+    return any(lo + start == pos for start, _ in sentence_spans(window, lang))
+
+
+def _sentence_pieces(line: str, lang: str, target_words: int) -> list[str]:
+    """Cut one long line into pieces of about ``target_words`` words at sentence starts
+    (exact concatenation). A line without any sentence boundary stays whole."""
+    pieces: list[str] = []
+    prev = 0
+    words_since = 0
+    last = 0
+    for m in _CANDIDATE.finditer(line):
+        cut = m.end()
+        words_since += len(line[last:cut].split())
+        last = cut
+        if words_since >= target_words and _is_sentence_start(line, cut, lang):
+            pieces.append(line[prev:cut])
+            prev = cut
+            words_since = 0
     pieces.append(line[prev:])
     return pieces
 
@@ -169,7 +188,7 @@ def split_chunks(text: str, target_words: int = 1000, lang: str = "en") -> list[
             if count_words(line) <= target_words:
                 units.append(line)
             else:
-                units.extend(_sentence_pieces(line, lang))
+                units.extend(_sentence_pieces(line, lang, max(1, target_words // 2)))
     chunks: list[str] = []
     cur: list[str] = []
     words = 0
