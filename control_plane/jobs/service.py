@@ -381,6 +381,41 @@ class JobService:
             log.info("re-published unfinished chunks", extra={"chunks": len(rows)})
         return len(rows)
 
+    def _stale(self, older_than_s: float):  # noqa: ANN202
+        with self.db.session() as session:
+            now = utcnow()
+            cutoff = now - timedelta(seconds=older_than_s)
+            rows = session.execute(
+                select(Job, Chunk.id, Chunk.chunk_index, Chunk.word_count)
+                .join(Chunk, Chunk.job_id == Job.id)
+                .where(
+                    Job.status.in_(ACTIVE),
+                    Chunk.status.in_(ACTIVE),
+                    Chunk.updated_at < cutoff,
+                )
+                .order_by(Job.created_at, Chunk.chunk_index)
+                .limit(10_000)
+            ).all()
+            if rows:  # touch them so the next pass waits another older_than_s
+                session.execute(
+                    update(Chunk).where(Chunk.id.in_([r[1] for r in rows])).values(updated_at=now)
+                )
+                session.commit()
+            return [(job, idx, words) for job, _, idx, words in rows]
+
+    async def requeue_stale(self, older_than_s: float) -> int:
+        """Reconciler step: re-publish chunks of active jobs that have not moved for
+        ``older_than_s`` (a lost publish, a broker restart). Redeliveries are harmless:
+        results are written once per (job, chunk). Returns how many were re-published."""
+        rows = await self.db.run(self._stale, older_than_s)
+        for job, idx, words in rows:
+            await self.queue.publish(
+                ChunkMessage(job.id, idx, job.priority, job.source_lang, job.target_lang, words)
+            )
+        if rows:
+            log.warning("re-published stale chunks", extra={"chunks": len(rows)})
+        return len(rows)
+
 
 def elapsed_speed(job: Job) -> float:
     """Words per second for this job since it started."""

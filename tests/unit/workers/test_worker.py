@@ -87,3 +87,17 @@ async def test_redelivered_chunk_is_written_once(parts):
     with jobs.db.session() as s:
         chunk = s.execute(select(Chunk).where(Chunk.job_id == job.id)).scalar_one()
     assert chunk.writes == 1 and chunk.result_text == "x"
+
+
+async def test_reconciler_requeues_stale_chunks_once(parts):
+    settings, user, queue, jobs, engine, worker, finished = parts
+    job = await jobs.submit(SubmitRequest(user.id, "Lost publish.", "en", "pt"), "fake-enpt-1")
+    (lost,) = await queue.consume(1000, timeout=0.1)
+    await queue.ack(lost)  # as if the message vanished
+    assert await jobs.requeue_stale(3600) == 0  # not stale yet
+    assert await jobs.requeue_stale(0) == 1
+    (again,) = await queue.consume(1000, timeout=0.1)
+    assert again.message.job_id == job.id
+    await worker.process([again])
+    assert (await jobs.get(user.id, job.id)).status == "completed"
+    assert await jobs.requeue_stale(0) == 0  # finished jobs are left alone
