@@ -26,6 +26,7 @@ from ..conftest import REPO
 MTCTL = [sys.executable, "-m", "control_plane.cli"]
 RATE_LIMIT_BASIC = 20  # per minute; the 429 test spends a basic key's budget
 MAX_WORDS = 20_000  # the 15,000-word document fits; the 413 test sends more
+CALLBACK_SECRET = "functional-callback-secret"
 
 
 def free_port() -> int:
@@ -94,6 +95,8 @@ def service(request, model_dir, tmp_path_factory):
         "MTB_RATE_LIMIT_ENTERPRISE": "100000",
         "MTB_MAX_WORDS": str(MAX_WORDS),
         "MTB_JWT_SECRET": "functional-tests-secret-at-least-32-bytes",
+        "MTB_CALLBACK_SECRET": CALLBACK_SECRET,
+        "MTB_CALLBACK_BACKOFF_S": "0.2",
         "PYTHONUNBUFFERED": "1",
     }
     log_path = tmp / "serve.log"

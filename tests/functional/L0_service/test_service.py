@@ -3,14 +3,18 @@ and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
+from control_plane.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from control_plane.jobs.chunking import Layout
 
-from .conftest import MAX_WORDS, RATE_LIMIT_BASIC, Service, wait_for
+from .conftest import CALLBACK_SECRET, MAX_WORDS, RATE_LIMIT_BASIC, Service, wait_for
 from .documents import document
 
 SHORT = (
@@ -274,3 +278,84 @@ def test_meta_endpoints(service):
     doc = requests.get(f"{service.url}/openapi.json", timeout=10).json()
     assert doc["openapi"].startswith("3.")
     assert "text/html" in requests.get(f"{service.url}/docs", timeout=10).headers["Content-Type"]
+
+
+def test_critical_overtakes_normal_backlog(service):
+    backlog = submit(
+        service,
+        {"text": document(8_000, seed=5), "source_lang": "en", "target_lang": "pt"},
+    ).json()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    urgent = submit(
+        service,
+        {"text": "Urgent: the server room is flooding.", "source_lang": "en",
+         "target_lang": "pt", "priority": "critical"},
+    ).json()  # fmt: skip
+    done = wait_for(service, urgent["job_id"], timeout=60)
+    latency = time.monotonic() - t0
+    assert done["status"] == "completed"
+    normal = wait_for_status(service, backlog["job_id"])
+    assert normal["status"] in ("queued", "running"), normal  # still working on the backlog
+    print(
+        f"\ncritical job behind an 8,000-word normal backlog ({service.backend}): {latency:.2f} s"
+    )
+    assert latency < 10, latency
+    requests.delete(
+        f"{service.url}/api/v1/jobs/{backlog['job_id']}",
+        headers=service.headers("enterprise"),
+        timeout=10,
+    )
+
+
+def wait_for_status(service: Service, job_id: str) -> dict:
+    return requests.get(
+        f"{service.url}/api/v1/jobs/{job_id}", headers=service.headers("enterprise"), timeout=10
+    ).json()
+
+
+def test_signed_callback_on_completion(service):
+    received: list[tuple[bool, dict]] = []
+    attempts = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            attempts.append(1)
+            if len(attempts) == 1:  # the first attempt fails: the service must retry
+                self.send_response(500)
+                self.end_headers()
+                return
+            ok = verify(
+                CALLBACK_SECRET,
+                self.headers[TIMESTAMP_HEADER],
+                body,
+                self.headers[SIGNATURE_HEADER],
+            )
+            received.append((ok, json.loads(body)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        sub = submit(
+            service,
+            {"text": "Call me back when done.", "source_lang": "en", "target_lang": "pt",
+             "callback_url": url},
+        ).json()  # fmt: skip
+        wait_for(service, sub["job_id"])
+        deadline = time.monotonic() + 20
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.shutdown()
+    assert received, "no callback arrived"
+    ok, event = received[0]
+    assert ok, "bad signature"
+    assert event["event"] == "job.completed" and event["job_id"] == sub["job_id"]
+    assert len(attempts) >= 2
