@@ -253,6 +253,15 @@ class HFEngine:
             return [providers]
         return list(providers)
 
+    def _past_dims(self, name: str) -> tuple[int, int]:
+        """(heads, head size) of a cache input; from the graph, else from config.json."""
+        shape = self._past_shapes[name]
+        if isinstance(shape[1], int) and isinstance(shape[3], int):
+            return shape[1], shape[3]
+        config = self._config()
+        heads = int(config.get("decoder_attention_heads") or config["num_attention_heads"])
+        return heads, int(config["d_model"]) // heads
+
     # ------------------------------------------------------------------ TranslationEngine
 
     def _public_codes(self) -> list[str]:
@@ -422,8 +431,8 @@ class HFEngine:
             if self.merged:
                 values["use_cache_branch"] = np.array([False])
                 for name in self._past_names:
-                    shape = self._past_shapes[name]
-                    values[name] = np.zeros((b, shape[1], 0, shape[3]), dtype=np.float32)
+                    heads, head_dim = self._past_dims(name)
+                    values[name] = np.zeros((b, heads, 0, head_dim), dtype=np.float32)
         else:
             sess = self.decoder_with_past
             values.update(past)
