@@ -1,0 +1,130 @@
+"""REST -> PostgreSQL -> Kafka -> `mtctl worker` -> inference -> result, at every priority;
+strict priority under a backlog; results events and trace context on the wire; retries,
+dead letter and a readable failure when inference keeps failing."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.functional.kafka_stack import start_stack
+from tests.functional.L0_service.documents import document
+
+pytestmark = pytest.mark.services
+
+SHORT = "The meeting starts at nine.\n\n  - Please bring your laptop!\n"
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_url, kafka_bootstrap, model_dir, tmp_path_factory):
+    s = start_stack(
+        tmp_path_factory.mktemp("kafka-priorities"),
+        postgres_url,
+        kafka_bootstrap,
+        model_dir,
+        "priorities",
+        MTB_RETRY_BACKOFF_S="0.2",
+        MTB_MAX_CHUNK_ATTEMPTS="3",
+    )
+    try:
+        s.start_worker("worker-0")
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("priority", ["critical", "high", "normal"])
+def test_each_priority_end_to_end(stack, priority):
+    text = SHORT.replace("nine", f"nine ({priority})")
+    sub = stack.submit(text, priority)
+    assert sub["status"] == "queued" and sub["priority"] == priority
+    job = stack.wait(sub["job_id"], timeout=60)
+    assert job["status"] == "completed", job
+    assert job["progress"] == 1.0
+    out = stack.result(sub["job_id"])
+    assert "reunião" in out.lower()
+    assert out.count("\n") == text.count("\n") and "  - " in out
+    rows = stack.sql("select status, writes from chunks where job_id = %(j)s", j=sub["job_id"])
+    assert rows == [("done", 1)]
+    # the chunk travelled over the topic of its priority, keyed by job id, with a trace
+    records = [
+        r
+        for r in stack.read(f"chunks.{priority}", at_least=1, timeout=10)
+        if r.key == sub["job_id"].encode()
+    ]
+    assert records, f"no message for the job on chunks.{priority}"
+    headers = dict(records[0].headers)
+    assert headers["traceparent"].decode().split("-")[1] == uuid.UUID(sub["job_id"]).hex
+    body = json.loads(records[0].value)
+    assert (body["job_id"], body["chunk_index"], body["priority"]) == (sub["job_id"], 0, priority)
+
+
+def test_results_topic_announces_completed_jobs(stack):
+    sub = stack.submit("A results event is published for this job.", "high")
+    assert stack.wait(sub["job_id"])["status"] == "completed"
+    deadline = time.monotonic() + 30
+    events = []
+    while time.monotonic() < deadline:
+        events = [
+            json.loads(r.value)
+            for r in stack.read("results", at_least=1, timeout=5)
+            if r.key == sub["job_id"].encode()
+        ]
+        if events:
+            break
+    assert events and events[0]["event"] == "job.completed"
+    assert events[0]["result_url"] == f"/api/v1/jobs/{sub['job_id']}/result"
+
+
+def test_critical_overtakes_a_normal_backlog(stack):
+    backlog = [stack.submit(document(3_000, seed=200 + i))["job_id"] for i in range(2)]
+    time.sleep(1.0)  # the worker is busy with the backlog now
+    t0 = time.monotonic()
+    crit = stack.submit("This urgent sentence jumps the queue.", "critical")
+    job = stack.wait(crit["job_id"], timeout=60)
+    latency = time.monotonic() - t0
+    assert job["status"] == "completed", job
+    statuses = [stack.sql("select status from jobs where id = %(j)s", j=j)[0][0] for j in backlog]
+    print(f"\ncritical job done in {latency:.2f} s; backlog jobs: {statuses}")
+    assert statuses.count("completed") < len(backlog), "critical waited for the whole backlog"
+    assert latency < 15
+    for j in backlog:
+        assert stack.wait(j, timeout=180)["status"] == "completed"
+
+
+def test_failing_inference_retries_then_dead_letters(stack):
+    """A worker whose every inference call times out: the chunk is retried through the
+    retry topic, then lands in the dead-letter topic and the job fails readably."""
+    for w in stack.workers:
+        assert w.stop() == 0, w.log_tail()
+    broken = stack.start_worker("broken", MTB_INFERENCE_TIMEOUT_S="0.000001")
+    try:
+        sub = stack.submit("This sentence can never be translated here.", "high")
+        job = stack.wait(sub["job_id"], timeout=90)
+        assert job["status"] == "failed", job
+        assert "translation failed after 3 attempts" in job["error"]
+        retries = [
+            r for r in stack.read("chunks.retry", at_least=2, timeout=20)
+            if r.key == sub["job_id"].encode()
+        ]  # fmt: skip
+        assert [json.loads(r.value)["attempt"] for r in retries] == [1, 2]
+        dead = [
+            json.loads(r.value)
+            for r in stack.read("dead-letter", at_least=1, timeout=20)
+            if r.key == sub["job_id"].encode()
+        ]
+        assert len(dead) == 1, dead
+        assert dead[0]["reason"] == "chunk_failed"
+        assert "translation failed after 3 attempts" in dead[0]["message"]
+        assert json.loads(dead[0]["value"])["chunk_index"] == 0
+        failed = [
+            json.loads(r.value)
+            for r in stack.read("results", at_least=1, timeout=10)
+            if r.key == sub["job_id"].encode()
+        ]
+        assert failed and failed[0]["event"] == "job.failed"
+    finally:
+        broken.stop()
