@@ -67,6 +67,7 @@ class Settings:
     # jobs, queue and workers (issue 3; Kafka and Triton plug in behind the same interfaces)
     chunk_words: int = 1000  # target words per chunk (unit of queue work)
     workers: int = 2  # in-process worker tasks (memory queue)
+    urgent_workers: int = 1  # extra in-process workers that take only critical/high chunks
     batch_words: int = 1000  # a worker keeps taking chunks until it holds this many words
     aging_s: float = 30.0  # a waiting chunk climbs one priority level per aging_s
     inference_timeout_s: float = 300.0

@@ -126,9 +126,13 @@ async def _boot(svc: Services, run_workers: bool) -> None:
         # and the reconciler re-publishes what was lost
         await svc.jobs.recover()
     if run_workers:
-        for i in range(max(1, svc.settings.workers)):
-            w = Worker(f"worker-{i}", svc.queue, svc.jobs, svc.client, svc.metrics, svc.settings)
-            svc.workers.append(asyncio.create_task(w.run(), name=f"worker-{i}"))
+        lanes: list[tuple[str, tuple[str, ...] | None]] = [
+            (f"worker-{i}", None) for i in range(max(1, svc.settings.workers))
+        ]
+        lanes += [(f"urgent-{i}", ("critical", "high")) for i in range(svc.settings.urgent_workers)]
+        for name, levels in lanes:
+            w = Worker(name, svc.queue, svc.jobs, svc.client, svc.metrics, svc.settings, levels)
+            svc.workers.append(asyncio.create_task(w.run(), name=name))
     log.info("service ready", extra={"pairs": str(svc.client.pairs())})
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,11 +12,13 @@ from control_plane.engine.base import Translation, TranslationEngine, Unsupporte
 from control_plane.inference.base import InferenceUnavailable
 
 log = logging.getLogger(__name__)
+_RANK = {"critical": 0, "high": 1, "normal": 2}
 
 
 class LocalInferenceClient:
     """Runs ``engine.translate`` on one executor thread (the engine parallelises inside
-    with its own intra-op threads), so the event loop never blocks on the model.
+    with its own intra-op threads), so the event loop never blocks on the model. Waiting
+    calls are served most urgent first (priority critical > high > normal, then FIFO).
 
     ``engine`` may be given (tests, benchmarks) or a zero-argument factory that loads it
     (``open_engine(settings)``), called in the executor by ``start()``."""
@@ -24,6 +28,9 @@ class LocalInferenceClient:
             raise ValueError("give an engine or a factory")
         self._engine = engine
         self._factory = factory
+        self._pending: list = []  # heap of (rank, seq, future, segments, source, target)
+        self._seq = itertools.count()
+        self._busy = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self._error: BaseException | None = None
 
@@ -79,8 +86,36 @@ class LocalInferenceClient:
         if not segments:
             return []
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._pool, engine.translate, list(segments), source, target)
+        fut: asyncio.Future = loop.create_future()
+        rank = _RANK.get(priority, len(_RANK))
+        heapq.heappush(self._pending, (rank, next(self._seq), fut, list(segments), source, target))
+        self._kick(loop)
         return await asyncio.wait_for(fut, timeout)
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the most urgent waiting call when the engine thread is free: a critical
+        batch waits for at most the one batch already running, never for queued ones."""
+        while not self._busy and self._pending:
+            _, _, fut, segments, source, target = heapq.heappop(self._pending)
+            if fut.done():  # timed out or cancelled while waiting
+                continue
+            self._busy = True
+            running = loop.run_in_executor(
+                self._pool, self._engine.translate, segments, source, target
+            )
+
+            def finished(f: asyncio.Future, fut: asyncio.Future = fut) -> None:
+                self._busy = False
+                if not fut.done():
+                    if f.cancelled():
+                        fut.cancel()
+                    elif f.exception() is not None:
+                        fut.set_exception(f.exception())
+                    else:
+                        fut.set_result(f.result())
+                self._kick(loop)
+
+            running.add_done_callback(finished)
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

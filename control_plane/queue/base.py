@@ -53,10 +53,16 @@ class ChunkQueue(Protocol):
         """Enqueue on the message's priority level."""
         ...
 
-    async def consume(self, max_words: int, timeout: float | None = None) -> list[Delivery]:
+    async def consume(
+        self,
+        max_words: int,
+        timeout: float | None = None,
+        levels: tuple[str, ...] | None = None,
+    ) -> list[Delivery]:
         """Wait (up to ``timeout`` s, None: forever) for work, then return the most urgent
         deliveries available, up to about ``max_words`` words (at least one). Strict
-        priority with aging: lower levels are never starved forever."""
+        priority with aging: lower levels are never starved forever. ``levels`` restricts
+        the call to some priorities (workers reserved for urgent work)."""
         ...
 
     async def ack(self, delivery: Delivery) -> None: ...

@@ -44,12 +44,12 @@ class MemoryChunkQueue:
         async with cond:
             cond.notify_all()
 
-    def _pick(self) -> str | None:
+    def _pick(self, levels: tuple[str, ...] | None = None) -> str | None:
         now = self._clock()
         best: tuple[float, float, int] | None = None
         best_level = None
         for level, items in self._levels.items():
-            if not items:
+            if not items or (levels is not None and level not in levels):
                 continue
             since, seq, _ = items[0]
             # aged messages never overtake by less than a whole level
@@ -61,11 +61,11 @@ class MemoryChunkQueue:
                 best, best_level = key, level
         return best_level
 
-    def _take(self, max_words: int) -> list[Delivery]:
+    def _take(self, max_words: int, levels: tuple[str, ...] | None = None) -> list[Delivery]:
         out: list[Delivery] = []
         words = 0
         while True:
-            level = self._pick()
+            level = self._pick(levels)
             if level is None:
                 break
             msg = self._levels[level][0][2]
@@ -80,14 +80,19 @@ class MemoryChunkQueue:
                 break
         return out
 
-    async def consume(self, max_words: int, timeout: float | None = None) -> list[Delivery]:
+    async def consume(
+        self,
+        max_words: int,
+        timeout: float | None = None,
+        levels: tuple[str, ...] | None = None,
+    ) -> list[Delivery]:
         cond = self._condition()
         deadline = None if timeout is None else self._clock() + timeout
         async with cond:
             while True:
                 if self._closed:
                     return []
-                got = self._take(max_words)
+                got = self._take(max_words, levels)
                 if got:
                     return got
                 remaining = None if deadline is None else deadline - self._clock()

@@ -52,8 +52,10 @@ class Worker:
         client: InferenceClient,
         metrics: Metrics,
         settings,  # noqa: ANN001
+        levels: tuple[str, ...] | None = None,
     ):
         self.name = name
+        self.levels = levels  # None: every priority; ("critical", "high"): an urgent lane
         self.queue = queue
         self.jobs = jobs
         self.client = client
@@ -64,7 +66,12 @@ class Worker:
     async def run(self) -> None:
         while not self._stopping:
             try:
-                deliveries = await self.queue.consume(self.settings.batch_words, timeout=1.0)
+                if self.levels is None:
+                    deliveries = await self.queue.consume(self.settings.batch_words, timeout=1.0)
+                else:
+                    deliveries = await self.queue.consume(
+                        self.settings.batch_words, timeout=1.0, levels=self.levels
+                    )
                 if deliveries:
                     await self.process(deliveries)
             except asyncio.CancelledError:

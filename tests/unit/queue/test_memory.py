@@ -81,3 +81,13 @@ async def test_nack_redelivers_and_consume_waits():
     assert q.inflight() == 0
     await q.close()
     assert await q.consume(10) == []
+
+
+async def test_urgent_lane_sees_only_its_levels():
+    q = MemoryChunkQueue(aging_s=0)
+    await q.publish(msg("n", "normal"))
+    assert await q.consume(10, timeout=0.05, levels=("critical", "high")) == []
+    await q.publish(msg("h", "high"))
+    (d,) = await q.consume(10, timeout=0.05, levels=("critical", "high"))
+    assert d.message.job_id == "h"
+    assert q.depth()["normal"] == 1
