@@ -304,9 +304,14 @@ def detect_family(config: Any, tokenizer: Any) -> str:
 
 
 def _model_name(model: str, local: str) -> str:
-    if Path(model).expanduser().is_dir():
-        return Path(model).expanduser().resolve().name
-    return model
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return model  # a hub id
+    path = path.resolve()
+    # A folder inside the hub cache: .../models--org--name/snapshots/<commit>
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        return path.parent.parent.name[len("models--") :].replace("--", "/")
+    return path.name
 
 
 def weights_hash(folder: Path) -> str:
