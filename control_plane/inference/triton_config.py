@@ -61,14 +61,21 @@ class TranslatorConfig:
     kind: str = "cpu"  # cpu | gpu
     precision: str = "int8"  # graphs the engine loads: int8 | fp32 | fp16
     execution_provider: str = "cpu"  # cpu | cuda | tensorrt (ONNX Runtime inside model.py)
-    instances: int = 1  # model instances (processes); GPU: per device
+    # CPU defaults measured with `python -m bench triton` on a 2-core AMD EPYC shared with
+    # other jobs (bench/results/triton.md): 2 instances x 1 thread beat 1 x 2 threads
+    # (1.54x vs 0.77x of the in-process engine; intra-op threads spin under contention) and
+    # 1 x 1 (1.19x). 32 one-sentence clients formed 8.5-10.6 requests per execution for
+    # queue delays 0-10 ms, so the delay only matters at low load: 2 ms (below one
+    # sentence's ~10 ms). 16 requests per execution (16 segments each from the client) keep
+    # one execution short, which bounds how long a critical request waits behind normal work.
+    instances: int = 2  # model instances (processes); GPU: per device
     gpus: tuple[int, ...] = ()  # empty: every visible GPU
-    threads: int = 2  # ONNX Runtime intra-op threads per instance (0: all cores)
+    threads: int = 1  # ONNX Runtime intra-op threads per instance (0: all cores)
     engine_batch: int = 32  # sentences per encoder/decoder batch inside the engine
     beam_size: int = 1
-    max_batch_size: int = 32  # requests per execution
-    preferred_batch_sizes: tuple[int, ...] = (8, 16)
-    max_queue_delay_us: int = 5000
+    max_batch_size: int = 16  # requests per execution
+    preferred_batch_sizes: tuple[int, ...] = (4, 8, 16)
+    max_queue_delay_us: int = 2000
     default_priority_level: int = 3
     queue_policies: dict[int, QueuePolicy] = field(
         default_factory=lambda: {

@@ -1,0 +1,340 @@
+"""Triton section: the ``translator`` model on a real tritonserver vs the in-process engine.
+
+Starts a private tritonserver (nvidia-pytriton's binary, python backend) on a copy of the
+model repository whose config.pbtxt is rendered by control_plane/inference/triton_config.py
+(the committed CPU config unless options change it), then measures on the same sentences
+and machine:
+
+1. throughput: words/min of the in-process engine (``engine.translate(all)``, the embedded
+   mode) and through Triton (the control plane's async client; the call is split into
+   requests of ``--request-segments`` that the dynamic batcher merges again), alternating
+   A/B rounds, best of each;
+2. batching: 32 concurrent clients sending one sentence per request; Triton's model
+   statistics give inferences per execution;
+3. priority: ``--normal-clients`` clients keep the normal queue saturated while one client
+   sends critical requests; p50/p95 latency of each level.
+
+    python -m bench triton [--sentences N] [--instances N] [--threads N] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import machine, save
+from bench.make_eval_sets import load_tsv
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+
+
+def _sources(pair: str, n: int) -> list[str]:
+    return [s for s, _ in load_tsv(DATA / f"{pair}.gettext.tsv")][:n]
+
+
+def _words(texts: list[str]) -> int:
+    return sum(len(t.split()) for t in texts)
+
+
+def _services():
+    import importlib.util
+
+    name = "mtb_services"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "services.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def make_repository(dest: Path, cfg) -> Path:  # noqa: ANN001 - TranslatorConfig
+    """A model repository with the translator's model.py and ``cfg`` as its config."""
+    from control_plane.inference.triton_config import MODEL_NAME, render
+
+    src = REPO / "model_repository" / MODEL_NAME
+    model = dest / MODEL_NAME
+    shutil.copytree(src, model, ignore=shutil.ignore_patterns("__pycache__", "configs"))
+    (model / "config.pbtxt").write_text(render(cfg))
+    return dest
+
+
+async def model_stats(client, model: str = "translator") -> tuple[int, int]:  # noqa: ANN001
+    stats = await client.get_inference_statistics(model, as_json=True)
+    s = stats["model_stats"][0]
+    return int(s.get("inference_count", 0)), int(s.get("execution_count", 0))
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def batching_run(client, url: str, sentences: list[str], clients: int, per_client: int):  # noqa: ANN001
+    """``clients`` concurrent callers, one sentence per request; inferences/execution."""
+    import tritonclient.grpc.aio as grpcclient
+
+    stats = grpcclient.InferenceServerClient(url)
+    inf0, ex0 = await model_stats(stats)
+
+    async def one(k: int) -> None:
+        for j in range(per_client):
+            s = sentences[(k * per_client + j) % len(sentences)]
+            await client.translate([s], "en", "pt")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(k) for k in range(clients)))
+    dt = time.perf_counter() - t0
+    inf1, ex1 = await model_stats(stats)
+    await stats.close()
+    inferences, executions = inf1 - inf0, ex1 - ex0
+    return {
+        "clients": clients,
+        "requests": clients * per_client,
+        "inferences": inferences,
+        "executions": executions,
+        "inferences_per_execution": round(inferences / max(1, executions), 2),
+        "seconds": round(dt, 2),
+        "requests_per_s": round(clients * per_client / dt, 1),
+    }
+
+
+async def priority_run(
+    client,  # noqa: ANN001
+    sentences: list[str],
+    normal_clients: int,
+    seconds: float,
+    segs: int,
+    critical_every: float,
+) -> dict:
+    """Normal-priority clients saturate the queue; one client sends critical requests."""
+    latencies: dict[str, list[float]] = {"normal": [], "critical": []}
+    stop = time.monotonic() + seconds
+    warm = time.monotonic() + min(3.0, seconds / 4)  # let the normal queue fill first
+
+    async def caller(priority: str, k: int, pause: float) -> None:
+        j = k
+        while time.monotonic() < stop:
+            batch = [sentences[(j + i) % len(sentences)] for i in range(segs)]
+            j += segs
+            t0 = time.monotonic()
+            await client.translate(batch, "en", "pt", priority=priority, timeout=120)
+            if t0 >= warm:
+                latencies[priority].append(time.monotonic() - t0)
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def critical() -> None:
+        await asyncio.sleep(warm - time.monotonic())
+        await caller("critical", 7, critical_every)
+
+    await asyncio.gather(*(caller("normal", k * 13, 0) for k in range(normal_clients)), critical())
+    out = {"normal_clients": normal_clients, "segments_per_request": segs, "seconds": seconds}
+    for p, values in latencies.items():
+        out[p] = {
+            "requests": len(values),
+            "p50_s": round(_pct(values, 0.5), 3),
+            "p95_s": round(_pct(values, 0.95), 3),
+            "mean_s": round(statistics.fmean(values), 3) if values else None,
+        }
+    out["critical_p95_over_normal_p95"] = round(
+        out["critical"]["p95_s"] / out["normal"]["p95_s"], 3
+    )
+    return out
+
+
+async def throughput_rounds(engine, client, sentences: list[str], rounds: int) -> dict:  # noqa: ANN001
+    words = _words(sentences)
+    loop = asyncio.get_running_loop()
+    best = {"in-process": None, "triton": None}
+    equal = True
+    reference = None
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        local = await loop.run_in_executor(None, engine.translate, sentences, "en", "pt")
+        dt = time.perf_counter() - t0
+        best["in-process"] = dt if best["in-process"] is None else min(best["in-process"], dt)
+        t0 = time.perf_counter()
+        remote = await client.translate(sentences, "en", "pt")
+        dt = time.perf_counter() - t0
+        best["triton"] = dt if best["triton"] is None else min(best["triton"], dt)
+        reference = reference or [t.text for t in local]
+        equal = equal and [t.text for t in remote] == reference
+    out = {
+        name: {
+            "seconds": round(dt, 3),
+            "words_per_min": round(words / dt * 60),
+            "sentences_per_s": round(len(sentences) / dt, 1),
+        }
+        for name, dt in best.items()
+    }
+    out["triton_over_in_process"] = round(best["in-process"] / best["triton"], 3)
+    out["identical_translations"] = equal
+    out["sentences"], out["words"] = len(sentences), words
+    return out
+
+
+async def measure(args: argparse.Namespace, url: str) -> dict:
+    from control_plane.engine import load_engine
+    from control_plane.inference.triton import TritonInferenceClient
+    from control_plane.settings import Settings
+
+    settings = Settings.from_env(
+        triton_url=url,
+        triton_request_segments=args.request_segments,
+        triton_connect_timeout_s=60,
+        triton_timeout_s=300,
+    )
+    sentences = _sources("en-pt", args.sentences)
+    engine = load_engine(args.model_dir, precision="int8", threads=args.local_threads)
+    engine.translate(sentences[:8], "en", "pt")  # warm-up
+    client = TritonInferenceClient(settings)
+    await client.start()
+    if not client.ready():
+        raise RuntimeError(f"Triton at {url} did not become ready")
+    await client.translate(sentences[:8], "en", "pt")
+    parts = set(args.parts.split(","))
+    report = {}
+    if "throughput" in parts:
+        report["throughput"] = await throughput_rounds(engine, client, sentences, args.rounds)
+        print(report["throughput"], flush=True)
+    if "batching" in parts:
+        report["batching"] = await batching_run(
+            client, url, sentences, clients=32, per_client=args.batching_requests
+        )
+        print(report["batching"], flush=True)
+    if "priority" in parts:
+        report["priority"] = await priority_run(
+            client,
+            sentences,
+            normal_clients=args.normal_clients,
+            seconds=args.priority_seconds,
+            segs=args.priority_segments,
+            critical_every=0.25,
+        )
+        print(report["priority"], flush=True)
+    await client.close()
+    return report
+
+
+def table(report: dict) -> str:
+    t, b, p = report["throughput"], report["batching"], report["priority"]
+    c = report["config"]
+    lines = [
+        f"Triton section: translator model (python backend, int8, {c['instances']} instance(s)"
+        f" x {c['threads']} thread(s), max_batch_size {c['max_batch_size']}, preferred"
+        f" {c['preferred_batch_sizes']}, max_queue_delay {c['max_queue_delay_us']} us) vs the"
+        f" in-process engine; en-pt, {t['sentences']} gettext sentences;"
+        f" {report['machine']['cores']} cores ({report['machine']['cpu']})",
+        "",
+        "| path | words/min | sentences/s | vs in-process |",
+        "|---|---:|---:|---:|",
+        f"| in-process engine (embedded mode) | {t['in-process']['words_per_min']:,} |"
+        f" {t['in-process']['sentences_per_s']} | 1.0x |",
+        f"| Triton gRPC, requests of {report['request_segments']} segments |"
+        f" {t['triton']['words_per_min']:,} | {t['triton']['sentences_per_s']} |"
+        f" {t['triton_over_in_process']}x |",
+        "",
+        f"Identical translations: {t['identical_translations']}.",
+        f"Batching: {b['clients']} concurrent clients, {b['requests']} one-sentence requests:"
+        f" {b['inferences_per_execution']} inferences per execution"
+        f" ({b['inferences']} / {b['executions']}), {b['requests_per_s']} req/s.",
+        "",
+        f"Priority: {p['normal_clients']} normal clients saturating the queue, one critical"
+        f" client; requests of {p['segments_per_request']} segments, {p['seconds']} s.",
+        "",
+        "| priority | requests | p50 s | p95 s |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {k} | {p[k]['requests']} | {p[k]['p50_s']} | {p[k]['p95_s']} |"
+            for k in ("critical", "normal")
+        ),
+        "",
+        f"critical p95 / normal p95 = {p['critical_p95_over_normal_p95']}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from control_plane.inference.triton_config import CPU
+
+    ap = argparse.ArgumentParser(prog="python -m bench triton", description=__doc__.split("\n")[0])
+    ap.add_argument("--sentences", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--instances", type=int, default=CPU.instances)
+    ap.add_argument("--threads", type=int, default=CPU.threads)
+    ap.add_argument("--local-threads", type=int, default=0, help="in-process engine threads")
+    ap.add_argument("--max-batch-size", type=int, default=CPU.max_batch_size)
+    ap.add_argument("--preferred", default=",".join(map(str, CPU.preferred_batch_sizes)))
+    ap.add_argument("--max-queue-delay-us", type=int, default=CPU.max_queue_delay_us)
+    ap.add_argument("--request-segments", type=int, default=16)
+    ap.add_argument("--batching-requests", type=int, default=8, help="per client")
+    ap.add_argument("--normal-clients", type=int, default=48)
+    ap.add_argument("--priority-segments", type=int, default=4)
+    ap.add_argument("--priority-seconds", type=float, default=20.0)
+    ap.add_argument(
+        "--parts", default="throughput,batching,priority", help="which measurements (all)"
+    )
+    ap.add_argument("--url", help="use a running server (its own config) instead of starting one")
+    ap.add_argument("--model-dir", type=Path, default=None)
+    ap.add_argument("--tag", default="", help="results file suffix (triton<tag>.json)")
+    args = ap.parse_args(argv)
+    from control_plane.engine.store import ensure_default_models
+    from control_plane.settings import Settings
+
+    args.model_dir = args.model_dir or Path(os.environ.get("MTB_MODEL_DIR") or (REPO / ".models"))
+    if not args.model_dir.is_dir():
+        args.model_dir = Settings.from_env().model_dir
+    ensure_default_models(args.model_dir)
+    cfg = dataclasses.replace(
+        CPU,
+        instances=args.instances,
+        threads=args.threads,
+        max_batch_size=args.max_batch_size,
+        preferred_batch_sizes=tuple(int(x) for x in args.preferred.split(",") if x),
+        max_queue_delay_us=args.max_queue_delay_us,
+        model_dir=str(args.model_dir),
+    )
+    server = None
+    work = Path(tempfile.mkdtemp(prefix="bench-triton-"))
+    try:
+        if args.url:
+            url = args.url
+        else:
+            repo = make_repository(work / "repo", cfg)
+            server = _services().start_triton(repo, workdir=work / "server")
+            url = server.url
+            print(f"tritonserver pid {server.pid} on {url} ({server.startup_s:.1f}s)", flush=True)
+        report = asyncio.run(measure(args, url))
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    report["config"] = {
+        k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("queue_policies",)
+    }
+    report["request_segments"] = args.request_segments
+    report["machine"] = machine()
+    report["load_average_at_end"] = os.getloadavg()
+    report["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if len(report) < 7:  # a partial run (--parts): JSON only, no table
+        print(report)
+        return 0
+    text = table(report)
+    save(f"triton{args.tag}", report, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
