@@ -359,3 +359,61 @@ def test_signed_callback_on_completion(service):
     assert ok, "bad signature"
     assert event["event"] == "job.completed" and event["job_id"] == sub["job_id"]
     assert len(attempts) >= 2
+
+
+def test_sigint_and_sigterm_shut_down_cleanly(service, tmp_path):
+    """A second server on its own SQLite file: Ctrl-C (SIGINT) and SIGTERM both stop it
+    with exit status 0 while a job is in flight; the job is finished after a restart."""
+    if service.backend != "sqlite":
+        pytest.skip("one backend is enough for signal handling")
+    import signal
+    import subprocess
+
+    from .conftest import MTCTL, REPO, free_port
+
+    env = {**service.env, "MTB_DATA_DIR": str(tmp_path), "MTB_DATABASE_URL": ""}
+
+    def boot():
+        env["MTB_PORT"] = str(free_port())
+        url = f"http://127.0.0.1:{env['MTB_PORT']}"
+        proc = subprocess.Popen(
+            [*MTCTL, "serve"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(600):
+            try:
+                if requests.get(url + "/readyz", timeout=1).status_code == 200:
+                    return proc, url
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        proc.kill()
+        raise AssertionError("second server did not become ready")
+
+    key = subprocess.run(
+        [*MTCTL, "users", "create", "--email", "sig@example.com", "--tier", "pro"],
+        env=env, cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    h = {"Authorization": f"Bearer {key}"}
+    proc, url = boot()
+    sub = requests.post(
+        f"{url}/api/v1/translate",
+        json={"text": document(4_000, seed=3), "source_lang": "en", "target_lang": "pt"},
+        headers=h,
+        timeout=30,
+    ).json()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    proc, url = boot()  # unfinished chunks are picked up again
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            job = requests.get(f"{url}/api/v1/jobs/{sub['job_id']}", headers=h, timeout=10).json()
+            if job["status"] == "completed" or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert job["status"] == "completed", job
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
