@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)
     tracing.configure(settings)
     log = logging.getLogger("control_plane.serve")
+    if settings.jwt_secret == Settings().jwt_secret:
+        log.warning("MTB_JWT_SECRET is the built-in default: set it before exposing the service")
     log.info(
         "starting",
         extra={"host": settings.host, "port": settings.port, "queue": settings.queue,
