@@ -93,3 +93,43 @@ def test_segmentation_speed_noted():
     per_sentence = (time.perf_counter() - t0) / n
     assert n == 2000
     assert per_sentence < 0.01  # loose: 20x headroom for a busy CI machine
+
+
+# Sentence-splitting quality on tricky cases (pysbd; Portuguese borrows the Spanish rules
+# plus a short abbreviation list): en 12/12, pt 8/8 (without the list: pt 5/8).
+QUALITY = {
+    "en": [
+        ["Dr. Smith arrived at 5 p.m. yesterday.", "He left early."],
+        ["The price rose 3.5% in Q1.", "Analysts were surprised."],
+        ['She said "Stop!" and walked away.', "Nobody followed."],
+        ["Visit www.example.com for details.", "It is free."],
+        ["J. R. R. Tolkien wrote many books.", "They are long."],
+        ["Wait...", "What happened?"],
+        ["The U.S. economy grew.", "Exports fell."],
+        ["Mr. and Mrs. Brown live at No. 5 Elm St. in town.", "They are nice."],
+        ["Is it e.g. a test?", "Yes, i.e. a check."],
+        ["Version 2.0 was released on Jan. 5.", "It fixed bugs."],
+        ["I paid $1,200.50 for it!", "Too much?"],
+        ["See Fig. 3 for the results.", "They are clear."],
+    ],
+    "pt": [
+        ["O Sr. Silva chegou cedo.", "Ele saiu tarde."],
+        ["A Dra. Ana atendeu o paciente.", "Tudo correu bem."],
+        ["O preço subiu 3,5% em 2023.", "Os analistas ficaram surpresos."],
+        ['Ela disse "Pare!" e foi embora.', "Ninguém a seguiu."],
+        ["Veja a pág. 10 para detalhes.", "É grátis."],
+        ["Por ex. um teste simples.", "Sim, funciona."],
+        ["Aguarde...", "O que aconteceu?"],
+        ["A empresa Ltda. fechou.", "Os funcionários saíram."],
+    ],
+}
+
+
+def test_sentence_split_quality():
+    for lang, cases in QUALITY.items():
+        wrong = [
+            (sents, got)
+            for sents in cases
+            if (got := Layout.parse(" ".join(sents), lang).segments) != sents
+        ]
+        assert not wrong, (lang, wrong)
