@@ -19,6 +19,13 @@ class Metrics:
         self.http_requests = Counter(
             "mtb_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=r
         )
+        self.http_seconds = Histogram(
+            "mtb_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
         self.jobs_submitted = Counter(
             "mtb_jobs_submitted_total", "Jobs accepted", ["priority"], registry=r
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -62,6 +63,7 @@ def error_middleware(metrics=None):  # noqa: ANN001, ANN201
     async def middleware(request: web.Request, handler):  # noqa: ANN001, ANN202
         route = request.match_info.route.resource
         route_name = route.canonical if route is not None else "unmatched"
+        started = time.perf_counter()
         try:
             resp = await handler(request)
         except ApiError as exc:
@@ -84,6 +86,9 @@ def error_middleware(metrics=None):  # noqa: ANN001, ANN201
             resp = error_response(500, "internal_error", "internal error; it has been logged")
         if metrics is not None:
             metrics.http_requests.labels(request.method, route_name, str(resp.status)).inc()
+            metrics.http_seconds.labels(request.method, route_name).observe(
+                time.perf_counter() - started
+            )
         return resp
 
     return middleware
