@@ -290,6 +290,22 @@ class JobService:
     def is_cancelled(self, job_id: str) -> bool:
         return job_id in self.cancelled
 
+    def refresh_cancelled(self, job_ids: list[str]) -> set[str]:
+        """Blocking. Learn which of these jobs were cancelled (possibly by another process,
+        e.g. the API in front of Kafka workers); returns them."""
+        if not job_ids:
+            return set()
+        with self.db.session() as session:
+            found = set(
+                session.execute(
+                    select(Job.id).where(Job.id.in_(job_ids), Job.status == "cancelled")
+                ).scalars()
+            )
+        if len(self.cancelled) > 100_000:  # only a fast path; the DB stays authoritative
+            self.cancelled.clear()
+        self.cancelled |= found
+        return found
+
     def complete_chunk(self, job_id: str, chunk_index: int, result: str, words: int) -> Job | None:
         """Blocking, idempotent. Returns the job when this write completed it."""
         with self.db.session() as session:

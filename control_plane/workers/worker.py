@@ -147,9 +147,12 @@ class Worker:
         for pair, segs in wanted.items():
             order = sorted(segs, key=lambda s: urgency[(pair, s)])
             for start in range(0, len(order), size):
+                window = order[start : start + size]
+                job_ids = list({w.msg.job_id for s in window for w, _ in segs[s]})
+                await self.jobs.db.run(self.jobs.refresh_cancelled, job_ids)
                 batch = [
                     s
-                    for s in order[start : start + size]
+                    for s in window
                     if any(not self.jobs.is_cancelled(w.msg.job_id) for w, _ in segs[s])
                 ]
                 if not batch:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 from sqlalchemy import select
 
@@ -101,3 +104,29 @@ async def test_reconciler_requeues_stale_chunks_once(parts):
     await worker.process([again])
     assert (await jobs.get(user.id, job.id)).status == "completed"
     assert await jobs.requeue_stale(0) == 0  # finished jobs are left alone
+
+
+async def test_cancel_seen_through_the_database(parts):
+    """A cancel made by another process (only in the DB) stops the worker's engine calls
+    between batches."""
+    settings, user, queue, jobs, engine, worker, finished = parts
+    gate = threading.Event()
+    plain = engine.translate
+
+    def gated(segments, source, target):
+        gate.wait(5)
+        return plain(segments, source, target)
+
+    engine.translate = gated
+    text = " ".join(f"Sentence number {i}." for i in range(100))  # 4 batches of 32
+    job = await jobs.submit(SubmitRequest(user.id, text, "en", "pt"), "v")
+    deliveries = await queue.consume(10_000, timeout=0.1)
+    running = asyncio.create_task(worker.process(deliveries))
+    await asyncio.sleep(0.2)  # the first batch is in the engine
+    other = JobService(jobs.db, queue, jobs.cache, settings)  # e.g. the API process
+    await other.cancel(user.id, job.id)
+    assert not jobs.is_cancelled(job.id)  # this process has not heard of it
+    gate.set()
+    await running
+    assert len(engine.calls) == 1  # the remaining batches never ran
+    assert (await jobs.get(user.id, job.id)).status == "cancelled"
