@@ -12,6 +12,7 @@ so cancelling stops engine work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class Worker:
         self.metrics = metrics
         self.settings = settings
         self._stopping = False
+        self._settled: set[int] = set()  # deliveries of the current batch already acked
 
     async def run(self) -> None:
         while not self._stopping:
@@ -72,27 +74,58 @@ class Worker:
                     deliveries = await self.queue.consume(
                         self.settings.batch_words, timeout=1.0, levels=self.levels
                     )
-                if deliveries:
-                    await self.process(deliveries)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # never let one bad batch kill the worker
+            except Exception:  # the queue itself failed: wait and poll again
+                self.metrics.errors.labels("queue").inc()
+                log.exception("consume failed", extra={"worker": self.name})
+                await asyncio.sleep(1.0)
+                continue
+            if not deliveries:
+                continue
+            self._settled = set()
+            try:
+                await self.process(deliveries)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one bad batch kill the worker or strand its chunks
                 self.metrics.errors.labels("worker").inc()
                 log.exception("worker batch failed", extra={"worker": self.name})
+                for d in deliveries:
+                    if id(d) not in self._settled:
+                        with contextlib.suppress(Exception):
+                            await self.queue.nack(d, requeue=True)
                 await asyncio.sleep(0.5)
 
     def stop(self) -> None:
         self._stopping = True
+
+    async def _ack(self, delivery: Delivery) -> None:
+        await self.queue.ack(delivery)
+        self._settled.add(id(delivery))
+
+    async def _nack(self, delivery: Delivery, requeue: bool = True) -> None:
+        await self.queue.nack(delivery, requeue=requeue)
+        self._settled.add(id(delivery))
 
     async def process(self, deliveries: list[Delivery]) -> None:
         db = self.jobs.db
         works: list[_Work] = []
         for d in deliveries:
             m = d.message
+            if m.attempt >= self.settings.max_chunk_attempts:
+                error = f"chunk {m.chunk_index} failed {m.attempt} times; giving up"
+                job = await db.run(self.jobs.fail_chunk, m.job_id, m.chunk_index, error)
+                self.jobs.chunk_done(m)
+                m.headers["error"] = error
+                await self._nack(d, requeue=False)
+                if job is not None and self.jobs.on_finished is not None:
+                    await self.jobs.on_finished(job)
+                continue
             chunk = await db.run(self.jobs.claim_chunk, m.job_id, m.chunk_index)
             if chunk is None:  # cancelled, finished, or already written: nothing to do
                 self.jobs.chunk_done(m)
-                await self.queue.ack(d)
+                await self._ack(d)
                 continue
             layout = await asyncio.to_thread(Layout.parse, chunk.source_text, m.source_lang)
             span = tracing.tracer.start_span(
@@ -198,7 +231,7 @@ class Worker:
             w.span.set_attribute("mtb.cancelled", True)
             w.span.end()
             self.jobs.chunk_done(m)
-            await self.queue.ack(w.delivery)
+            await self._ack(w.delivery)
             return
         text = w.layout.render([w.translations[i].text for i in range(len(w.layout.segments))])
         job = await self.jobs.db.run(
@@ -209,7 +242,7 @@ class Worker:
         w.span.end()
         self.metrics.record_words(f"{m.source_lang}-{m.target_lang}", w.words)
         self.jobs.chunk_done(m)
-        await self.queue.ack(w.delivery)
+        await self._ack(w.delivery)
         if job is not None and self.jobs.on_finished is not None:
             await self.jobs.on_finished(job)
 
@@ -227,13 +260,13 @@ class Worker:
                            "error": repr(exc)},
                 )  # fmt: skip
                 await asyncio.sleep(min(2**m.attempt, 10) * 0.5)
-                await self.queue.nack(w.delivery, requeue=True)
+                await self._nack(w.delivery)
                 continue
             error = f"translation failed after {m.attempt + 1} attempts: {exc}"
             job = await self.jobs.db.run(self.jobs.fail_chunk, m.job_id, m.chunk_index, error)
             self.jobs.chunk_done(m)
             m.headers["error"] = error  # the dead-letter reason (Kafka: dead-letter topic)
-            await self.queue.nack(w.delivery, requeue=False)
+            await self._nack(w.delivery, requeue=False)
             log.error("chunk failed for good", extra={"job_id": m.job_id, "error": error})
             if job is not None and self.jobs.on_finished is not None:
                 await self.jobs.on_finished(job)

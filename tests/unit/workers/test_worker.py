@@ -130,3 +130,28 @@ async def test_cancel_seen_through_the_database(parts):
     await running
     assert len(engine.calls) == 1  # the remaining batches never ran
     assert (await jobs.get(user.id, job.id)).status == "cancelled"
+
+
+async def test_unexpected_errors_requeue_then_give_up(parts):
+    """A bug or a database hiccup mid-batch never strands chunks: they are handed back,
+    and after max_chunk_attempts the job fails with a readable error."""
+    settings, user, queue, jobs, engine, worker, finished = parts
+    job = await jobs.submit(SubmitRequest(user.id, "Fragile.", "en", "pt"), "v")
+    calls = []
+
+    async def broken_fill(works):
+        calls.append(1)
+        raise KeyError("boom")
+
+    worker._fill_from_cache = broken_fill
+    task = asyncio.create_task(worker.run())
+    for _ in range(100):
+        if (await jobs.get(user.id, job.id)).status == "failed":
+            break
+        await asyncio.sleep(0.05)
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    failed = await jobs.get(user.id, job.id)
+    assert failed.status == "failed" and "giving up" in failed.error
+    assert len(calls) == settings.max_chunk_attempts
+    assert queue.inflight() == 0
