@@ -29,7 +29,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -359,13 +359,9 @@ class TritonInferenceClient:
     async def _ensure_fallback(self) -> InferenceClient:
         async with self._fallback_lock:
             if self._fallback is None:
-                from control_plane.engine import open_engine
-                from control_plane.inference.local import LocalInferenceClient
+                from control_plane.inference import open_inference
 
-                settings = self.settings
-                self._fallback = LocalInferenceClient(
-                    factory=lambda: open_engine(settings), batch=settings.max_batch_sentences
-                )
+                self._fallback = open_inference(replace(self.settings, inference="local"))
             if not self._fallback.ready():
                 log.warning("loading the in-process engine as Triton fallback")
                 await self._fallback.start()

@@ -66,15 +66,18 @@ class TranslatorConfig:
     # (1.54x vs 0.77x of the in-process engine; intra-op threads spin under contention) and
     # 1 x 1 (1.19x). 32 one-sentence clients formed 8.5-10.6 requests per execution for
     # queue delays 0-10 ms, so the delay only matters at low load: 2 ms (below one
-    # sentence's ~10 ms). 16 requests per execution (16 segments each from the client) keep
-    # one execution short, which bounds how long a critical request waits behind normal work.
+    # sentence's ~10 ms). Python-backend requests carry no priority into execute(), so a
+    # critical request waits for a running execution and shares its own with normal work:
+    # short executions bound that. 160 normal clients (4-segment requests) saturating the
+    # queue: max_batch_size 8 -> critical p95 1.1 s vs normal 7.2 s (0.16), 7.7 requests per
+    # execution for 32 one-sentence clients; 16 -> 2.0 s vs 6.0 s (0.34), 10.7 per execution.
     instances: int = 2  # model instances (processes); GPU: per device
     gpus: tuple[int, ...] = ()  # empty: every visible GPU
     threads: int = 1  # ONNX Runtime intra-op threads per instance (0: all cores)
     engine_batch: int = 32  # sentences per encoder/decoder batch inside the engine
     beam_size: int = 1
-    max_batch_size: int = 16  # requests per execution
-    preferred_batch_sizes: tuple[int, ...] = (4, 8, 16)
+    max_batch_size: int = 8  # requests per execution
+    preferred_batch_sizes: tuple[int, ...] = (4, 8)
     max_queue_delay_us: int = 2000
     default_priority_level: int = 3
     queue_policies: dict[int, QueuePolicy] = field(
