@@ -3,15 +3,14 @@
 One process = one member of the consumer group ``MTB_KAFKA_GROUP`` on the chunk topics
 (critical, high, normal, retry) plus, unless ``--no-ingest``, one member of
 ``<group>-ingest`` on the ingest topic, plus a reconciler. Inside, ``MTB_WORKERS`` worker
-tasks take chunks of any priority and ``MTB_KAFKA_URGENT_WORKERS`` more take only
-critical and high ones, so urgent work never waits for a free task; their inference
-calls go through a priority gate (most urgent first). Results are written per
-(job, chunk) and offsets committed after that transaction; completed and failed jobs are
-announced on the results topic and by webhook.
+tasks take chunks of any priority and ``MTB_URGENT_WORKERS`` more take only critical and
+high ones, so urgent work never waits for a free task; inference calls carry the chunk's
+priority (the local engine and Triton serve the most urgent first). Results are written
+per (job, chunk) and offsets committed after that transaction; completed and failed jobs
+are announced on the results topic and by webhook.
 
-SIGTERM / SIGINT: stop taking work, let running batches finish (up to
-``--grace`` seconds), commit, leave the group. Everything a killed worker held is
-redelivered to the others.
+SIGTERM / SIGINT: stop, commit the offsets of finished chunks, leave the group. Chunks
+that were running (and everything a killed worker held) are redelivered to the others.
 """
 
 from __future__ import annotations
@@ -36,12 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--urgent-workers",
         type=int,
         default=None,
-        help="extra tasks for critical/high only (MTB_KAFKA_URGENT_WORKERS)",
+        help="extra tasks for critical/high only (MTB_URGENT_WORKERS)",
     )
     p.add_argument("--group", default=None, help="consumer group (MTB_KAFKA_GROUP)")
     p.add_argument("--no-ingest", action="store_true", help="do not consume the ingest topic")
     p.add_argument("--no-reconciler", action="store_true", help="do not re-publish stale chunks")
-    p.add_argument("--grace", type=float, default=30.0, help="seconds to finish running work")
     p.set_defaults(func=run)
 
 
@@ -53,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         k: v
         for k, v in (
             ("workers", args.workers),
-            ("kafka_urgent_workers", args.urgent_workers),
+            ("urgent_workers", args.urgent_workers),
             ("kafka_group", args.group),
         )
         if v is not None
@@ -63,17 +61,14 @@ def run(args: argparse.Namespace) -> int:
         log.warning("MTB_QUEUE is %r; `mtctl worker` always uses Kafka", settings.queue)
         settings.queue = "kafka"
     logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)
-    return asyncio.run(serve(settings, ingest=not args.no_ingest,
-                             reconcile=not args.no_reconciler, grace_s=args.grace))  # fmt: skip
+    return asyncio.run(serve(settings, ingest=not args.no_ingest, reconcile=not args.no_reconciler))
 
 
-async def serve(settings, *, ingest: bool = True, reconcile: bool = True, grace_s: float = 30.0):  # noqa: ANN001, ANN201
-    from control_plane.api.app import build_services
+async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int:  # noqa: ANN001
+    from control_plane.api.app import build_services, start_services, stop_services
     from control_plane.queue.ingest import IngestConsumer
     from control_plane.queue.kafka import KafkaChunkQueue
     from control_plane.queue.reconciler import Reconciler
-    from control_plane.workers import Worker
-    from control_plane.workers.gate import PriorityGate
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,40 +77,35 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True, grace_
 
     queue = KafkaChunkQueue(settings, consume=True)
     svc = build_services(settings, queue=queue)
+    announce = svc.jobs.on_finished
+
+    async def on_finished(job) -> None:  # noqa: ANN001 - metrics, log, webhook + results topic
+        if announce is not None:
+            await announce(job)
+        if job.status in ("completed", "failed"):
+            await queue.publish_result(job)
+
+    svc.jobs.on_finished = on_finished
     log.info(
         "worker starting",
         extra={"bootstrap": settings.kafka_bootstrap, "group": settings.kafka_group,
                "inference": settings.inference, "workers": settings.workers,
-               "urgent_workers": settings.kafka_urgent_workers,
+               "urgent_workers": settings.urgent_workers,
                "database": settings.effective_database_url.split("@")[-1]},
     )  # fmt: skip
     tasks: list[asyncio.Task] = []
-    workers: list = []
     ingest_consumer = None
+    boot = None
     try:
-        await svc.db.run(svc.db.migrate)
-        await svc.client.start()
-        # the local engine runs one batch at a time: order the waiting ones by priority
-        client = PriorityGate(svc.client, 1 if settings.inference == "local" else 8)
-        await queue.start()
-        await svc.callbacks.start()
-        announce = svc.jobs.on_finished
-
-        async def on_finished(job) -> None:  # noqa: ANN001
-            if announce is not None:
-                await announce(job)
-            if job.status in ("completed", "failed"):
-                await queue.publish_result(job)
-
-        svc.jobs.on_finished = on_finished
-        urgent = queue.lane(("critical", "high"))
-        for i in range(max(1, settings.workers)):
-            workers.append(Worker(f"worker-{i}", queue, svc.jobs, client, svc.metrics, settings))
-        for i in range(max(0, settings.kafka_urgent_workers)):
-            workers.append(Worker(f"urgent-{i}", urgent, svc.jobs, client, svc.metrics, settings))
-        tasks += [asyncio.create_task(w.run(), name=w.name) for w in workers]
+        # migrate, start the queue (producer + consumer) and callbacks, load the client,
+        # then MTB_WORKERS + MTB_URGENT_WORKERS (critical/high only) worker tasks
+        boot = await start_services(svc, run_workers=True)
+        await boot
+        if svc.engine_error:
+            log.error("inference backend failed", extra={"error": svc.engine_error})
+            return 1
         if reconcile:
-            rec = Reconciler(svc.db, queue, settings.reconcile_interval_s, settings.requeue_after_s)
+            rec = Reconciler(svc.jobs, settings.reconcile_interval_s, settings.requeue_after_s)
             tasks.append(asyncio.create_task(rec.run(), name="reconciler"))
         if ingest:
             ingest_consumer = IngestConsumer(settings, queue, svc)
@@ -125,13 +115,6 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True, grace_
         await stop.wait()
         log.info("worker stopping")
     finally:
-        for w in workers:
-            w.stop()
-        worker_tasks = [t for t in tasks if t.get_name().startswith(("worker-", "urgent-"))]
-        if worker_tasks:
-            _, pending = await asyncio.wait(worker_tasks, timeout=grace_s)
-            for t in pending:
-                t.cancel()
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -139,11 +122,7 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True, grace_
                 await t
         if ingest_consumer is not None:
             await ingest_consumer.close()
-        await queue.close()
-        with contextlib.suppress(Exception):
-            await svc.callbacks.close()
-        with contextlib.suppress(Exception):
-            await svc.client.close()
-        svc.db.close()
+        # cancels the worker tasks: a chunk they held is not acked, so it is redelivered
+        await stop_services(svc, boot)
         log.info("worker stopped")
     return 0

@@ -16,9 +16,10 @@ Producers write one JSON object per message to ``<prefix>ingest`` (default
       "callback_url": "https://..."     # optional: signed webhook on completion/failure
     }
 
-Every message is validated like a REST submission, with the API's own code (the
-``TranslateRequest`` model, the authenticator, the tier's priority cap, the served
-language pairs, ``MTB_MAX_WORDS`` and ``MTB_MAX_BODY_BYTES``). Valid requests become jobs
+Every message is validated like a REST submission, with the API's own code: the
+authenticator, then ``control_plane.jobs.admission.admit`` (the ``TranslateRequest``
+model, the tier's priority cap, the served language pairs, ``MTB_MAX_WORDS``), after
+``MTB_MAX_BODY_BYTES`` on the raw message. Valid requests become jobs
 exactly as ``POST /api/v1/translate`` makes them (one DB transaction, chunks published to
 the priority topics). The job id is derived from (user, request_id), or from the message's
 topic/partition/offset when there is no request_id, so a redelivered message never makes
@@ -41,8 +42,6 @@ import json
 import logging
 import time
 import uuid
-
-from pydantic import ValidationError
 
 from control_plane.queue.kafka_topics import headers_to_dict
 from control_plane.queue.priority import OffsetTracker
@@ -249,71 +248,38 @@ class IngestConsumer:
                 delay = min(delay * 2, 10.0)
 
     async def _admit(self, tp, rec) -> None:  # noqa: ANN001
-        from control_plane.api.protocol import TranslateRequest
-        from control_plane.api.routes.translate import validation_details
-        from control_plane.auth import TIER_MAX_PRIORITY, AuthError, Forbidden
+        from control_plane.auth import AuthError, Forbidden
         from control_plane.db import Job
-        from control_plane.jobs.chunking import count_words
-        from control_plane.jobs.service import SubmitRequest
+        from control_plane.jobs.admission import Rejected as NotAdmitted
+        from control_plane.jobs.admission import admit
 
         svc = self.svc
-        settings = self.settings
-        body, api_key, request_id = parse_message(rec.value, settings.max_body_bytes)
+        body, api_key, request_id = parse_message(rec.value, self.settings.max_body_bytes)
         try:
             who = await svc.db.run(svc.auth.authenticate, f"Bearer {api_key}")
         except AuthError as exc:
             raise Rejected("unauthorized", str(exc)) from exc
         except Forbidden as exc:
             raise Rejected("forbidden", str(exc)) from exc
-        try:
-            req = TranslateRequest.model_validate(body)
-        except ValidationError as exc:
-            raise Rejected(
-                "invalid_request", "request fields are invalid", validation_details(exc)
-            ) from exc
-        if not who.allows(req.priority):
-            raise Rejected(
-                "priority_not_allowed",
-                f"tier {who.tier} may use priority up to {TIER_MAX_PRIORITY[who.tier]}, "
-                f"not {req.priority}",
-            )
-        pairs = svc.client.pairs()  # the worker starts ingest only once the client is ready
-        if (req.source_lang, req.target_lang) not in set(pairs):
-            listed = ", ".join(f"{s}-{t}" for s, t in pairs)
-            raise Rejected(
-                "unsupported_language_pair",
-                f"no model translates {req.source_lang}->{req.target_lang}; supported: {listed}",
-                {"supported_pairs": [{"source": s, "target": t} for s, t in pairs]},
-            )
-        words = count_words(req.text)
-        if words > settings.max_words:
-            raise Rejected(
-                "content_too_large",
-                f"text has {words} words; the limit is {settings.max_words} per request",
-            )
-        job_id = job_id_for(who.user_id, request_id, tp.topic, tp.partition, rec.offset)
+        try:  # the REST API's own checks, in its order
+            req = admit(body, who, svc.client, self.settings)
+        except NotAdmitted as exc:
+            if exc.status >= 500:  # not the message's fault (engine loading): retry
+                raise RuntimeError(exc.message) from exc
+            raise Rejected(exc.code, exc.message, exc.details) from exc
+        req.job_id = job_id_for(who.user_id, request_id, tp.topic, tp.partition, rec.offset)
 
         def exists() -> bool:
             with svc.db.session() as session:
-                return session.get(Job, job_id) is not None
+                return session.get(Job, req.job_id) is not None
 
         if await svc.db.run(exists):
             self.duplicates += 1
-            log.info("ingest message already admitted", extra={"job_id": job_id})
+            log.info("ingest message already admitted", extra={"job_id": req.job_id})
             return
-        sub = SubmitRequest(
-            user_id=who.user_id,
-            text=req.text,
-            source_lang=req.source_lang,
-            target_lang=req.target_lang,
-            priority=req.priority,
-            callback_url=str(req.callback_url) if req.callback_url else None,
-            job_id=job_id,
-        )
+        version = svc.client.model_version(req.source_lang, req.target_lang)
         try:
-            job = await svc.jobs.submit(
-                sub, svc.client.model_version(req.source_lang, req.target_lang)
-            )
+            job = await svc.jobs.submit(req, version)
         except Exception:
             if await svc.db.run(exists):  # a racing admission of the same message won
                 self.duplicates += 1
@@ -321,7 +287,7 @@ class IngestConsumer:
             raise
         svc.metrics.jobs_submitted.labels(job.priority).inc()
         self.admitted += 1
-        log.debug("ingest job admitted", extra={"job_id": job.id, "words": words})
+        log.debug("ingest job admitted", extra={"job_id": job.id})
 
     async def close(self) -> None:
         self._closed = True

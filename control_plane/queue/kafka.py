@@ -80,21 +80,6 @@ def retry_delay(base_s: float, attempt: int) -> float:
     return min(base_s * 2 ** max(0, attempt - 1), MAX_RETRY_DELAY_S)
 
 
-class QueueLane:
-    """A view of a queue whose ``consume`` only returns some priority levels (worker tasks
-    reserved for urgent work, so a critical chunk never waits for a free worker)."""
-
-    def __init__(self, queue: KafkaChunkQueue, levels: tuple[str, ...]):
-        self._queue = queue
-        self.levels = levels
-
-    async def consume(self, max_words: int, timeout: float | None = None) -> list[Delivery]:
-        return await self._queue.consume(max_words, timeout, levels=self.levels)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._queue, name)
-
-
 class KafkaChunkQueue:
     def __init__(self, settings, *, consume: bool = False, client_id: str | None = None):  # noqa: ANN001
         self.settings = settings
@@ -515,9 +500,6 @@ class KafkaChunkQueue:
                     await asyncio.wait_for(cond.wait(), remaining)
                 except TimeoutError:
                     return []
-
-    def lane(self, levels: tuple[str, ...]) -> QueueLane:
-        return QueueLane(self, levels)
 
     async def ack(self, delivery: Delivery) -> None:
         r = self._inflight.pop(delivery.token, None)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from aiokafka.structs import TopicPartition
 
 from control_plane.queue.base import ChunkMessage
 from control_plane.queue.kafka import KafkaChunkQueue, _Record, retry_delay
 from control_plane.queue.priority import OffsetTracker, levels_to_pause
 from control_plane.settings import Settings
-from control_plane.workers.gate import PriorityGate
 
 NONE = {"critical": None, "high": None, "normal": None}
 
@@ -105,10 +103,10 @@ async def test_buffered_deliveries_most_urgent_first_and_ack_commits():
 async def test_urgent_lane_never_takes_normal_work():
     q = _queue()
     _buffer(q, "normal", "n1")
-    lane = q.lane(("critical", "high"))
-    assert await lane.consume(1000, timeout=0.05) == []
+    urgent = ("critical", "high")
+    assert await q.consume(1000, timeout=0.05, levels=urgent) == []
     _buffer(q, "critical", "c1")
-    got = await lane.consume(1000, timeout=0.1)
+    got = await q.consume(1000, timeout=0.1, levels=urgent)
     assert [d.message.job_id for d in got] == ["c1"]
 
 
@@ -126,45 +124,3 @@ async def test_consume_waits_then_times_out():
     t0 = asyncio.get_running_loop().time()
     assert await q.consume(100, timeout=0.2) == []
     assert asyncio.get_running_loop().time() - t0 >= 0.19
-
-
-async def test_priority_gate_serves_the_most_urgent_waiter_next():
-    order: list[str] = []
-    release = asyncio.Event()
-
-    class Client:
-        async def translate(self, segments, source, target, priority="normal", timeout=None):
-            order.append(segments[0])
-            if segments[0] == "first":
-                await release.wait()
-            return segments
-
-    gate = PriorityGate(Client(), concurrency=1)
-    first = asyncio.create_task(gate.translate(["first"], "en", "pt", "normal"))
-    await asyncio.sleep(0.01)
-    waiting = [
-        asyncio.create_task(gate.translate([name], "en", "pt", prio))
-        for name, prio in [("n2", "normal"), ("h", "high"), ("c", "critical"), ("n3", "normal")]
-    ]
-    await asyncio.sleep(0.01)
-    release.set()
-    await asyncio.gather(first, *waiting)
-    assert order == ["first", "c", "h", "n2", "n3"]
-
-
-async def test_priority_gate_cancelled_waiter_does_not_leak_the_slot():
-    class Client:
-        async def translate(self, segments, source, target, priority="normal", timeout=None):
-            await asyncio.sleep(0.05)
-            return segments
-
-    gate = PriorityGate(Client(), concurrency=1)
-    a = asyncio.create_task(gate.translate(["a"], "en", "pt"))
-    await asyncio.sleep(0.01)
-    b = asyncio.create_task(gate.translate(["b"], "en", "pt"))
-    await asyncio.sleep(0.01)
-    b.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await b
-    assert await a == ["a"]
-    assert await asyncio.wait_for(gate.translate(["c"], "en", "pt"), 1) == ["c"]
