@@ -80,7 +80,6 @@ class Settings:
     kafka_group: str = "mtb-workers"  # consumer group of `mtctl worker`
     kafka_session_timeout_ms: int = 10_000  # a dead worker's partitions move after this
     kafka_max_poll_interval_ms: int = 300_000
-    kafka_urgent_workers: int = 1  # extra worker tasks that take only critical/high chunks
     kafka_publish_timeout_s: float = 10.0
     retry_backoff_s: float = 1.0  # retry topic delay: retry_backoff_s * 2**attempt (max 60 s)
     reconcile_interval_s: float = 30.0  # how often `mtctl worker` looks for stale chunks
