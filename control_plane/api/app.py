@@ -52,11 +52,14 @@ def build_services(
     metrics = Metrics()
     queue = queue or open_queue(settings)
     cache = SegmentCache(db.engine, settings.cache_size)
+    client = client or open_inference(settings)
+    if hasattr(client, "bind_metrics"):  # Triton client: retries, circuit, fallback on /metrics
+        client.bind_metrics(metrics.registry)
     svc = Services(
         settings=settings,
         db=db,
         queue=queue,
-        client=client or open_inference(settings),
+        client=client,
         cache=cache,
         jobs=JobService(db, queue, cache, settings),
         auth=Authenticator(db.engine, settings.jwt_secret, settings.auth_cache_s),

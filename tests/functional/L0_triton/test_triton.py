@@ -32,19 +32,6 @@ EVAL = {
 EVAL_N = int(os.environ.get("MTB_TRITON_EVAL_SENTENCES", "0")) or None
 
 
-@pytest.fixture(scope="module")
-def server(triton_factory, model_dir):
-    saved = os.environ.get("MTB_MODEL_DIR")
-    os.environ["MTB_MODEL_DIR"] = str(model_dir)  # the server's model.py reads it
-    try:
-        return triton_factory(REPO / "model_repository")
-    finally:
-        if saved is None:
-            os.environ.pop("MTB_MODEL_DIR", None)
-        else:
-            os.environ["MTB_MODEL_DIR"] = saved
-
-
 def settings(url: str, **kw) -> Settings:
     kw.setdefault("triton_connect_timeout_s", 60)
     return Settings.from_env({}, triton_url=url, **kw)
