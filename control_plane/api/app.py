@@ -80,9 +80,6 @@ def build_services(
         ),
     )
     svc.jobs.on_finished = _finisher(svc)
-    bind = getattr(svc.client, "bind_metrics", None)  # e.g. the Triton client's own metrics
-    if callable(bind):
-        bind(metrics.registry)
     return svc
 
 
