@@ -80,6 +80,42 @@ def retry_delay(base_s: float, attempt: int) -> float:
     return min(base_s * 2 ** max(0, attempt - 1), MAX_RETRY_DELAY_S)
 
 
+class _RateLimitFilter(logging.Filter):
+    """At most one record per (logger, message template) every ``every_s`` seconds:
+    aiokafka logs each failed reconnect, thousands per second while a broker is away."""
+
+    def __init__(self, every_s: float = 10.0):
+        super().__init__()
+        self.every_s = every_s
+        self._last: dict[tuple[str, object], float] = {}
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < self.every_s:
+            self.suppressed += 1
+            return False
+        self._last[key] = now
+        return True
+
+
+_AIOKAFKA_FILTER = _RateLimitFilter()
+
+
+def quiet_aiokafka_logs() -> None:
+    """Rate-limit aiokafka's warnings and errors (idempotent)."""
+    import aiokafka  # noqa: F401 - registers its loggers
+
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("aiokafka")]
+    for name in ["aiokafka", *names]:
+        logger = logging.getLogger(name)
+        if _AIOKAFKA_FILTER not in logger.filters:
+            logger.addFilter(_AIOKAFKA_FILTER)
+
+
 class KafkaChunkQueue:
     def __init__(self, settings, *, consume: bool = False, client_id: str | None = None):  # noqa: ANN001
         self.settings = settings
@@ -113,6 +149,7 @@ class KafkaChunkQueue:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
+        quiet_aiokafka_logs()
         self._condition()
         await self._ensure_topics()
         self._producer = AIOKafkaProducer(
