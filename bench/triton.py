@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import machine, save
+from bench.common import RESULTS, machine, save
 from bench.make_eval_sets import load_tsv
 
 REPO = Path(__file__).resolve().parent.parent
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-queue-delay-us", type=int, default=CPU.max_queue_delay_us)
     ap.add_argument("--request-segments", type=int, default=16)
     ap.add_argument("--batching-requests", type=int, default=8, help="per client")
-    ap.add_argument("--normal-clients", type=int, default=48)
+    ap.add_argument("--normal-clients", type=int, default=160)
     ap.add_argument("--priority-segments", type=int, default=4)
     ap.add_argument("--priority-seconds", type=float, default=20.0)
     ap.add_argument(
@@ -333,7 +333,36 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     text = table(report)
     save(f"triton{args.tag}", report, text)
+    plot(RESULTS / f"triton{args.tag}.png", report)
     return 0
+
+
+def plot(path: Path, report: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t, p = report["throughput"], report["priority"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
+    names = ["in-process", "triton"]
+    values = [t[n]["words_per_min"] for n in names]
+    a.bar(names, values, color=["#888", "#2a6"])
+    a.set_ylabel("words/min")
+    a.set_title(f"en-pt, {t['sentences']} sentences ({t['triton_over_in_process']}x)")
+    for i, v in enumerate(values):
+        a.text(i, v, f"{v:,}", ha="center", va="bottom", fontsize=8)
+    x = range(2)
+    for off, q, color in ((-0.2, "p50_s", "#9cf"), (0.2, "p95_s", "#36c")):
+        vals = [p[k][q] for k in ("critical", "normal")]
+        b.bar([i + off for i in x], vals, width=0.4, label=q[:3], color=color)
+    b.set_xticks(list(x), ["critical", "normal"])
+    b.set_ylabel("latency s")
+    b.set_title(f"{p['normal_clients']} normal clients saturating the queue")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -62,22 +62,26 @@ class TranslatorConfig:
     precision: str = "int8"  # graphs the engine loads: int8 | fp32 | fp16
     execution_provider: str = "cpu"  # cpu | cuda | tensorrt (ONNX Runtime inside model.py)
     # CPU defaults measured with `python -m bench triton` on a 2-core AMD EPYC shared with
-    # other jobs (bench/results/triton.md): 2 instances x 1 thread beat 1 x 2 threads
-    # (1.54x vs 0.77x of the in-process engine; intra-op threads spin under contention) and
-    # 1 x 1 (1.19x). 32 one-sentence clients formed 8.5-10.6 requests per execution for
-    # queue delays 0-10 ms, so the delay only matters at low load: 2 ms (below one
-    # sentence's ~10 ms). Python-backend requests carry no priority into execute(), so a
-    # critical request waits for a running execution and shares its own with normal work:
-    # short executions bound that. 160 normal clients (4-segment requests) saturating the
-    # queue: max_batch_size 8 -> critical p95 1.1 s vs normal 7.2 s (0.16), 7.7 requests per
-    # execution for 32 one-sentence clients; 16 -> 2.0 s vs 6.0 s (0.34), 10.7 per execution.
-    instances: int = 2  # model instances (processes); GPU: per device
+    # other jobs (bench/results/triton.md), ONNX Runtime without spinning (engine 0f568a2):
+    # * 1 instance x 2 threads: one 200-sentence call through Triton ran at 0.91-1.12x of the
+    #   in-process engine (2 threads); 2 instances x 1 thread 0.6-0.8x: each instance gets
+    #   half the sentences, a smaller length-sorted pool, one thread each. (With spinning on,
+    #   before 0f568a2, it was the other way round: 2 x 1 = 1.5x, 1 x 2 = 0.8x.)
+    # * preferred sizes: only max_batch_size. With (4, 8, 16) a burst of concurrent requests
+    #   was cut into executions of 4 (smaller pools, 0.58x); without small preferred sizes
+    #   the batcher takes whatever arrived within the 2 ms delay, up to the maximum.
+    # * max_queue_delay: 0-10 ms gave 8.5-10.6 requests per execution for 32 one-sentence
+    #   clients (the queue is never empty under load); 2 ms is below one sentence's cost.
+    # * max_batch_size 16 requests: python-backend requests carry no priority into execute(),
+    #   so a critical request waits for the running execution and shares its own with normal
+    #   work; short executions (16 x the client's 16 segments at most) bound that wait.
+    instances: int = 1  # model instances (processes); GPU: per device
     gpus: tuple[int, ...] = ()  # empty: every visible GPU
-    threads: int = 1  # ONNX Runtime intra-op threads per instance (0: all cores)
+    threads: int = 2  # ONNX Runtime intra-op threads per instance (0: all cores)
     engine_batch: int = 32  # sentences per encoder/decoder batch inside the engine
     beam_size: int = 1
-    max_batch_size: int = 8  # requests per execution
-    preferred_batch_sizes: tuple[int, ...] = (4, 8)
+    max_batch_size: int = 16  # requests per execution
+    preferred_batch_sizes: tuple[int, ...] = (16,)
     max_queue_delay_us: int = 2000
     default_priority_level: int = 3
     queue_policies: dict[int, QueuePolicy] = field(
@@ -113,7 +117,7 @@ GPU = TranslatorConfig(
     threads=1,
     engine_batch=64,
     max_batch_size=64,
-    preferred_batch_sizes=(16, 32, 64),
+    preferred_batch_sizes=(64,),
     max_queue_delay_us=2000,
 )
 
