@@ -86,6 +86,7 @@ async def batching_run(client, url: str, sentences: list[str], clients: int, per
     import tritonclient.grpc.aio as grpcclient
 
     stats = grpcclient.InferenceServerClient(url)
+    await asyncio.sleep(0.5)  # statistics land just after the responses of earlier calls
     inf0, ex0 = await model_stats(stats)
 
     async def one(k: int) -> None:
@@ -96,6 +97,7 @@ async def batching_run(client, url: str, sentences: list[str], clients: int, per
     t0 = time.perf_counter()
     await asyncio.gather(*(one(k) for k in range(clients)))
     dt = time.perf_counter() - t0
+    await asyncio.sleep(0.5)
     inf1, ex1 = await model_stats(stats)
     await stats.close()
     inferences, executions = inf1 - inf0, ex1 - ex0
