@@ -1,0 +1,453 @@
+"""The production stack end to end: REST -> PostgreSQL -> Kafka -> `mtctl worker` ->
+inference -> result, on the real local PostgreSQL and Kafka (started through
+scripts/services.py when they are not running).
+
+Two numbers:
+
+* critical latency under load: with a normal-priority backlog of at least
+  ``--backlog-words`` words queued, critical jobs of ``--critical-words`` words are
+  submitted one after another; submit-to-completed time per job (goal: under 5 s; the
+  design's SLA is 30 s);
+* throughput: words/min from the first backlog submit to the last completion, against the
+  engine alone (same model, precision and threads, in a child process, on the same
+  sentences), measured in the same run (goal: at least 0.85x).
+
+Every sentence is distinct, so the segment cache never helps the stack.
+
+    python -m bench stack [--backlog-words 100000] [--jobs 10] [--probes 5]
+                          [--inference local|triton] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import random
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from bench.common import machine, run_json, save
+
+ROOT = Path(__file__).resolve().parent.parent
+MTCTL = [sys.executable, "-m", "control_plane.cli"]
+
+SUBJECTS = [
+    "The engineer",
+    "A small team",
+    "The old library",
+    "Our customer",
+    "The council",
+    "A young doctor",
+    "The translator",
+    "My neighbour",
+    "The committee",
+    "The teacher",
+]
+VERBS = [
+    "opened",
+    "described",
+    "reviewed",
+    "planned",
+    "repaired",
+    "visited",
+    "explained",
+    "finished",
+    "published",
+    "changed",
+]
+OBJECTS = ["a new bridge", "the annual report", "the garden behind the school",
+           "three old books", "the main road", "a difficult problem", "the summer festival",
+           "the water supply", "a short film", "the evening train"]  # fmt: skip
+
+
+def sentences(n: int, seed: int) -> list[str]:
+    """``n`` distinct English sentences (a running number makes each one unique)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        s = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}"
+        out.append(f"{s} on day {seed * 100_000 + i} of the project.")
+    return out
+
+
+def gettext_sentences(n: int, seed: int) -> list[str]:
+    """``n`` distinct lines from real gettext catalogs (the `bench engine` sentences),
+    numbered so that no line repeats (the segment cache must not help the stack)."""
+    from bench.make_eval_sets import load_tsv
+
+    rows = [s for s, _ in load_tsv(Path(__file__).parent / "data" / "en-pt.gettext.tsv")]
+    rng = random.Random(seed)
+    return [f"{rng.choice(rows)} (item {seed * 100_000 + i})" for i in range(n)]
+
+
+def make_document(words: int, seed: int, text: str = "gettext") -> str:
+    """About ``words`` words of distinct sentences: ``gettext`` (real UI strings, one per
+    line, in paragraphs) or ``synthetic`` (short generated prose, easy for the engine)."""
+    source = gettext_sentences if text == "gettext" else sentences
+    sents, n = [], 0
+    for s in source(words, seed):
+        if n >= words:
+            break
+        sents.append(s)
+        n += len(s.split())
+    joiner = "\n" if text == "gettext" else " "
+    paras, i = [], 0
+    while i < len(sents):
+        k = 4 + (i % 5)
+        paras.append(joiner.join(sents[i : i + k]))
+        i += k
+    return "\n\n".join(paras) + "\n"
+
+
+def _services():
+    name = "mtb_services"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "services.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the engine alone (child process) ------------------------------------------------
+
+
+def engine_child(args: argparse.Namespace) -> int:
+    from control_plane.engine import open_engine
+    from control_plane.jobs.chunking import Layout, count_words
+    from control_plane.settings import Settings
+
+    settings = Settings.from_env()
+    engine = open_engine(settings)
+    text = "".join(make_document(args.engine_words // 4, seed, args.text) for seed in range(1, 5))
+    segments = Layout.parse(text, "en").segments
+    engine.translate(segments[:16], "en", "pt")  # warm-up
+    size = max(1, args.engine_call)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    for i in range(0, len(segments), size):
+        engine.translate(segments[i : i + size], "en", "pt")
+    dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    words = sum(count_words(s) for s in segments)
+    print(json.dumps({"words": words, "seconds": round(dt, 2), "cpu_seconds": round(cpu, 1),
+                      "words_per_min": round(words / dt * 60),
+                      "words_per_cpu_s": round(words / cpu, 1)}))  # fmt: skip
+    return 0
+
+
+# -- the stack -------------------------------------------------------------------------
+
+
+class Stack:
+    def __init__(self, args: argparse.Namespace, workdir: Path):
+        import requests
+
+        self.requests = requests
+        self.args = args
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen] = []
+        self.names: list[str] = []
+        svc = _services()
+        self.cfg = svc.Config.from_env()
+        self.leased = []
+        for name in ("postgres", "kafka"):
+            info = svc.ensure_service(name, self.cfg, lease=True)
+            self.leased.append(name)
+            if name == "postgres":
+                pg_url = info.url
+            else:
+                bootstrap = info.url
+        prefix = f"bench{uuid.uuid4().hex[:6]}."
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "MTB_QUEUE": "kafka",
+            "MTB_INFERENCE": args.inference,
+            "MTB_DATABASE_URL": svc.create_database("mtb_bench_stack", pg_url),
+            "MTB_KAFKA_BOOTSTRAP": bootstrap,
+            "MTB_KAFKA_TOPIC_PREFIX": prefix,
+            "MTB_KAFKA_GROUP": f"{prefix}workers",
+            "MTB_KAFKA_PARTITIONS": str(args.partitions),
+            "MTB_DATA_DIR": str(workdir),
+            "MTB_PORT": str(self.port),
+            "MTB_HOST": "127.0.0.1",
+            "MTB_MAX_WORDS": "200000",
+            "MTB_RATE_LIMIT_ENTERPRISE": "1000000",
+            "MTB_JWT_SECRET": "bench-secret-bench-secret-bench-secret",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.prefix = prefix
+
+    def spawn(self, name: str, *argv: str) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process
+        proc = subprocess.Popen([*MTCTL, *argv], env=self.env, cwd=ROOT, stdout=log, stderr=log)
+        self.procs.append(proc)
+        self.names.append(name)
+        return proc
+
+    def start(self) -> None:
+        serve = self.spawn("serve", "serve")
+        deadline = time.monotonic() + 300
+        while True:
+            if serve.poll() is not None:
+                raise RuntimeError(f"mtctl serve exited; see {self.workdir / 'serve.log'}")
+            try:
+                if self.requests.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except self.requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("mtctl serve not ready in 300 s")
+            time.sleep(0.25)
+        out = subprocess.run(
+            [*MTCTL, "users", "create", "--email", f"bench-{uuid.uuid4().hex[:6]}@example.com",
+             "--tier", "enterprise"],
+            env=self.env, cwd=ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        self.key = out.stdout.strip().splitlines()[-1]
+        for i in range(self.args.workers):
+            self.spawn(f"worker-{i}", "worker", "--no-ingest")
+        for i in range(self.args.workers):
+            log = self.workdir / f"worker-{i}.log"
+            while '"worker ready"' not in log.read_text(errors="replace"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"worker not ready; see {log}")
+                time.sleep(0.25)
+
+    def submit(self, text: str, priority: str) -> str:
+        r = self.requests.post(
+            f"{self.url}/api/v1/translate",
+            json={"text": text, "source_lang": "en", "target_lang": "pt", "priority": priority},
+            headers={"Authorization": f"Bearer {self.key}"},
+            timeout=60,
+        )
+        r.raise_for_status()
+        return r.json()["job_id"]
+
+    def job(self, job_id: str) -> dict:
+        r = self.requests.get(
+            f"{self.url}/api/v1/jobs/{job_id}",
+            headers={"Authorization": f"Bearer {self.key}"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """user+system CPU seconds used so far by serve and each worker process."""
+        import psutil
+
+        out = {}
+        for name, proc in zip(self.names, self.procs, strict=True):
+            try:
+                t = psutil.Process(proc.pid).cpu_times()
+                out[name] = round(t.user + t.system, 1)
+            except psutil.Error:
+                pass
+        return out
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        svc = _services()
+        for name in self.leased:
+            svc.release_service(name, self.cfg)
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def run_stack(args: argparse.Namespace) -> dict:
+    from control_plane.jobs.chunking import count_words
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
+    stack = Stack(args, workdir)
+    try:
+        stack.start()
+        per_job = args.backlog_words // args.jobs
+        docs = [make_document(per_job, 100 + i, args.text) for i in range(args.jobs)]
+        backlog_words = sum(count_words(d) for d in docs)
+        t0 = time.time()
+        backlog = [stack.submit(d, "normal") for d in docs]
+        submit_s = time.time() - t0
+        print(f"  backlog: {args.jobs} jobs, {backlog_words:,} words submitted in {submit_s:.1f} s")
+        time.sleep(args.probe_delay)
+        probes = []
+        probe_words = 0
+        for i in range(args.probes):
+            text = make_document(args.critical_words, 900 + i, args.text)
+            text = " ".join(text.split()[: args.critical_words]) + "\n"
+            probe_words += count_words(text)
+            p0 = time.time()
+            job_id = stack.submit(text, "critical")
+            while True:
+                job = stack.job(job_id)
+                if job["status"] in ("completed", "failed", "cancelled"):
+                    break
+                time.sleep(0.05)
+            seen = time.time() - p0
+            done = _ts(job["completed_at"]) - _ts(job["created_at"])
+            pending = sum(1 for j in backlog if stack.job(j)["status"] != "completed")
+            probes.append({"seen_s": round(seen, 2), "job_s": round(done, 2),
+                           "status": job["status"], "backlog_jobs_pending": pending})  # fmt: skip
+            print(f"  critical probe {i}: completed in {seen:.2f} s (job {done:.2f} s), "
+                  f"{pending} backlog jobs pending")  # fmt: skip
+            time.sleep(args.probe_gap)
+        last = 0.0
+        deadline = time.time() + args.timeout
+        for job_id in backlog:
+            while True:
+                job = stack.job(job_id)
+                if job["status"] in ("completed", "failed", "cancelled"):
+                    break
+                if time.time() > deadline:
+                    raise RuntimeError(f"backlog not done in {args.timeout} s")
+                time.sleep(0.5)
+            if job["status"] != "completed":
+                raise RuntimeError(f"backlog job {job_id} {job['status']}: {job.get('error')}")
+            last = max(last, _ts(job["completed_at"]))
+        elapsed = last - t0
+        words = backlog_words + probe_words
+        cpu = stack.cpu_seconds()
+        print(f"  CPU seconds: {cpu} over {elapsed:.1f} s wall")
+        return {
+            "backlog_jobs": args.jobs,
+            "backlog_words": backlog_words,
+            "critical_probes": probes,
+            "critical_max_s": max(p["seen_s"] for p in probes),
+            "critical_median_s": statistics.median(p["seen_s"] for p in probes),
+            "probes_with_backlog_pending": sum(p["backlog_jobs_pending"] > 0 for p in probes),
+            "stack_seconds": round(elapsed, 1),
+            "stack_words": words,
+            "stack_words_per_min": round(words / elapsed * 60),
+            "cpu_seconds": cpu,
+            "logs": str(workdir),
+        }
+    finally:
+        stack.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench stack", description=__doc__.split("\n")[0])
+    ap.add_argument("--backlog-words", type=int, default=100_000)
+    ap.add_argument("--jobs", type=int, default=10, help="normal-priority backlog jobs")
+    ap.add_argument("--critical-words", type=int, default=100)
+    ap.add_argument("--probes", type=int, default=5, help="critical jobs, one after another")
+    ap.add_argument("--probe-delay", type=float, default=5.0, help="s after the backlog")
+    ap.add_argument("--probe-gap", type=float, default=3.0, help="s between critical jobs")
+    ap.add_argument("--text", choices=["gettext", "synthetic"], default="gettext")
+    ap.add_argument("--engine-words", type=int, default=20_000)
+    ap.add_argument("--engine-call", type=int, default=32, help="segments per engine call")
+    ap.add_argument("--inference", default=os.environ.get("MTB_INFERENCE", "local"))
+    ap.add_argument("--workers", type=int, default=1, help="`mtctl worker` processes")
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--skip-engine", action="store_true", help="stack only")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        return engine_child(args)
+    from control_plane.engine.store import ensure_default_models
+    from control_plane.settings import Settings
+
+    settings = Settings.from_env()
+    ensure_default_models(Path(settings.model_dir))
+    load_before = os.getloadavg()[0]
+    cmd = [sys.executable, "-m", "bench.stack", "--child", "--engine-words",
+           str(args.engine_words), "--engine-call", str(settings.max_batch_sentences),
+           "--text", args.text]  # fmt: skip
+    runs = []
+    if not args.skip_engine:  # before and after the stack: the machine's load drifts
+        runs.append(run_json(cmd, timeout=1800))
+        print(f"  engine alone (before): {runs[-1]['words_per_min']:,} words/min")
+    stack = run_stack(args)
+    print(f"  stack: {stack['stack_words_per_min']:,} words/min ({stack['stack_words']:,} words "
+          f"in {stack['stack_seconds']} s)")  # fmt: skip
+    engine = None
+    if not args.skip_engine:
+        runs.append(run_json(cmd, timeout=1800))
+        print(f"  engine alone (after): {runs[-1]['words_per_min']:,} words/min")
+        engine = {
+            "runs": runs,
+            "words_per_min": round(statistics.mean(r["words_per_min"] for r in runs)),
+            "words_per_cpu_s": round(statistics.mean(r["words_per_cpu_s"] for r in runs), 1),
+        }
+    stack_cpu = sum(stack["cpu_seconds"].values())
+    stack["stack_words_per_cpu_s"] = (
+        round(stack["stack_words"] / stack_cpu, 1) if stack_cpu else None
+    )
+    ratio = round(stack["stack_words_per_min"] / engine["words_per_min"], 2) if engine else None
+    cpu_ratio = (
+        round(stack["stack_words_per_cpu_s"] / engine["words_per_cpu_s"], 2)
+        if engine and stack["stack_words_per_cpu_s"]
+        else None
+    )
+    report = {
+        "section": "stack",
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "inference": args.inference,
+        "load_average_before": round(load_before, 2),
+        "precision": settings.precision,
+        "engine_alone": engine,
+        **stack,
+        "text": args.text,
+        "stack_vs_engine": ratio,
+        "stack_vs_engine_per_cpu_s": cpu_ratio,
+        "goals": {"critical_max_s": 5.0, "stack_vs_engine": 0.85},
+    }
+    m = report["machine"]
+    table = [
+        f"Stack (REST -> PostgreSQL -> Kafka -> mtctl worker -> {args.inference} inference), "
+        f"{m['cores']} cores ({m['cpu']}), {args.text} text, load average before "
+        f"{load_before:.1f}",
+        "",
+        "| measure | value | goal |",
+        "|---|---:|---:|",
+        f"| normal backlog | {stack['backlog_words']:,} words in {stack['backlog_jobs']} jobs | "
+        ">= 100,000 |",
+        f"| critical {args.critical_words}-word job, max of {args.probes} | "
+        f"{stack['critical_max_s']} s | < 5 s |",
+        f"| critical job, median | {stack['critical_median_s']} s | |",
+        f"| stack throughput | {stack['stack_words_per_min']:,} words/min | |",
+    ]
+    if engine:
+        table.append(f"| engine alone | {engine['words_per_min']:,} words/min | |")
+        table.append(f"| stack / engine (wall clock) | {ratio}x | >= 0.85x |")
+        table.append(f"| words per CPU-second: stack (serve + workers) / engine | {cpu_ratio}x | |")
+    save("stack", report, "\n".join(table))
+    ok = stack["critical_max_s"] < 5.0 and (ratio is None or ratio >= 0.85)
+    if not ok:
+        print("stack: a goal was missed (see the table)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
