@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reuse pip's cache between runs (torch for the HF export tests is large).
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: venv venv-hf run test test-unit bench services services-down lint models test-models clean
+.PHONY: venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ test: venv venv-hf test-models
 
 test-unit: venv
 	$(PY) -m pytest -ra tests/unit
+
+# The Kafka production stack alone: unit tests of the queue, then L0_kafka_* against the
+# real PostgreSQL and Kafka (the fixtures start them when `make services` did not).
+test-kafka: venv models
+	$(PY) -m pytest -ra tests/unit/queue tests/functional/L0_kafka_priorities \
+		tests/functional/L0_kafka_ingest tests/functional/L0_kafka_failover \
+		tests/functional/L0_kafka_broker_restart
 
 # Real PostgreSQL, Kafka (KRaft) and Triton on loopback ports; state and logs in .services/.
 # Settings for shells and tests: set -a; . .services/env; set +a
