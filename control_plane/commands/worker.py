@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from control_plane import logs
+    from control_plane import logs, tracing
     from control_plane.settings import Settings
 
     overrides = {
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("MTB_QUEUE is %r; `mtctl worker` always uses Kafka", settings.queue)
         settings.queue = "kafka"
     logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)
+    tracing.configure(settings)  # MTB_TRACING: chunk spans join the job's trace (Kafka headers)
     return asyncio.run(serve(settings, ingest=not args.no_ingest, reconcile=not args.no_reconciler))
 
 
