@@ -14,7 +14,12 @@ and machine:
 3. priority: ``--normal-clients`` clients keep the normal queue saturated while one client
    sends critical requests; p50/p95 latency of each level.
 
+4. sweep (``--parts ...,sweep``): one client, requests of 1..256 segments: words/min per
+   batch size; on a GPU node ``--kind gpu`` renders the GPU config (KIND_GPU, fp16, CUDA
+   EP; ``--execution-provider tensorrt``) and names the card from nvidia-smi.
+
     python -m bench triton [--sentences N] [--instances N] [--threads N] ...
+    python -m bench triton --kind gpu --parts throughput,batching,priority,sweep --tag _gpu
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import shutil
 import statistics
@@ -156,6 +162,38 @@ async def priority_run(
     return out
 
 
+async def batch_sweep(client, sentences: list[str], sizes: list[int]) -> list[dict]:  # noqa: ANN001
+    """One client, requests of ``b`` segments one after another: words/min per batch size
+    (the issue's GPU figure: batch 1 to 256)."""
+    out = []
+    for b in sizes:
+        pool = (sentences * (1 + (2 * b) // max(1, len(sentences))))[: max(2 * b, 64)]
+        t0 = time.perf_counter()
+        for i in range(0, len(pool), b):
+            await client.translate(pool[i : i + b], "en", "pt", timeout=600)
+        dt = time.perf_counter() - t0
+        words = _words(pool)
+        out.append({"batch": b, "sentences": len(pool), "words_per_min": round(words / dt * 60)})
+        print(out[-1], flush=True)
+    return out
+
+
+def device_name(kind: str) -> str:
+    if kind == "cpu":
+        m = machine()
+        return f"{m['cores']}-core {m['cpu']}"
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        return out.stdout.strip().replace("\n", "; ")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown GPU (nvidia-smi not found)"
+
+
 async def throughput_rounds(engine, client, sentences: list[str], rounds: int) -> dict:  # noqa: ANN001
     words = _words(sentences)
     loop = asyncio.get_running_loop()
@@ -194,12 +232,12 @@ async def measure(args: argparse.Namespace, url: str) -> dict:
 
     settings = Settings.from_env(
         triton_url=url,
-        triton_request_segments=args.request_segments,
+        triton_request_segments=max(args.request_segments, max(args.sweep or [0])),
         triton_connect_timeout_s=60,
         triton_timeout_s=300,
     )
     sentences = _sources("en-pt", args.sentences)
-    engine = load_engine(args.model_dir, precision="int8", threads=args.local_threads)
+    engine = load_engine(args.model_dir, precision=args.precision, threads=args.local_threads)
     engine.translate(sentences[:8], "en", "pt")  # warm-up
     client = TritonInferenceClient(settings)
     await client.start()
@@ -209,6 +247,9 @@ async def measure(args: argparse.Namespace, url: str) -> dict:
     parts = set(args.parts.split(","))
     report = {}
     if "throughput" in parts:
+        client.settings = dataclasses.replace(
+            settings, triton_request_segments=args.request_segments
+        )
         report["throughput"] = await throughput_rounds(engine, client, sentences, args.rounds)
         print(report["throughput"], flush=True)
     if "batching" in parts:
@@ -226,6 +267,9 @@ async def measure(args: argparse.Namespace, url: str) -> dict:
             critical_every=0.25,
         )
         print(report["priority"], flush=True)
+    if "sweep" in parts:
+        client.settings = settings  # requests as large as the largest batch
+        report["sweep"] = await batch_sweep(client, sentences, args.sweep)
     await client.close()
     return report
 
@@ -234,11 +278,12 @@ def table(report: dict) -> str:
     t, b, p = report["throughput"], report["batching"], report["priority"]
     c = report["config"]
     lines = [
-        f"Triton section: translator model (python backend, int8, {c['instances']} instance(s)"
+        f"Triton section: translator model (python backend, {c['kind'].upper()}"
+        f" {c['precision']} on {c['execution_provider']}, {c['instances']} instance(s)"
         f" x {c['threads']} thread(s), max_batch_size {c['max_batch_size']}, preferred"
         f" {c['preferred_batch_sizes']}, max_queue_delay {c['max_queue_delay_us']} us) vs the"
         f" in-process engine; en-pt, {t['sentences']} gettext sentences;"
-        f" {report['machine']['cores']} cores ({report['machine']['cpu']})",
+        f" device: {report['device']}",
         "",
         "| path | words/min | sentences/s | vs in-process |",
         "|---|---:|---:|---:|",
@@ -269,29 +314,45 @@ def table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from control_plane.inference.triton_config import CPU
+    from control_plane.inference.triton_config import CPU, GPU
 
     ap = argparse.ArgumentParser(prog="python -m bench triton", description=__doc__.split("\n")[0])
     ap.add_argument("--sentences", type=int, default=200)
+    ap.add_argument(
+        "--kind",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="gpu: the GPU config (KIND_GPU, fp16, CUDA EP) for server and in-process engine",
+    )
+    ap.add_argument("--execution-provider", choices=["cuda", "tensorrt"], default=None)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--instances", type=int, default=CPU.instances)
-    ap.add_argument("--threads", type=int, default=CPU.threads)
+    ap.add_argument("--instances", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--local-threads", type=int, default=0, help="in-process engine threads")
-    ap.add_argument("--max-batch-size", type=int, default=CPU.max_batch_size)
-    ap.add_argument("--preferred", default=",".join(map(str, CPU.preferred_batch_sizes)))
-    ap.add_argument("--max-queue-delay-us", type=int, default=CPU.max_queue_delay_us)
+    ap.add_argument("--max-batch-size", type=int, default=None)
+    ap.add_argument("--preferred", default=None, help="comma-separated preferred sizes")
+    ap.add_argument("--max-queue-delay-us", type=int, default=None)
     ap.add_argument("--request-segments", type=int, default=16)
     ap.add_argument("--batching-requests", type=int, default=8, help="per client")
     ap.add_argument("--normal-clients", type=int, default=160)
     ap.add_argument("--priority-segments", type=int, default=4)
     ap.add_argument("--priority-seconds", type=float, default=20.0)
     ap.add_argument(
-        "--parts", default="throughput,batching,priority", help="which measurements (all)"
+        "--parts",
+        default="throughput,batching,priority",
+        help="comma-separated: throughput,batching,priority,sweep (default: the first three)",
+    )
+    ap.add_argument(
+        "--sweep",
+        default="1,8,32,64,128,256",
+        help="batch sizes of the sweep part (segments per request, one client)",
     )
     ap.add_argument("--url", help="use a running server (its own config) instead of starting one")
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--tag", default="", help="results file suffix (triton<tag>.json)")
     args = ap.parse_args(argv)
+    args.sweep = [int(x) for x in args.sweep.split(",") if x]
+    base = CPU if args.kind == "cpu" else GPU
     from control_plane.engine.store import ensure_default_models
     from control_plane.settings import Settings
 
@@ -299,13 +360,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model_dir.is_dir():
         args.model_dir = Settings.from_env().model_dir
     ensure_default_models(args.model_dir)
+    if args.kind == "gpu" and args.execution_provider:
+        base = dataclasses.replace(base, execution_provider=args.execution_provider)
+    if args.kind == "gpu" and args.execution_provider == "tensorrt":
+        os.environ["MTB_TENSORRT"] = "1"  # the in-process engine takes the same provider
+    args.precision = base.precision
     cfg = dataclasses.replace(
-        CPU,
-        instances=args.instances,
-        threads=args.threads,
-        max_batch_size=args.max_batch_size,
-        preferred_batch_sizes=tuple(int(x) for x in args.preferred.split(",") if x),
-        max_queue_delay_us=args.max_queue_delay_us,
+        base,
+        instances=args.instances or base.instances,
+        threads=base.threads if args.threads is None else args.threads,
+        max_batch_size=args.max_batch_size or base.max_batch_size,
+        preferred_batch_sizes=tuple(int(x) for x in args.preferred.split(",") if x)
+        if args.preferred
+        else base.preferred_batch_sizes,
+        max_queue_delay_us=args.max_queue_delay_us or base.max_queue_delay_us,
         model_dir=str(args.model_dir),
     )
     server = None
@@ -328,12 +396,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["request_segments"] = args.request_segments
     report["machine"] = machine()
+    report["device"] = device_name(args.kind)
     report["load_average_at_end"] = os.getloadavg()
     report["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if len(report) < 7:  # a partial run (--parts): JSON only, no table
+    if not {"throughput", "batching", "priority"} <= set(report):  # partial run: JSON only
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"triton{args.tag}-partial.json").write_text(json.dumps(report, indent=2))
         print(report)
         return 0
     text = table(report)
+    if "sweep" in report:
+        text += "\n\nOne client, requests of N segments:\n\n| batch | words/min |\n|---:|---:|\n"
+        text += "\n".join(f"| {r['batch']} | {r['words_per_min']:,} |" for r in report["sweep"])
     save(f"triton{args.tag}", report, text)
     plot(RESULTS / f"triton{args.tag}.png", report)
     return 0
