@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reuse pip's cache between runs (torch for the HF export tests is large).
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean
+.PHONY: venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean triton-config
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ run: venv models
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m control_plane.inference.triton_config --check
+
+# Triton: rewrite model_repository/translator/config.pbtxt (CPU) and configs/gpu.pbtxt
+# (GPU: tritonserver --model-config-name=gpu) from control_plane/inference/triton_config.py.
+triton-config: venv
+	$(PY) -m control_plane.inference.triton_config
 
 test: venv venv-hf test-models
 	$(VENV)/bin/ruff check .
