@@ -81,6 +81,7 @@ class Settings:
     kafka_session_timeout_ms: int = 10_000  # a dead worker's partitions move after this
     kafka_max_poll_interval_ms: int = 300_000
     kafka_publish_timeout_s: float = 10.0
+    kafka_lag_interval_s: float = 5.0  # API: refresh of the group's lag (queue depth)
     retry_backoff_s: float = 1.0  # retry topic delay: retry_backoff_s * 2**attempt (max 60 s)
     reconcile_interval_s: float = 30.0  # how often `mtctl worker` looks for stale chunks
     ingest_concurrency: int = 8  # ingest messages admitted in parallel per worker
