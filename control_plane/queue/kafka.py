@@ -138,6 +138,9 @@ class KafkaChunkQueue:
         self._cond: asyncio.Condition | None = None
         self._closed = False
         self.stats = {"published": 0, "publish_errors": 0, "retried": 0, "dead_lettered": 0}
+        self._group_lag: dict[str, int] = {p: 0 for p in PRIORITIES}
+        self._lag_task: asyncio.Task | None = None
+        self.lag_interval_s = float(getattr(settings, "kafka_lag_interval_s", 5.0))
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -164,6 +167,8 @@ class KafkaChunkQueue:
         await self._producer.start()
         if self.consuming:
             await self._start_consumer()
+        else:  # the API: queue depth = the workers' consumer-group lag, refreshed in the back
+            self._lag_task = asyncio.create_task(self._lag_loop(), name="kafka-lag")
 
     async def _ensure_topics(self, wait_s: float = 60.0) -> None:
         deadline = time.monotonic() + wait_s
@@ -212,10 +217,11 @@ class KafkaChunkQueue:
         cond = self._condition()
         async with cond:
             cond.notify_all()
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._poller
+        for task in (self._poller, self._lag_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
@@ -345,7 +351,57 @@ class KafkaChunkQueue:
         return {p: len(self._ready[p]) + self._lag(p) for p in PRIORITIES}
 
     def depth(self) -> dict[str, int]:
-        return self.backlog()
+        """Chunk messages waiting per priority: in a worker, its buffer plus its partitions'
+        lag; in the API (publish only), the lag of the whole consumer group."""
+        if self.consuming:
+            return self.backlog()
+        return dict(self._group_lag)
+
+    async def group_lag(self, admin, probe) -> dict[str, int]:  # noqa: ANN001
+        """Per priority: end offsets minus the group's committed offsets (all partitions).
+        ``admin``: a started AIOKafkaAdminClient; ``probe``: a started group-less consumer."""
+        from aiokafka.structs import TopicPartition
+
+        tps = [
+            TopicPartition(t["topic"], part["partition"])
+            for t in await admin.describe_topics(self.topics.chunk_topics())
+            for part in t.get("partitions", ())
+        ]
+        lag = {p: 0 for p in PRIORITIES}
+        if not tps:
+            return lag
+        ends = await probe.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(
+            self.settings.kafka_group, partitions=tps
+        )
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag[self.topics.priority_of(tp.topic)] += max(0, ends.get(tp, 0) - done)
+        return lag
+
+    async def _lag_loop(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            await probe.start()
+            while True:
+                try:
+                    self._group_lag = await asyncio.wait_for(self.group_lag(admin, probe), 30)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - broker away: keep the last value
+                    log.debug("group lag not refreshed", extra={"error": repr(exc)})
+                await asyncio.sleep(self.lag_interval_s)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(probe.stop())
+            with contextlib.suppress(Exception):
+                await admin.close()
 
     def _update_pause(self) -> None:
         consumer = self._consumer
