@@ -26,7 +26,6 @@ from tests.functional.L0_service.conftest import MTCTL, Service, free_port, wait
 
 __all__ = ["KafkaStack", "WorkerProc", "start_stack", "wait_for"]
 
-INFERENCE = os.environ.get("MTB_TEST_INFERENCE", "local")  # triton once issue 4 is wired
 
 
 @dataclass
@@ -217,12 +216,13 @@ def start_stack(
     full_env = {
         **os.environ,
         "MTB_QUEUE": "kafka",
-        "MTB_INFERENCE": INFERENCE,
+        "MTB_INFERENCE": "local",  # L0_kafka_triton passes MTB_INFERENCE=triton
         "MTB_KAFKA_BOOTSTRAP": bootstrap,
         "MTB_KAFKA_TOPIC_PREFIX": prefix,
         "MTB_KAFKA_GROUP": f"{prefix}workers",
         "MTB_KAFKA_PARTITIONS": "3",
         "MTB_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "MTB_KAFKA_LAG_INTERVAL_S": "1",
         "MTB_DATABASE_URL": database_url,
         "MTB_DATA_DIR": str(tmp),
         "MTB_MODEL_DIR": str(model_dir),

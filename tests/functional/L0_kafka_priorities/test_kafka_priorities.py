@@ -5,10 +5,12 @@ dead letter and a readable failure when inference keeps failing."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
 import pytest
+import requests
 
 from tests.functional.kafka_stack import start_stack
 from tests.functional.L0_service.documents import document
@@ -16,6 +18,12 @@ from tests.functional.L0_service.documents import document
 pytestmark = pytest.mark.services
 
 SHORT = "The meeting starts at nine.\n\n  - Please bring your laptop!\n"
+
+
+def queue_depth(stack, priority: str) -> float:
+    text = requests.get(f"{stack.url}/metrics", timeout=10).text
+    m = re.search(rf'^mtb_queue_depth{{priority="{priority}"}} (\S+)', text, re.M)
+    return float(m.group(1)) if m else -1.0
 
 
 @pytest.fixture(scope="module")
@@ -80,19 +88,30 @@ def test_results_topic_announces_completed_jobs(stack):
 
 
 def test_critical_overtakes_a_normal_backlog(stack):
-    backlog = [stack.submit(document(3_000, seed=200 + i))["job_id"] for i in range(2)]
-    time.sleep(1.0)  # the worker is busy with the backlog now
+    backlog = [stack.submit(document(4_000, seed=200 + i))["job_id"] for i in range(3)]
+    # the API's /metrics shows the backlog as the consumer group's lag
+    deadline = time.monotonic() + 5
+    depth = 0.0
+    while time.monotonic() < deadline and depth <= 0:
+        time.sleep(0.3)
+        depth = queue_depth(stack, "normal")
+    assert depth > 0, "mtb_queue_depth{priority=normal} never showed the backlog"
     t0 = time.monotonic()
     crit = stack.submit("This urgent sentence jumps the queue.", "critical")
     job = stack.wait(crit["job_id"], timeout=60)
     latency = time.monotonic() - t0
     assert job["status"] == "completed", job
     statuses = [stack.sql("select status from jobs where id = %(j)s", j=j)[0][0] for j in backlog]
-    print(f"\ncritical job done in {latency:.2f} s; backlog jobs: {statuses}")
+    print(f"\ncritical job done in {latency:.2f} s; backlog {depth:.0f} chunks, jobs: {statuses}")
     assert statuses.count("completed") < len(backlog), "critical waited for the whole backlog"
     assert latency < 15
     for j in backlog:
         assert stack.wait(j, timeout=180)["status"] == "completed"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and depth > 0:
+        time.sleep(0.5)
+        depth = queue_depth(stack, "normal")
+    assert depth == 0, "the lag did not drain after the backlog completed"
 
 
 def test_failing_inference_retries_then_dead_letters(stack):

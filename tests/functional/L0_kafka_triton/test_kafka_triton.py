@@ -1,0 +1,64 @@
+"""The whole production stack, all real: REST -> PostgreSQL -> Kafka -> `mtctl worker` ->
+Triton (gRPC, the translator model on a private tritonserver) -> result, at every
+priority; the text equals the in-process engine's and Triton's own metrics show the work."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from control_plane.jobs.chunking import Layout
+from tests.functional.kafka_stack import start_stack
+from tests.functional.L0_triton.test_service_triton import _segments_total
+
+from ..conftest import REPO
+
+pytestmark = pytest.mark.services
+
+TEXT = "The meeting starts at noon ({p}).\n\n  - Please save your {p} changes before closing the file."
+
+
+@pytest.fixture(scope="module")
+def triton(triton_factory, model_dir):
+    saved = os.environ.get("MTB_MODEL_DIR")
+    os.environ["MTB_MODEL_DIR"] = str(model_dir)  # the server's model.py reads it
+    try:
+        return triton_factory(REPO / "model_repository")
+    finally:
+        if saved is None:
+            os.environ.pop("MTB_MODEL_DIR", None)
+        else:
+            os.environ["MTB_MODEL_DIR"] = saved
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_url, kafka_bootstrap, model_dir, triton, tmp_path_factory):
+    s = start_stack(
+        tmp_path_factory.mktemp("kafka-triton"),
+        postgres_url,
+        kafka_bootstrap,
+        model_dir,
+        "triton",
+        MTB_INFERENCE="triton",
+        MTB_TRITON_URL=triton.url,
+    )
+    try:
+        s.start_worker("worker-0")
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("priority", ["critical", "high", "normal"])
+def test_each_priority_through_triton(stack, triton, local_engine, priority):
+    before = _segments_total(triton.urls["metrics"])
+    text = TEXT.format(p=priority)
+    sub = stack.submit(text, priority)
+    job = stack.wait(sub["job_id"], timeout=120)
+    assert job["status"] == "completed", job
+    layout = Layout.parse(text, "en")
+    want = layout.render([t.text for t in local_engine.translate(layout.segments, "en", "pt")])
+    assert stack.result(sub["job_id"]) == want
+    assert _segments_total(triton.urls["metrics"]) - before >= len(layout.segments)
+    assert stack.sql("select writes from chunks where job_id = %(j)s", j=sub["job_id"]) == [(1,)]
