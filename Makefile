@@ -56,7 +56,7 @@ test-unit: venv
 test-kafka: venv models
 	$(PY) -m pytest -ra tests/unit/queue tests/functional/L0_kafka_priorities \
 		tests/functional/L0_kafka_ingest tests/functional/L0_kafka_failover \
-		tests/functional/L0_kafka_broker_restart
+		tests/functional/L0_kafka_broker_restart tests/functional/L0_kafka_triton
 
 # Real PostgreSQL, Kafka (KRaft) and Triton on loopback ports; state and logs in .services/.
 # Settings for shells and tests: set -a; . .services/env; set +a
