@@ -681,9 +681,10 @@ class _Rebalance:
         class Listener(ConsumerRebalanceListener):
             async def on_partitions_revoked(self, revoked):  # noqa: ANN001, ANN202
                 revoked = set(revoked)
-                if revoked:
-                    with contextlib.suppress(Exception):
-                        await queue._commit(only=revoked)
+                if not revoked:  # the first join revokes nothing
+                    return
+                with contextlib.suppress(Exception):
+                    await queue._commit(only=revoked)
                 for tp in revoked:
                     queue._trackers.pop(tp, None)
                     queue._next_offset.pop(tp, None)

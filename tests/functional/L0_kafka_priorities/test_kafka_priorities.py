@@ -36,6 +36,8 @@ def stack(postgres_url, kafka_bootstrap, model_dir, tmp_path_factory):
         "priorities",
         MTB_RETRY_BACKOFF_S="0.2",
         MTB_MAX_CHUNK_ATTEMPTS="3",
+        # far shorter than the backlog below takes: polling must never wait for the work
+        MTB_KAFKA_MAX_POLL_INTERVAL_MS="3000",
     )
     try:
         s.start_worker("worker-0")
@@ -112,6 +114,16 @@ def test_critical_overtakes_a_normal_backlog(stack):
         time.sleep(0.5)
         depth = queue_depth(stack, "normal")
     assert depth == 0, "the lag did not drain after the backlog completed"
+
+
+def test_long_work_never_stalls_polling(stack):
+    """The backlog above kept the worker busy far longer than max.poll.interval.ms (3 s)
+    with its records fetched long before they were processed, yet the worker never left
+    the group: one assignment, no revocation, no 'leave group'."""
+    log = stack.workers[0].log()
+    assert log.count('"partitions assigned"') == 1, stack.workers[0].log_tail()
+    assert '"partitions revoked"' not in log
+    assert "max_poll_interval" not in log.lower() and "leaving group" not in log.lower()
 
 
 def test_failing_inference_retries_then_dead_letters(stack):
