@@ -27,7 +27,6 @@ from tests.functional.L0_service.conftest import MTCTL, Service, free_port, wait
 __all__ = ["KafkaStack", "WorkerProc", "start_stack", "wait_for"]
 
 
-
 @dataclass
 class WorkerProc:
     name: str

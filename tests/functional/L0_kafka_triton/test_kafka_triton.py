@@ -16,7 +16,7 @@ from ..conftest import REPO
 
 pytestmark = pytest.mark.services
 
-TEXT = "The meeting starts at noon ({p}).\n\n  - Please save your {p} changes before closing the file."
+TEXT = "The meeting starts at noon ({p}).\n\n  - Please save your {p} changes before leaving."
 
 
 @pytest.fixture(scope="module")
