@@ -1,0 +1,118 @@
+"""Ingest admission without a broker: a valid request becomes exactly one job (however
+often it is delivered); invalid ones are dead-lettered with REST's error code."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from aiokafka.structs import TopicPartition
+from sqlmodel import select
+
+from control_plane.api.app import build_services
+from control_plane.auth import create_user
+from control_plane.db import Job
+from control_plane.inference.local import LocalInferenceClient
+from control_plane.queue.ingest import IngestConsumer
+from control_plane.queue.kafka_topics import Topics
+from control_plane.queue.priority import OffsetTracker
+from control_plane.settings import Settings
+from tests.unit.api.fake_engine import FakeEngine
+
+
+class FakeQueue:
+    def __init__(self):
+        self.topics = Topics("t.")
+        self.client_id = "test"
+        self.published = []
+        self.dead = []
+
+    async def start(self):
+        pass
+
+    async def publish(self, message):
+        self.published.append(message)
+
+    async def dead_letter(self, reason, message, **meta):
+        self.dead.append((reason, message, meta))
+
+    def depth(self):
+        return {}
+
+    async def close(self):
+        pass
+
+
+@pytest.fixture
+async def ingest(tmp_path):
+    settings = Settings(data_dir=tmp_path, chunk_words=20, max_words=50, log_format="text")
+    queue = FakeQueue()
+    svc = build_services(settings, client=LocalInferenceClient(engine=FakeEngine()), queue=queue)
+    await svc.db.run(svc.db.migrate)
+    await svc.client.start()
+    consumer = IngestConsumer(settings, queue, svc)
+    keys = {tier: create_user(svc.db.engine, f"{tier}@x.io", tier)[1] for tier in ("basic", "pro")}
+    yield consumer, queue, svc, keys
+    await svc.client.close()
+    svc.db.close()
+
+
+async def deliver(consumer, value, offset=0, partition=0):
+    tp = TopicPartition("t.ingest", partition)
+    tracker = OffsetTracker()
+    tracker.add(offset)
+    rec = SimpleNamespace(key=b"k", value=value, offset=offset, headers=[])
+    await consumer._handle(tp, rec, tracker)
+    assert tracker.committable() == offset + 1  # handled: the offset may be committed
+
+
+def body(key, **fields):
+    b = {"api_key": key, "text": "Hello there. How are you?", "source_lang": "en",
+         "target_lang": "pt"}  # fmt: skip
+    b.update(fields)
+    return json.dumps({k: v for k, v in b.items() if v is not None}).encode()
+
+
+async def test_valid_request_becomes_one_job(ingest):
+    consumer, queue, svc, keys = ingest
+    raw = body(keys["pro"], request_id="r-1", priority="high")
+    await deliver(consumer, raw, offset=0)
+    await deliver(consumer, raw, offset=7)  # redelivered / produced twice: same job
+    with svc.db.session() as s:
+        jobs = list(s.exec(select(Job)))
+    assert len(jobs) == 1 and jobs[0].priority == "high" and jobs[0].status == "queued"
+    assert [m.job_id for m in queue.published] == [jobs[0].id]
+    assert consumer.admitted == 1 and consumer.duplicates == 1 and not queue.dead
+    # without request_id the message's position is the identity
+    await deliver(consumer, body(keys["pro"]), offset=3)
+    await deliver(consumer, body(keys["pro"]), offset=3)
+    await deliver(consumer, body(keys["pro"]), offset=4)
+    assert consumer.admitted == 3
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda k: b"{oops", "malformed_json"),
+        (lambda k: b"[]", "invalid_request"),
+        (lambda k: body(None), "unauthorized"),
+        (lambda k: body("mtb_nope"), "unauthorized"),
+        (lambda k: body(k["basic"], priority="high"), "priority_not_allowed"),
+        (lambda k: body(k["pro"], target_lang="xx"), "unsupported_language_pair"),
+        (lambda k: body(k["pro"], text="word " * 51), "content_too_large"),
+        (lambda k: body(k["pro"], priority="soon"), "invalid_request"),
+        (lambda k: body(k["pro"], extra=1), "invalid_request"),
+        (lambda k: body(k["pro"], request_id=""), "invalid_request"),
+    ],
+)
+async def test_invalid_requests_are_dead_lettered_with_the_rest_code(ingest, make, reason):
+    consumer, queue, svc, keys = ingest
+    raw = make(keys)
+    await deliver(consumer, raw, offset=5, partition=2)
+    assert len(queue.dead) == 1, queue.dead
+    got, message, meta = queue.dead[0]
+    assert got == reason and message
+    assert (meta["source_topic"], meta["partition"], meta["offset"]) == ("t.ingest", 2, 5)
+    assert meta["value"] == raw
+    assert not queue.published
