@@ -82,14 +82,23 @@ def sentences(n: int, seed: int) -> list[str]:
     return out
 
 
+_SINGLE_ROWS: list[str] = []
+
+
 def gettext_sentences(n: int, seed: int) -> list[str]:
     """``n`` distinct lines from real gettext catalogs (the `bench engine` sentences),
-    numbered so that no line repeats (the segment cache must not help the stack)."""
+    numbered so that no segment repeats (the segment cache must not help the stack): only
+    rows that stay one segment with the number in front are used."""
     from bench.make_eval_sets import load_tsv
+    from control_plane.jobs.chunking import Layout
 
-    rows = [s for s, _ in load_tsv(Path(__file__).parent / "data" / "en-pt.gettext.tsv")]
+    if not _SINGLE_ROWS:
+        rows = [s for s, _ in load_tsv(Path(__file__).parent / "data" / "en-pt.gettext.tsv")]
+        _SINGLE_ROWS.extend(
+            r for r in rows if len(Layout.parse(f"Item 1234567: {r}", "en").segments) == 1
+        )
     rng = random.Random(seed)
-    return [f"{rng.choice(rows)} (item {seed * 100_000 + i})" for i in range(n)]
+    return [f"Item {seed * 100_000 + i}: {rng.choice(_SINGLE_ROWS)}" for i in range(n)]
 
 
 def make_document(words: int, seed: int, text: str = "gettext") -> str:
