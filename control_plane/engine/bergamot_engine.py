@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 
 EMB_SCALE = math.sqrt(DIM)
 MAX_SOURCE_TOKENS = 256  # longer sentences are cut at word starts and translated in parts
-BATCH_TOKENS = 8192  # padded source tokens per encoder call
+# Padded source tokens per batch. Length sorting alone leaves the longest sentences of a
+# document (up to 256 tokens) sharing a batch of 32 with far shorter ones: 256 gettext
+# sentences padded to 8,000 tokens in batches of 32 against 3,662 real ones, and encoding
+# took 1.7x as long as in batches of 8. The budget makes long sentences go in small batches.
+BATCH_TOKENS = 1024
 
 
 @dataclass
