@@ -177,6 +177,16 @@ class Worker:
                 key = (pair, seg)
                 urgency[key] = min(urgency.get(key, 9), rank)
         size = max(1, self.settings.max_batch_sentences)
+        # cache writes run beside the next engine call instead of in front of it; all are
+        # awaited before any chunk of this batch is finished
+        writes: list[asyncio.Future] = []
+        try:
+            await self._translate_windows(wanted, urgency, size, writes)
+        finally:
+            if writes:
+                await asyncio.gather(*writes)
+
+    async def _translate_windows(self, wanted, urgency, size: int, writes: list) -> None:  # noqa: ANN001
         for pair, segs in wanted.items():
             order = sorted(segs, key=lambda s: urgency[(pair, s)])
             for start in range(0, len(order), size):
@@ -221,8 +231,12 @@ class Worker:
                         jid = w.msg.job_id
                         self.jobs.engine_seconds[jid] = self.jobs.engine_seconds.get(jid, 0) + share
                 version = self.client.model_version(*pair)
-                await self.jobs.db.run(
-                    self.jobs.cache.put_many, batch, out, pair[0], pair[1], version
+                writes.append(
+                    asyncio.ensure_future(
+                        self.jobs.db.run(
+                            self.jobs.cache.put_many, batch, out, pair[0], pair[1], version
+                        )
+                    )
                 )
 
     async def _finish(self, w: _Work) -> None:
