@@ -81,6 +81,9 @@ class Chunk(SQLModel, table=True):
     word_count: int = 0
     source_text: str = Field(sa_column=Column(Text, nullable=False))
     result_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Layout.dumps() of source_text, written at submit (which parses it anyway) so workers
+    # skip sentence splitting; None (older rows): the worker parses source_text itself
+    layout: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     attempts: int = 0
     # how many times a result was written; the unique constraint plus this counter prove
     # that a redelivered chunk never lands twice

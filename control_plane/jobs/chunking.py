@@ -22,6 +22,7 @@ in one call: 4 s), so it only ever sees one line of at most about a chunk.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from dataclasses import dataclass, field
@@ -120,6 +121,14 @@ class Layout:
 
     def source(self) -> str:
         return "".join(t for _, t in self.pieces)
+
+    def dumps(self) -> str:
+        """JSON for storage (``Layout.loads(layout.dumps()) == layout``)."""
+        return json.dumps([[int(is_seg), t] for is_seg, t in self.pieces], ensure_ascii=False)
+
+    @classmethod
+    def loads(cls, data: str) -> Layout:
+        return cls([(bool(is_seg), t) for is_seg, t in json.loads(data)])
 
     @classmethod
     def parse(cls, text: str, lang: str) -> Layout:

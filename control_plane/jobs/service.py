@@ -98,12 +98,13 @@ class JobService:
         if len(hits) == len(segments):  # fully cached: never touches the engine
             it = iter(range(len(segments)))
             rendered = [lay.render([hits[next(it)].text for _ in lay.segments]) for lay in layouts]
-        return chunks, len(segments), len(hits), rendered
+        stored = None if rendered is not None else [lay.dumps() for lay in layouts]
+        return chunks, len(segments), len(hits), rendered, stored
 
     def _insert(
         self, req: SubmitRequest, model_version: str, planned, est_s: float, cost: float
     ) -> Job:  # noqa: ANN001
-        chunks, n_segments, n_hits, rendered = planned
+        chunks, n_segments, n_hits, rendered, stored = planned
         now = utcnow()
         done = rendered is not None
         job = Job(
@@ -143,6 +144,7 @@ class JobService:
                         word_count=count_words(text),
                         source_text=text,
                         result_text=rendered[i] if done else None,
+                        layout=stored[i] if stored is not None else None,
                         writes=1 if done else 0,
                         updated_at=now,
                     )

@@ -127,7 +127,10 @@ class Worker:
                 self.jobs.chunk_done(m)
                 await self._ack(d)
                 continue
-            layout = await asyncio.to_thread(Layout.parse, chunk.source_text, m.source_lang)
+            layout = Layout.loads(chunk.layout) if chunk.layout else None  # parsed at submit
+            if layout is None or layout.source() != chunk.source_text:
+                # a row from before chunks.layout (or one that does not match): segment here
+                layout = await asyncio.to_thread(Layout.parse, chunk.source_text, m.source_lang)
             span = tracing.tracer.start_span(
                 "chunk.translate",
                 context=tracing.extract(m.headers),

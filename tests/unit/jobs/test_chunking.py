@@ -78,6 +78,8 @@ def test_round_trip_property(text, target):
     for seg in layout.segments:
         assert seg == seg.strip() and "\n" not in seg
     assert "".join(split_chunks(text, target)) == text
+    stored = Layout.loads(layout.dumps())  # chunks.layout: what workers read back
+    assert stored == layout and stored.source() == text
 
 
 def test_segmentation_speed_noted():
