@@ -63,6 +63,16 @@ class SegmentCache:
         db.migrate()
         return cls(db.engine, settings.cache_size)
 
+    def _insert_stmt(self):  # noqa: ANN202
+        stmt = getattr(self, "_insert", None)
+        if stmt is None:
+            insert = _insert_for(self.engine)
+            stmt = insert(SegmentCacheEntry.__table__).on_conflict_do_nothing(
+                index_elements=["key"]
+            )
+            self._insert = stmt
+        return stmt
+
     def _lru_get(self, key: str) -> Translation | None:
         with self._lock:
             hit = self._lru.get(key)
@@ -125,7 +135,7 @@ class SegmentCache:
             rows[key] = tr
         if not rows or self.engine is None:
             return
-        # One multi-row INSERT ... ON CONFLICT DO NOTHING: no read of existing keys first and
+        # One INSERT ... ON CONFLICT DO NOTHING executemany: no read of existing keys first and
         # no ORM objects (a worker writes every batch it translated; per-row ORM inserts
         # after a SELECT cost ~3 CPU-s per 100,000 words on the worker's event-loop host).
         now = utcnow()
@@ -135,11 +145,8 @@ class SegmentCache:
              "created_at": now}
             for key, tr in rows.items()
         ]  # fmt: skip
-        insert = _insert_for(self.engine)
-        with self.engine.begin() as conn:
-            for start in range(0, len(values), 500):
-                stmt = insert(SegmentCacheEntry.__table__).values(values[start : start + 500])
-                conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+        with self.engine.begin() as conn:  # executemany: compiled once, batched by the driver
+            conn.execute(self._insert_stmt(), values)
 
     @property
     def hit_ratio(self) -> float:

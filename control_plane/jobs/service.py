@@ -297,9 +297,9 @@ class JobService:
         e.g. the API in front of Kafka workers); returns them."""
         if not job_ids:
             return set()
-        with self.db.session() as session:
+        with self.db.engine.connect() as conn:  # Core, no ORM session: runs every batch
             found = set(
-                session.execute(
+                conn.execute(
                     select(Job.id).where(Job.id.in_(job_ids), Job.status == "cancelled")
                 ).scalars()
             )
