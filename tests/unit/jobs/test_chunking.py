@@ -135,3 +135,34 @@ def test_sentence_split_quality():
             if (got := Layout.parse(" ".join(sents), lang).segments) != sents
         ]
         assert not wrong, (lang, wrong)
+
+
+def test_lines_without_terminators_skip_pysbd_with_the_same_result():
+    """The shortcut for lines without . ! ? ; : (and CJK/Arabic terminators) must give what
+    pysbd gives, on the real gettext sentences and some odd lines."""
+    from pathlib import Path
+
+    import control_plane.jobs.chunking as chunking
+    from bench.make_eval_sets import load_tsv
+
+    data = Path(__file__).resolve().parents[3] / "bench" / "data"
+    lines = [(s, "en") for s, _ in load_tsv(data / "en-pt.gettext.tsv")]
+    lines += [(s, "pt") for s, _ in load_tsv(data / "pt-en.gettext.tsv")]
+    lines += [
+        ("  indented words  ", "en"),
+        ("Hello world", "en"),
+        ("\u201cquoted\u201d", "en"),
+        ("(parenthesised) text, with commas", "en"),
+        ("日本語の文", "ja"),
+    ]
+    plain = [(t, lang) for t, lang in lines if not chunking._TERMINATORS.search(t)]
+    assert len(plain) > 100  # the shortcut really is exercised
+    for text, lang in plain:
+        fast = chunking.sentence_spans(text, lang)
+        pattern = chunking._TERMINATORS
+        try:
+            chunking._TERMINATORS = __import__("re").compile(r"(?!x)x")  # never matches
+            slow = chunking.sentence_spans(text, lang)
+        finally:
+            chunking._TERMINATORS = pattern
+        assert fast == slow, text
