@@ -24,6 +24,22 @@ def model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def translator_triton(triton_factory, model_dir):
+    """One private tritonserver per session on model_repository/ (committed CPU config,
+    free loopback ports) reading the test model store; scenarios measure deltas of its
+    counters, so they can share it."""
+    saved = os.environ.get("MTB_MODEL_DIR")
+    os.environ["MTB_MODEL_DIR"] = str(model_dir)  # the server's model.py reads it
+    try:
+        return triton_factory(REPO / "model_repository")
+    finally:
+        if saved is None:
+            os.environ.pop("MTB_MODEL_DIR", None)
+        else:
+            os.environ["MTB_MODEL_DIR"] = saved
+
+
+@pytest.fixture(scope="session")
 def local_engine(model_dir):
     from control_plane.engine import load_engine
 

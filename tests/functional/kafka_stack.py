@@ -22,7 +22,13 @@ import pytest
 import requests
 
 from tests.conftest import REPO_ROOT, mtb_services
-from tests.functional.L0_service.conftest import MTCTL, Service, free_port, wait_for
+from tests.functional.L0_service.conftest import (
+    MTCTL,
+    Service,
+    free_port,
+    wait_for,
+    wait_until_ready,
+)
 
 __all__ = ["KafkaStack", "WorkerProc", "start_stack", "wait_for"]
 
@@ -241,18 +247,7 @@ def start_stack(
     svc = Service("postgres", f"http://127.0.0.1:{port}", full_env, proc, log_path)
     stack = KafkaStack(svc, full_env, tmp, prefix, bootstrap, database_url)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mtctl serve exited {proc.returncode}:\n{svc.log_tail()}")
-            try:
-                if requests.get(svc.url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mtctl serve not ready in 300 s:\n{svc.log_tail()}")
-            time.sleep(0.25)
+        wait_until_ready(svc)
         for who, tier in [
             ("enterprise", "enterprise"),
             ("other", "enterprise"),

@@ -4,15 +4,11 @@ priority; the text equals the in-process engine's and Triton's own metrics show 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from control_plane.jobs.chunking import Layout
 from tests.functional.kafka_stack import start_stack
 from tests.functional.L0_triton.test_service_triton import _segments_total
-
-from ..conftest import REPO
 
 pytestmark = pytest.mark.services
 
@@ -20,16 +16,8 @@ TEXT = "The meeting starts at noon ({p}).\n\n  - Please save your {p} changes be
 
 
 @pytest.fixture(scope="module")
-def triton(triton_factory, model_dir):
-    saved = os.environ.get("MTB_MODEL_DIR")
-    os.environ["MTB_MODEL_DIR"] = str(model_dir)  # the server's model.py reads it
-    try:
-        return triton_factory(REPO / "model_repository")
-    finally:
-        if saved is None:
-            os.environ.pop("MTB_MODEL_DIR", None)
-        else:
-            os.environ["MTB_MODEL_DIR"] = saved
+def triton(translator_triton):
+    return translator_triton
 
 
 @pytest.fixture(scope="module")

@@ -106,18 +106,7 @@ def service(request, model_dir, tmp_path_factory):
         )
     svc = Service(backend, f"http://127.0.0.1:{port}", env, proc, log_path)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mtctl serve exited {proc.returncode}:\n{svc.log_tail()}")
-            try:
-                if requests.get(svc.url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mtctl serve not ready in 300 s:\n{svc.log_tail()}")
-            time.sleep(0.25)
+        wait_until_ready(svc)
         for who, tier in [
             ("enterprise", "enterprise"),
             ("pro", "pro"),
@@ -137,6 +126,23 @@ def service(request, model_dir, tmp_path_factory):
                 proc.wait()
                 pytest.fail(f"mtctl serve ignored SIGTERM for 30 s:\n{svc.log_tail()}")
             assert rc == 0, f"mtctl serve exited {rc} on SIGTERM:\n{svc.log_tail()}"
+
+
+def wait_until_ready(svc: Service, timeout: float = 300) -> None:
+    """Until the `mtctl serve` subprocess answers /readyz 200; fails with its log tail if it
+    exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if svc.proc.poll() is not None:
+            pytest.fail(f"mtctl serve exited {svc.proc.returncode}:\n{svc.log_tail()}")
+        try:
+            if requests.get(svc.url + "/readyz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"mtctl serve not ready in {timeout:.0f} s:\n{svc.log_tail()}")
+        time.sleep(0.25)
 
 
 def wait_for(svc: Service, job_id: str, who: str = "enterprise", timeout: float = 120) -> dict:
