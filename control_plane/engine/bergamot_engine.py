@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +78,6 @@ class BergamotModel:
             Shortlist(self.folder / sl, self.vocab_size) if sl and use_shortlist else None
         )
         self._all_ids = np.arange(self.vocab_size, dtype=np.int64)
-        self._lock = threading.Lock()
 
     @property
     def version(self) -> str:

@@ -46,12 +46,12 @@ def installed_models(root: Path) -> dict[str, dict]:
 
 def ensure_default_models(root: Path, pairs: tuple[str, ...] = DEFAULT_PAIRS) -> list[Path]:
     """Export the bundled Bergamot models into ``root`` unless already there."""
+    from export.bergamot import FORMAT_VERSION, bundled_model_dir, export_bergamot
+
     root = Path(root)
     done = []
     with _locked(root):
         for pair in pairs:
-            from export.bergamot import FORMAT_VERSION, bundled_model_dir, export_bergamot
-
             folder = root / f"bergamot-{pair}"
             meta_file = folder / "metadata.json"
             current = meta_file.exists() and (
