@@ -47,6 +47,7 @@ class Settings:
     # engine
     precision: str = "int8"  # int8 | fp32 | fp16
     threads: int = 0  # 0: all cores
+    engine_lanes: int = 0  # batches run side by side; 0: one 1-thread lane per core (max 8)
     max_batch_sentences: int = 32
     beam_size: int = 1
     # service
@@ -68,7 +69,12 @@ class Settings:
     chunk_words: int = 1000  # target words per chunk (unit of queue work)
     workers: int = 2  # in-process worker tasks (memory queue)
     urgent_workers: int = 1  # extra in-process workers that take only critical/high chunks
-    batch_words: int = 1000  # a worker keeps taking chunks until it holds this many words
+    # A worker task takes ready chunks until it holds this many words (less when less is
+    # queued, so a light load still gets small batches): the engine sorts a whole batch by
+    # length, and the larger the batch the less padding. Stack bench, 2 cores: 1,000 ->
+    # 164-166k words/min, 4,000 -> 191k, 10,000 -> 199k. Critical/high work does not wait
+    # behind it: urgent worker tasks take it, and the engine's lanes run its batches first.
+    batch_words: int = 8000
     aging_s: float = 30.0  # a waiting chunk climbs one priority level per aging_s
     inference_timeout_s: float = 300.0
     max_chunk_attempts: int = 3

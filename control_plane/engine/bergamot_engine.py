@@ -20,7 +20,8 @@ import numpy as np
 
 from control_plane.engine.base import Translation
 from control_plane.engine.bergamot_math import DIM, positions
-from control_plane.engine.onnx_session import make_session
+from control_plane.engine.lanes import Lanes
+from control_plane.engine.onnx_session import make_session, plan_lanes, uses_gpu
 from control_plane.engine.shortlist import Shortlist
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class BergamotModel:
         max_batch: int = 32,
         beam_size: int = 1,
         use_shortlist: bool = True,
+        lanes: int = 0,
     ) -> None:
         import sentencepiece as spm
 
@@ -59,8 +61,11 @@ class BergamotModel:
             have = ", ".join(self.meta["precisions"])
             raise ValueError(f"{self.folder.name}: no {precision} graphs (exported: {have})")
         self.precision = precision
-        self.encoder = make_session(self.folder / files["encoder"], threads, precision)
-        self.decoder = make_session(self.folder / files["decoder"], threads, precision)
+        self.lanes, lane_threads = plan_lanes(threads, lanes, uses_gpu(precision))
+        # one session per graph, shared by the lanes: InferenceSession.run is thread-safe
+        self.encoder = make_session(self.folder / files["encoder"], lane_threads, precision)
+        self.decoder = make_session(self.folder / files["decoder"], lane_threads, precision)
+        self._lanes = Lanes(self.lanes) if self.lanes > 1 else None
         self.sp = spm.SentencePieceProcessor(model_file=str(self.folder / "vocab.spm"))
         self.emb = np.load(self.folder / "embeddings.npy")
         self.emb_scaled = (self.emb * np.float32(EMB_SCALE)).astype(np.float32)
@@ -109,7 +114,9 @@ class BergamotModel:
 
     # -- translation ---------------------------------------------------------------------
 
-    def translate(self, segments: list[str]) -> list[Translation]:
+    def translate(self, segments: list[str], rank: int = 2) -> list[Translation]:
+        """``rank``: the caller's priority (0 critical, 1 high, 2 normal); with several
+        lanes, more urgent callers' batches run first."""
         results: list[Translation | None] = [None] * len(segments)
         rows: list[_Row] = []
         parts_of: dict[int, int] = {}
@@ -122,7 +129,7 @@ class BergamotModel:
             parts_of[i] = len(pieces)
             rows.extend(_Row(i, p) for p in pieces)
         if rows:
-            decoded = self.translate_ids([r.ids for r in rows])
+            decoded = self.translate_ids([r.ids for r in rows], rank)
             by_segment: dict[int, list[tuple[list[int], float, int]]] = {}
             for row, (out, logprob) in zip(rows, decoded, strict=True):
                 by_segment.setdefault(row.index, []).append((out, logprob, len(out) + 1))
@@ -133,19 +140,30 @@ class BergamotModel:
                 results[i] = Translation(text, round(score, 6))
         return [r if r is not None else Translation("", 1.0) for r in results]
 
-    def translate_ids(self, sources: list[np.ndarray]) -> list[tuple[list[int], float]]:
+    def translate_ids(
+        self, sources: list[np.ndarray], rank: int = 2
+    ) -> list[tuple[list[int], float]]:
         """(output ids without EOS, summed log-probability) per source, order kept."""
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         out: list[tuple[list[int], float]] = [([], 0.0)] * len(sources)
-        batch: list[int] = []
+        batches: list[list[int]] = [[]]
         for i in order:
+            batch = batches[-1]
             width = len(sources[i])
             if batch and (len(batch) >= self.max_batch or width * (len(batch) + 1) > BATCH_TOKENS):
+                batches.append([])
+            batches[-1].append(i)
+        batches = [b for b in batches if b]
+        if self._lanes is None:
+            for batch in batches:
                 self._run_batch(sources, batch, out)
-                batch = []
-            batch.append(i)
-        if batch:
-            self._run_batch(sources, batch, out)
+        else:
+            # Every batch of every caller runs on the lanes, never on the calling thread:
+            # at most ``lanes`` batches compute at once however many callers wait (more
+            # would only time-slice the cores). Batches write disjoint slots of ``out``.
+            self._lanes.run_all(
+                [lambda b=b: self._run_batch(sources, b, out) for b in batches], rank
+            )
         return out
 
     def _run_batch(self, sources, batch: list[int], out) -> None:

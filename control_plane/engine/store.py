@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from control_plane.engine.base import Translation, UnsupportedPair
+from control_plane.engine.onnx_session import plan_lanes, uses_gpu
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,13 @@ class LocalEngine:
         threads: int = 0,
         max_batch: int = 32,
         beam_size: int = 1,
+        lanes: int = 0,
     ) -> None:
         self.root = Path(root)
         self.precision = precision
         self.threads = threads
+        # batches a Bergamot model runs side by side (HF models: one at a time)
+        self.lanes = plan_lanes(threads, lanes, uses_gpu(precision))[0]
         self.max_batch = max_batch
         self.beam_size = beam_size
         self._meta: dict[tuple[str, str], tuple[Path, dict]] = {}
@@ -86,6 +90,7 @@ class LocalEngine:
                 self._meta.setdefault((src, tgt), (self.root / name, meta))
         self._models: dict[Path, object] = {}
         self._lock = threading.Lock()
+        self._hf_lock = threading.Lock()
 
     def pairs(self) -> list[tuple[str, str]]:
         return sorted(self._meta)
@@ -125,13 +130,18 @@ class LocalEngine:
             threads=self.threads,
             max_batch=self.max_batch,
             beam_size=self.beam_size,
+            lanes=self.lanes,
         )
 
-    def translate(self, segments: list[str], source: str, target: str) -> list[Translation]:
+    def translate(
+        self, segments: list[str], source: str, target: str, rank: int = 2
+    ) -> list[Translation]:
+        """``rank`` (0 critical, 1 high, 2 normal) orders batches on a model's lanes."""
         model = self.model(source, target)
         if self._lookup(source, target)[1].get("kind") == "hf":
-            return model.translate(segments, source, target)  # one model, many pairs
-        return model.translate(segments)
+            with self._hf_lock:  # one call at a time: HF models have no lanes
+                return model.translate(segments, source, target)  # one model, many pairs
+        return model.translate(segments, rank)
 
 
 def _pairs_of(meta: dict) -> list[tuple[str, str]]:
@@ -147,8 +157,9 @@ def load_engine(
     threads: int = 0,
     max_batch: int = 32,
     beam_size: int = 1,
+    lanes: int = 0,
 ) -> LocalEngine:
-    return LocalEngine(Path(model_root), precision, threads, max_batch, beam_size)
+    return LocalEngine(Path(model_root), precision, threads, max_batch, beam_size, lanes)
 
 
 def open_engine(settings) -> LocalEngine:  # noqa: ANN001 - Settings, avoids an import cycle
@@ -159,4 +170,5 @@ def open_engine(settings) -> LocalEngine:  # noqa: ANN001 - Settings, avoids an 
         settings.threads,
         settings.max_batch_sentences,
         settings.beam_size,
+        settings.engine_lanes,
     )

@@ -13,12 +13,16 @@ from control_plane.inference.base import InferenceUnavailable
 
 log = logging.getLogger(__name__)
 _RANK = {"critical": 0, "high": 1, "normal": 2}
+MAX_CALLS = 16  # calls handed to a laned engine at once (each holds an executor thread)
 
 
 class LocalInferenceClient:
-    """Runs ``engine.translate`` on one executor thread (the engine parallelises inside
-    with its own intra-op threads), so the event loop never blocks on the model. Waiting
-    calls are served most urgent first (priority critical > high > normal, then FIFO).
+    """Runs ``engine.translate`` on executor threads so the event loop never blocks on the
+    model, most urgent first (priority critical > high > normal, then FIFO).
+
+    An engine with several lanes (``LocalEngine.lanes``, see ``plan_lanes``) takes up to
+    ``MAX_CALLS`` calls at once with their rank and orders their batches itself; an engine
+    without lanes gets one call at a time, the most urgent waiting one next.
 
     ``engine`` may be given (tests, benchmarks) or a zero-argument factory that loads it
     (``open_engine(settings)``), called in the executor by ``start()``."""
@@ -30,8 +34,9 @@ class LocalInferenceClient:
         self._factory = factory
         self._pending: list = []  # heap of (rank, seq, future, segments, source, target)
         self._seq = itertools.count()
-        self._busy = False
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._running = 0
+        # threads start on demand: only ``concurrency`` calls (plus the load) ever run
+        self._pool = ThreadPoolExecutor(max_workers=MAX_CALLS, thread_name_prefix="engine")
         self._error: BaseException | None = None
 
     async def start(self) -> None:
@@ -53,6 +58,10 @@ class LocalInferenceClient:
             except Exception:  # noqa: BLE001 - warm-up only; real calls report errors
                 log.warning("warm-up failed", extra={"pair": f"{source}-{target}"})
         return engine
+
+    @property
+    def _laned(self) -> bool:
+        return int(getattr(self._engine, "lanes", 1) or 1) > 1
 
     @property
     def error(self) -> BaseException | None:
@@ -93,19 +102,18 @@ class LocalInferenceClient:
         return await asyncio.wait_for(fut, timeout)
 
     def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the most urgent waiting call when the engine thread is free: a critical
-        batch waits for at most the one batch already running, never for queued ones."""
-        while not self._busy and self._pending:
-            _, _, fut, segments, source, target = heapq.heappop(self._pending)
+        """Start the most urgent waiting call when a lane is free: a critical batch waits
+        for at most the batches already running, never for queued ones."""
+        while self._running < (MAX_CALLS if self._laned else 1) and self._pending:
+            rank, _, fut, segments, source, target = heapq.heappop(self._pending)
             if fut.done():  # timed out or cancelled while waiting
                 continue
-            self._busy = True
-            running = loop.run_in_executor(
-                self._pool, self._engine.translate, segments, source, target
-            )
+            self._running += 1
+            args = (segments, source, target, rank) if self._laned else (segments, source, target)
+            running = loop.run_in_executor(self._pool, self._engine.translate, *args)
 
             def finished(f: asyncio.Future, fut: asyncio.Future = fut) -> None:
-                self._busy = False
+                self._running -= 1
                 if not fut.done():
                     if f.cancelled():
                         fut.cancel()

@@ -55,6 +55,7 @@ class TritonPythonModel:
             threads=int(_param(config, "threads", str(settings.threads))),
             max_batch=int(_param(config, "engine_batch", str(settings.max_batch_sentences))),
             beam_size=int(_param(config, "beam_size", "1")),
+            lanes=int(_param(config, "lanes", str(settings.engine_lanes))),
         )
         self.pairs = set(self.engine.pairs())
         t0 = time.monotonic()

@@ -41,6 +41,17 @@ def test_batch_equals_one_by_one(model_dir, precision):
         assert a.score == pytest.approx(b.score, abs=1e-3)
 
 
+def test_lanes_change_speed_not_output(model_dir):
+    """Two 1-thread lanes running batches side by side give what one 2-thread lane gives."""
+    sources = [s for s, _ in EVAL[100:260]]
+    one = load_engine(model_dir, precision="int8", threads=2, lanes=1, max_batch=16)
+    two = load_engine(model_dir, precision="int8", threads=2, lanes=2, max_batch=16)
+    assert (one.lanes, two.lanes) == (1, 2)
+    assert [t.text for t in two.translate(sources, "en", "pt")] == [
+        t.text for t in one.translate(sources, "en", "pt")
+    ]
+
+
 def test_scores_are_confidences(local_engine):
     sources = [s for s, _ in EVAL[:30]]
     scores = [t.score for t in local_engine.translate(sources, "en", "pt")]

@@ -1,0 +1,50 @@
+"""Lanes run batches side by side, the most urgent caller's first."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from control_plane.engine.lanes import Lanes
+from control_plane.engine.onnx_session import plan_lanes
+
+
+def test_waiting_batches_run_most_urgent_first():
+    lanes = Lanes(1)
+    gate, order = threading.Event(), []
+    blocker = threading.Thread(target=lanes.run_all, args=([gate.wait],))
+    blocker.start()
+    time.sleep(0.05)  # the only lane is now busy
+    callers = [
+        threading.Thread(target=lanes.run_all, args=([lambda n=name: order.append(n)], rank))
+        for name, rank in [("normal-1", 2), ("normal-2", 2), ("critical", 0), ("high", 1)]
+    ]
+    for t in callers:
+        t.start()
+        time.sleep(0.02)  # arrival order: normal-1, normal-2, critical, high
+    gate.set()
+    for t in [blocker, *callers]:
+        t.join(5)
+    assert order == ["critical", "high", "normal-1", "normal-2"]
+
+
+def test_batches_run_in_parallel_and_errors_reach_the_caller():
+    lanes = Lanes(2)
+    both = threading.Barrier(2, timeout=5)  # passes only if two batches run at once
+    lanes.run_all([both.wait, both.wait])
+
+    def boom() -> None:
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        lanes.run_all([lambda: None, boom])
+    lanes.run_all([lambda: None])  # the lanes survive a failed batch
+
+
+def test_plan_lanes():
+    assert plan_lanes(threads=2) == (2, 1)
+    assert plan_lanes(threads=16) == (8, 2)
+    assert plan_lanes(threads=4, lanes=1) == (1, 4)
+    assert plan_lanes(threads=8, gpu=True) == (1, 8)
