@@ -113,6 +113,11 @@ def _finisher(svc: Services):  # noqa: ANN202
                     "result_url": f"/api/v1/jobs/{job.id}/result",
                 },
             )
+        publish = getattr(svc.queue, "publish_result", None)  # Kafka: the results topic
+        if publish is not None and job.status in ("completed", "failed"):
+            # from whichever process finished it: a worker, or the API for a job served
+            # wholly from the cache at submit
+            await publish(job)
 
     return on_finished
 

@@ -77,16 +77,7 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
         loop.add_signal_handler(sig, stop.set)
 
     queue = KafkaChunkQueue(settings, consume=True)
-    svc = build_services(settings, queue=queue)
-    announce = svc.jobs.on_finished
-
-    async def on_finished(job) -> None:  # noqa: ANN001 - metrics, log, webhook + results topic
-        if announce is not None:
-            await announce(job)
-        if job.status in ("completed", "failed"):
-            await queue.publish_result(job)
-
-    svc.jobs.on_finished = on_finished
+    svc = build_services(settings, queue=queue)  # finished jobs: metrics, log, webhook, results
     log.info(
         "worker starting",
         extra={"bootstrap": settings.kafka_bootstrap, "group": settings.kafka_group,

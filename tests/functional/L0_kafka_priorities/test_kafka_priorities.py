@@ -72,21 +72,35 @@ def test_each_priority_end_to_end(stack, priority):
     assert (body["job_id"], body["chunk_index"], body["priority"]) == (sub["job_id"], 0, priority)
 
 
-def test_results_topic_announces_completed_jobs(stack):
-    sub = stack.submit("A results event is published for this job.", "high")
-    assert stack.wait(sub["job_id"])["status"] == "completed"
+def _result_events(stack, job_id: str) -> list[dict]:
     deadline = time.monotonic() + 30
-    events = []
-    while time.monotonic() < deadline:
+    events: list[dict] = []
+    while time.monotonic() < deadline and not events:
         events = [
             json.loads(r.value)
             for r in stack.read("results", at_least=1, timeout=5)
-            if r.key == sub["job_id"].encode()
+            if r.key == job_id.encode()
         ]
-        if events:
-            break
+    return events
+
+
+def test_results_topic_announces_completed_jobs(stack):
+    sub = stack.submit("A results event is published for this job.", "high")
+    assert stack.wait(sub["job_id"])["status"] == "completed"
+    events = _result_events(stack, sub["job_id"])
     assert events and events[0]["event"] == "job.completed"
     assert events[0]["result_url"] == f"/api/v1/jobs/{sub['job_id']}/result"
+
+
+def test_jobs_served_from_the_cache_are_announced_too(stack):
+    """A job the API completes at submit (every segment cached) never reaches a worker; the
+    API announces it."""
+    text = "This sentence is translated once and then comes from the cache."
+    assert stack.wait(stack.submit(text, "high")["job_id"])["status"] == "completed"
+    again = stack.submit(text, "high")
+    assert again["status"] == "completed"  # finished at submit, no chunk published
+    events = _result_events(stack, again["job_id"])
+    assert len(events) == 1 and events[0]["event"] == "job.completed"
 
 
 def test_critical_overtakes_a_normal_backlog(stack):
