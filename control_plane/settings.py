@@ -77,6 +77,7 @@ class Settings:
     batch_words: int = 8000
     aging_s: float = 30.0  # a waiting chunk climbs one priority level per aging_s
     inference_timeout_s: float = 300.0
+    drain_timeout_s: float = 30.0  # on shutdown, workers finish the batch in hand this long
     max_chunk_attempts: int = 3
     requeue_after_s: float = 600.0  # reconciler: chunks queued longer than this are re-published
     # Kafka (issue 5): topics <prefix>chunks.{critical,high,normal,retry}, <prefix>dead-letter,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiohttp import web
 
@@ -140,6 +141,7 @@ async def _boot(svc: Services, run_workers: bool) -> None:
         lanes += [(f"urgent-{i}", ("critical", "high")) for i in range(svc.settings.urgent_workers)]
         for name, levels in lanes:
             w = Worker(name, svc.queue, svc.jobs, svc.client, svc.metrics, svc.settings, levels)
+            svc.runners.append(w)
             svc.workers.append(asyncio.create_task(w.run(), name=name))
     log.info("service ready", extra={"pairs": str(svc.client.pairs())})
 
@@ -158,6 +160,10 @@ async def start_services(svc: Services, run_workers: bool | None = None) -> asyn
 
 
 async def stop_services(svc: Services, boot: asyncio.Task | None = None) -> None:
+    """Workers first finish the batch in hand (up to ``MTB_DRAIN_TIMEOUT_S``) so a restart
+    does not redo it; whatever still runs after that is cancelled, not acked, and so
+    delivered again (Kafka) or recovered at the next start (memory queue)."""
+    await drain_workers(svc)
     tasks = [t for t in [boot, *svc.workers] if t is not None]
     for task in tasks:
         task.cancel()
@@ -168,6 +174,21 @@ async def stop_services(svc: Services, boot: asyncio.Task | None = None) -> None
     await svc.callbacks.close()
     await svc.client.close()
     svc.db.close()
+
+
+async def drain_workers(svc: Services) -> None:
+    running = [t for t in svc.workers if not t.done()]
+    if not running:
+        return
+    for w in svc.runners:
+        w.stop()  # no new batch; the one in hand runs to its end
+    timeout = max(0.0, svc.settings.drain_timeout_s)
+    t0 = time.monotonic()
+    _, pending = await asyncio.wait(running, timeout=timeout)
+    log.info(
+        "workers drained" if not pending else "drain timed out; the rest is redelivered",
+        extra={"seconds": round(time.monotonic() - t0, 2), "still_running": len(pending)},
+    )
 
 
 async def _lifecycle(app: web.Application):  # noqa: ANN202

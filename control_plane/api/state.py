@@ -31,7 +31,8 @@ class Services:
     limiter: RateLimiter
     metrics: Metrics
     callbacks: CallbackSender
-    workers: list = field(default_factory=list)
+    workers: list = field(default_factory=list)  # asyncio tasks running Worker.run
+    runners: list = field(default_factory=list)  # the Worker objects (stop() drains them)
     engine_error: str | None = None
 
 

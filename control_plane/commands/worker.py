@@ -9,8 +9,10 @@ priority (the local engine and Triton serve the most urgent first). Results are 
 per (job, chunk) and offsets committed after that transaction; completed and failed jobs
 are announced on the results topic and by webhook.
 
-SIGTERM / SIGINT: stop, commit the offsets of finished chunks, leave the group. Chunks
-that were running (and everything a killed worker held) are redelivered to the others.
+SIGTERM / SIGINT: take no new chunks, finish the batch in hand (up to
+``MTB_DRAIN_TIMEOUT_S``, default 30 s), commit the offsets of finished chunks, leave the
+group. Chunks still running after that (and everything a killed worker held) are
+redelivered to the others.
 """
 
 from __future__ import annotations
@@ -114,7 +116,8 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
                 await t
         if ingest_consumer is not None:
             await ingest_consumer.close()
-        # cancels the worker tasks: a chunk they held is not acked, so it is redelivered
+        # the worker tasks finish the batch in hand (MTB_DRAIN_TIMEOUT_S), then the offsets
+        # are committed; a chunk still running after that is not acked and is redelivered
         await stop_services(svc, boot)
         log.info("worker stopped")
     return 0

@@ -78,3 +78,28 @@ def test_kill9_worker_mid_document(stack, local_engine):
     layout = Layout.parse(text, "en")
     clean = layout.render([t.text for t in local_engine.translate(layout.segments, "en", "pt")])
     assert stack.result(job_id) == clean
+
+
+def test_sigterm_finishes_the_batch_in_hand(stack):
+    """SIGTERM while a batch is being translated: the worker finishes it, writes each chunk
+    once, commits and exits 0, so nothing is left for another worker to redo."""
+    for w in stack.workers:
+        w.stop()
+    worker = stack.start_worker("worker-drain")
+    normal = f"{stack.topic('chunks.normal')}[0]"
+    deadline = time.monotonic() + 60
+    while normal not in worker.assigned():
+        assert time.monotonic() < deadline, worker.log_tail()
+        time.sleep(0.2)
+    sub = stack.submit(document(3_000, seed=41))
+    job_id = sub["job_id"]
+    deadline = time.monotonic() + 120
+    while not stack.sql(
+        "select 1 from chunks where job_id = %(j)s and status = 'running'", j=job_id
+    ):
+        assert time.monotonic() < deadline, "no chunk was taken"
+        time.sleep(0.02)
+    assert worker.stop() == 0
+    assert '"workers drained"' in worker.log()
+    rows = stack.sql("select status, writes from chunks where job_id = %(j)s", j=job_id)
+    assert rows and all(r == ("done", 1) for r in rows), rows
