@@ -113,6 +113,8 @@ class Settings:
     # cost model
     price_per_hour: float = 0.10  # instance price used for estimates (USD)
     throughput_wps: float = 60.0  # words/s assumed before any job has been measured
+    # an API without in-process workers (Kafka) re-reads backlog and throughput this often
+    estimate_refresh_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -143,7 +143,20 @@ async def _boot(svc: Services, run_workers: bool) -> None:
             w = Worker(name, svc.queue, svc.jobs, svc.client, svc.metrics, svc.settings, levels)
             svc.runners.append(w)
             svc.workers.append(asyncio.create_task(w.run(), name=name))
+    else:  # chunks are translated by `mtctl worker` processes: estimates come from the DB
+        svc.background.append(asyncio.create_task(_refresh_estimates(svc), name="estimates"))
     log.info("service ready", extra={"pairs": str(svc.client.pairs())})
+
+
+async def _refresh_estimates(svc: Services) -> None:
+    while True:
+        try:
+            await svc.jobs.refresh_estimates()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - DB away: keep the last estimates
+            log.debug("estimates not refreshed", extra={"error": repr(exc)})
+        await asyncio.sleep(svc.settings.estimate_refresh_s)
 
 
 async def start_services(svc: Services, run_workers: bool | None = None) -> asyncio.Task:
@@ -164,7 +177,7 @@ async def stop_services(svc: Services, boot: asyncio.Task | None = None) -> None
     does not redo it; whatever still runs after that is cancelled, not acked, and so
     delivered again (Kafka) or recovered at the next start (memory queue)."""
     await drain_workers(svc)
-    tasks = [t for t in [boot, *svc.workers] if t is not None]
+    tasks = [t for t in [boot, *svc.workers, *svc.background] if t is not None]
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -33,6 +33,7 @@ class Services:
     callbacks: CallbackSender
     workers: list = field(default_factory=list)  # asyncio tasks running Worker.run
     runners: list = field(default_factory=list)  # the Worker objects (stop() drains them)
+    background: list = field(default_factory=list)  # other tasks, cancelled at stop
     engine_error: str | None = None
 
 

@@ -87,6 +87,35 @@ class JobService:
         seconds = (ahead + words) / self.throughput.wps
         return seconds, self.cost_for_seconds(words / self.throughput.wps)
 
+    def _queue_state(self, window_s: float):  # noqa: ANN202
+        since = utcnow() - timedelta(seconds=window_s)
+        with self.db.session() as session:
+            pending = session.execute(
+                select(Job.priority, func.sum(Chunk.word_count))
+                .join(Job, Chunk.job_id == Job.id)
+                .where(Chunk.status.in_(ACTIVE))
+                .group_by(Job.priority)
+            ).all()
+            done = session.execute(
+                select(
+                    func.sum(Chunk.word_count),
+                    func.count(),
+                    func.min(Chunk.updated_at),
+                    func.max(Chunk.updated_at),
+                ).where(Chunk.status == "done", Chunk.updated_at >= since)
+            ).one()
+        return {p: int(w or 0) for p, w in pending}, done
+
+    async def refresh_estimates(self, window_s: float = 60.0) -> None:
+        """Backlog and throughput from the database, for a process whose chunks are
+        translated elsewhere (the API beside Kafka workers): its own counters would only
+        ever grow, and it never times an engine call."""
+        pending, (words, n, first, last) = await self.db.run(self._queue_state, window_s)
+        self.pending_words = {p: pending.get(p, 0) for p in PRIORITY_RANK}
+        if n and n >= 2 and words and first and last and last > first:
+            # n completions span n - 1 gaps: leave one chunk's share out
+            self.throughput.observe(words * (n - 1) / n, (last - first).total_seconds())
+
     # -- submit --------------------------------------------------------------------
 
     def _plan(self, req: SubmitRequest, model_version: str):  # noqa: ANN202

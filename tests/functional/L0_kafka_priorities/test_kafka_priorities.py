@@ -103,6 +103,25 @@ def test_jobs_served_from_the_cache_are_announced_too(stack):
     assert len(events) == 1 and events[0]["event"] == "job.completed"
 
 
+def test_estimates_follow_the_workers(stack):
+    """The API never sees a chunk finish in Kafka mode; it re-reads backlog and throughput
+    from the database, so finished work stops counting and the rate is the workers'."""
+    from datetime import datetime
+
+    first = stack.submit(document(3_000, seed=77))
+    assert stack.wait(first["job_id"])["status"] == "completed"
+    deadline = time.monotonic() + 60
+    while stack.sql("select count(*) from chunks where status in ('queued', 'running')")[0][0]:
+        assert time.monotonic() < deadline, "other chunks still queued"
+        time.sleep(0.2)
+    time.sleep(3)  # one MTB_ESTIMATE_REFRESH_S (2 s) round
+    t0 = time.time()
+    sub = stack.submit(document(1_000, seed=78))
+    eta = datetime.fromisoformat(sub["estimated_completion"]).timestamp() - t0
+    # counting the finished backlog at the 60 words/s seed gave minutes
+    assert eta < 10, sub
+
+
 def test_critical_overtakes_a_normal_backlog(stack):
     backlog = [stack.submit(document(4_000, seed=200 + i))["job_id"] for i in range(3)]
     # the API's /metrics shows the backlog as the consumer group's lag

@@ -155,3 +155,22 @@ async def test_unexpected_errors_requeue_then_give_up(parts):
     assert failed.status == "failed" and "giving up" in failed.error
     assert len(calls) == settings.max_chunk_attempts
     assert queue.inflight() == 0
+
+
+async def test_estimates_can_be_refreshed_from_the_database(parts):
+    """An API beside Kafka workers never sees a chunk finish: it re-reads the backlog and
+    the throughput from the chunks table instead of trusting its own counters."""
+    settings, user, queue, jobs, engine, worker, finished = parts
+    text = " ".join(f"Sentence number {i} is right here." for i in range(60))
+    job = await jobs.submit(SubmitRequest(user.id, text, "en", "pt", "high"), "fake-enpt-1")
+    assert job.chunk_count >= 3
+    jobs.pending_words["high"] = 10**6  # a counter that only ever grew
+    await jobs.refresh_estimates()
+    assert jobs.pending_words == {"critical": 0, "high": job.word_count, "normal": 0}
+    seeded = jobs.throughput.wps
+    while deliveries := await queue.consume(settings.batch_words, timeout=0.1):
+        await worker.process(deliveries)
+    jobs.throughput.wps = seeded  # forget what the worker measured in this process
+    await jobs.refresh_estimates()
+    assert jobs.pending_words == {"critical": 0, "high": 0, "normal": 0}
+    assert jobs.throughput.wps > seeded  # the fake engine is far faster than the seed
