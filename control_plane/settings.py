@@ -103,6 +103,7 @@ class Settings:
     triton_model: str = "translator"
     triton_timeout_s: float = 120.0  # per translate() call unless the caller gives one
     triton_request_segments: int = 16  # segments per gRPC request; larger calls are split
+    triton_inflight_requests: int = 0  # per translate() call (0: all at once); see triton.py
     triton_retries: int = 3  # extra attempts on UNAVAILABLE, full-jitter exponential backoff
     triton_backoff_s: float = 0.2  # first backoff cap; doubles per attempt, capped at 5 s
     triton_breaker_failures: int = 5  # consecutive connection failures that open the circuit

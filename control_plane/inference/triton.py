@@ -397,10 +397,20 @@ class TritonInferenceClient:
         deadline = time.monotonic() + budget
         size = max(1, self.settings.triton_request_segments)
         pieces = [list(segments[i : i + size]) for i in range(0, len(segments), size)]
+        # MTB_TRITON_INFLIGHT_REQUESTS > 0 keeps only that many of a call's requests in
+        # Triton's queue: executions get smaller, so a critical request (which waits for the
+        # execution in progress, then shares its own with queued normal ones) gets through
+        # sooner, at a throughput cost. Stack bench, 2 cores, worker batches of 8,000 words:
+        # no cap 180k words/min with critical jobs in 0.9-1.7 s; a cap of 4 152k, 0.36-0.68 s.
+        limit = self.settings.triton_inflight_requests
+        slots = asyncio.Semaphore(limit if limit > 0 else len(pieces))
+
+        async def infer(piece: list[str]) -> tuple[list[str], np.ndarray]:
+            async with slots:
+                return await self._infer(piece, source, target, priority, deadline)
+
         try:
-            results = await asyncio.gather(
-                *(self._infer(p, source, target, priority, deadline) for p in pieces)
-            )
+            results = await asyncio.gather(*(infer(p) for p in pieces))
         except _Failure as failure:
             if failure.kind in ("connection", "open") and self._fallback_enabled:
                 remaining = max(0.1, deadline - time.monotonic())

@@ -3,6 +3,7 @@ priorities, request splitting, readiness and the in-process fallback (fake gRPC 
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import numpy as np
@@ -218,6 +219,31 @@ async def test_translate_splits_maps_priority_and_deadline():
     with pytest.raises(ValueError):
         await c.translate(["a"], "en", "pt", priority="urgent")
     await c.close()
+
+
+async def test_inflight_cap_bounds_the_requests_of_one_call():
+    class Slow(FakeTriton):
+        def __init__(self):
+            super().__init__()
+            self.now = self.peak = 0
+
+        async def infer(self, *args, **kwargs):
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            await asyncio.sleep(0.01)
+            try:
+                return await super().infer(*args, **kwargs)
+            finally:
+                self.now -= 1
+
+    texts = [f"s{i}" for i in range(20)]  # 10 requests of 2 segments
+    for cap, peak in [(0, 10), (3, 3)]:
+        fake = Slow()
+        c = await started(fake, triton_inflight_requests=cap)
+        out = await c.translate(texts, "en", "pt")
+        assert [t.text for t in out] == [t.upper() for t in texts]  # order kept
+        assert fake.peak == peak
+        await c.close()
 
 
 async def test_retries_unavailable_then_succeeds():
