@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from control_plane.engine.base import Translation, UnsupportedPair
+from control_plane.engine.lanes import Lanes
 from control_plane.engine.onnx_session import plan_lanes, uses_gpu
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class LocalEngine:
                 self._meta.setdefault((src, tgt), (self.root / name, meta))
         self._models: dict[Path, object] = {}
         self._lock = threading.Lock()
-        self._hf_lock = threading.Lock()
+        self._hf_lane: Lanes | None = None  # started with the first HF call
 
     def pairs(self) -> list[tuple[str, str]]:
         return sorted(self._meta)
@@ -117,9 +118,9 @@ class LocalEngine:
 
     def _load(self, folder: Path, meta: dict):
         if meta.get("kind") == "hf":
-            from control_plane.engine.hf_engine import HFModel
+            from control_plane.engine.hf_engine import HFEngine
 
-            return HFModel(
+            return HFEngine(
                 folder, precision=self.precision, threads=self.threads, max_batch=self.max_batch
             )
         from control_plane.engine.bergamot_engine import BergamotModel
@@ -139,8 +140,15 @@ class LocalEngine:
         """``rank`` (0 critical, 1 high, 2 normal) orders batches on a model's lanes."""
         model = self.model(source, target)
         if self._lookup(source, target)[1].get("kind") == "hf":
-            with self._hf_lock:  # one call at a time: HF models have no lanes
-                return model.translate(segments, source, target)  # one model, many pairs
+            # HF models have no lanes of their own: one call at a time (ORT's intra-op
+            # threads use the cores), the most urgent waiting call next
+            out: list[list[Translation]] = []
+            with self._lock:
+                if self._hf_lane is None:
+                    self._hf_lane = Lanes(1, name="hf")
+            job = lambda: out.append(model.translate(segments, source, target))  # noqa: E731
+            self._hf_lane.run_all([job], rank)
+            return out[0]
         return model.translate(segments, rank)
 
 

@@ -303,6 +303,20 @@ def test_engine_protocol_pairs_version_and_errors(exported: Path):
 
 
 @pytest.mark.hf
+def test_model_store_serves_hf_exports_by_rank(exported: Path, tmp_path: Path):
+    """Through the model store (what the service loads), HF calls run one at a time on a
+    lane that takes the most urgent caller first, with the same output."""
+    from control_plane.engine.store import LocalEngine
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / exported.name).symlink_to(exported, target_is_directory=True)
+    store = LocalEngine(tmp_path / "store", precision="fp32")
+    direct = [t.text for t in _engine(exported).translate(PROBES, "en", "pt")]
+    assert [t.text for t in store.translate(PROBES, "en", "pt", rank=0)] == direct
+    assert [t.text for t in store.translate(PROBES, "en", "pt")] == direct
+
+
+@pytest.mark.hf
 def test_serving_needs_no_torch(exported: Path):
     code = textwrap.dedent(
         f"""
