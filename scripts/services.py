@@ -124,12 +124,15 @@ class Config:
     """Where the services keep their state and which loopback ports they use."""
 
     state_dir: Path = REPO_ROOT / ".services"
-    pg_port: int = 55432
-    kafka_port: int = 59092
-    kafka_controller_port: int = 59093
-    triton_http_port: int = 58000
-    triton_grpc_port: int = 58001
-    triton_metrics_port: int = 58002
+    # Below Linux's ephemeral range (32768-60999): with the ports there before (55432,
+    # 58000-58002, 59092), a test's client socket or a private server's free port once
+    # took 58002 just before Triton's session server wanted it, and CI failed.
+    pg_port: int = 25432
+    kafka_port: int = 29092
+    kafka_controller_port: int = 29093
+    triton_http_port: int = 28000
+    triton_grpc_port: int = 28001
+    triton_metrics_port: int = 28002
     model_repository: Path = REPO_ROOT / "model_repository"
     python: Path = field(default_factory=_default_python)  # interpreter for Triton's stub
     timeout: float = 180.0  # seconds to wait for one service to become ready

@@ -25,11 +25,11 @@ def _props(text: str) -> dict[str, str]:
 def test_config_defaults_env_and_overrides(tmp_path):
     cfg = services.Config.from_env({})
     assert cfg.state_dir == services.REPO_ROOT / ".services"
-    assert (cfg.pg_port, cfg.kafka_port, cfg.kafka_controller_port) == (55432, 59092, 59093)
+    assert (cfg.pg_port, cfg.kafka_port, cfg.kafka_controller_port) == (25432, 29092, 29093)
     assert (cfg.triton_http_port, cfg.triton_grpc_port, cfg.triton_metrics_port) == (
-        58000,
-        58001,
-        58002,
+        28000,
+        28001,
+        28002,
     )
     assert cfg.env_file == cfg.state_dir / "env"
 
@@ -37,7 +37,7 @@ def test_config_defaults_env_and_overrides(tmp_path):
     cfg = services.Config.from_env(env, kafka_port=7001, triton_grpc_port=None)
     assert cfg.pg_port == 6543 and isinstance(cfg.pg_port, int)
     assert cfg.kafka_port == 7001  # an explicit override beats the environment
-    assert cfg.triton_grpc_port == 58001  # None means "not given"
+    assert cfg.triton_grpc_port == 28001  # None means "not given"
     assert cfg.state_dir == tmp_path.resolve()
     assert cfg.database_url == "postgresql://mtb:mtb@127.0.0.1:6543/mtb"
 
@@ -52,9 +52,9 @@ def test_parse_only():
 
 def test_env_file_round_trip(tmp_path):
     values = {
-        "MTB_DATABASE_URL": "postgresql://mtb:mtb@127.0.0.1:55432/mtb",
-        "MTB_KAFKA_BOOTSTRAP": "127.0.0.1:59092",
-        "MTB_TRITON_URL": "127.0.0.1:58001",
+        "MTB_DATABASE_URL": "postgresql://mtb:mtb@127.0.0.1:25432/mtb",
+        "MTB_KAFKA_BOOTSTRAP": "127.0.0.1:29092",
+        "MTB_TRITON_URL": "127.0.0.1:28001",
     }
     path = tmp_path / "env"
     path.write_text(services.format_env_file(values))
@@ -66,7 +66,7 @@ def test_env_file_round_trip(tmp_path):
         text=True,
         check=True,
     )
-    assert out.stdout.strip() == "127.0.0.1:59092"
+    assert out.stdout.strip() == "127.0.0.1:29092"
 
 
 def test_parse_env_text_accepts_shell_syntax():
@@ -197,6 +197,9 @@ def test_triton_env_and_command(tmp_path):
 def test_stop_pid_terminates_and_reports(tmp_path):
     proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
+        deadline = time.monotonic() + 5  # until exec, /proc/PID/cmdline is still Python's
+        while not services.pid_alive(proc.pid, "sleep") and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert services.pid_alive(proc.pid, "sleep")
         assert not services.pid_alive(proc.pid, "postgres")  # marker guards against reuse
         t0 = time.monotonic()
