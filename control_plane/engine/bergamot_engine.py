@@ -146,14 +146,12 @@ class BergamotModel:
         """(output ids without EOS, summed log-probability) per source, order kept."""
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         out: list[tuple[list[int], float]] = [([], 0.0)] * len(sources)
-        batches: list[list[int]] = [[]]
+        batches: list[list[int]] = []
         for i in order:
-            batch = batches[-1]
-            width = len(sources[i])
-            if batch and (len(batch) >= self.max_batch or width * (len(batch) + 1) > BATCH_TOKENS):
+            n = len(batches[-1]) if batches else 0
+            if not n or n >= self.max_batch or len(sources[i]) * (n + 1) > BATCH_TOKENS:
                 batches.append([])
             batches[-1].append(i)
-        batches = [b for b in batches if b]
         if self._lanes is None:
             for batch in batches:
                 self._run_batch(sources, batch, out)

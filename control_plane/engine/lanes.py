@@ -14,12 +14,13 @@ import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 
 class Lanes:
     def __init__(self, count: int, name: str = "lane") -> None:
         self.count = max(1, count)
-        self._heap: list[tuple[int, int, Callable[[], None], Future]] = []
+        self._heap: list[tuple[int, int, Callable[[], Any], Future]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._threads = [
@@ -29,8 +30,9 @@ class Lanes:
         for t in self._threads:
             t.start()
 
-    def run_all(self, jobs: list[Callable[[], None]], rank: int = 2) -> None:
-        """Run ``jobs`` on the lanes and wait for all; re-raise the first failure."""
+    def run_all(self, jobs: list[Callable[[], Any]], rank: int = 2) -> list[Any]:
+        """Run ``jobs`` on the lanes, wait for all and return their results in order;
+        re-raise the first failure."""
         futures: list[Future] = []
         with self._cond:
             for job in jobs:
@@ -38,8 +40,7 @@ class Lanes:
                 heapq.heappush(self._heap, (rank, next(self._seq), job, f))
                 futures.append(f)
             self._cond.notify(len(jobs))
-        for f in futures:
-            f.result()
+        return [f.result() for f in futures]
 
     def _serve(self) -> None:
         while True:
@@ -50,8 +51,8 @@ class Lanes:
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
-                job()
+                result = job()
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
                 fut.set_exception(exc)
             else:
-                fut.set_result(None)
+                fut.set_result(result)

@@ -142,13 +142,13 @@ class LocalEngine:
         if self._lookup(source, target)[1].get("kind") == "hf":
             # HF models have no lanes of their own: one call at a time (ORT's intra-op
             # threads use the cores), the most urgent waiting call next
-            out: list[list[Translation]] = []
             with self._lock:
                 if self._hf_lane is None:
                     self._hf_lane = Lanes(1, name="hf")
-            job = lambda: out.append(model.translate(segments, source, target))  # noqa: E731
-            self._hf_lane.run_all([job], rank)
-            return out[0]
+            (out,) = self._hf_lane.run_all(
+                [lambda: model.translate(segments, source, target)], rank
+            )
+            return out
         return model.translate(segments, rank)
 
 

@@ -35,7 +35,7 @@ class LocalInferenceClient:
         self._pending: list = []  # heap of (rank, seq, future, segments, source, target)
         self._seq = itertools.count()
         self._running = 0
-        # threads start on demand: only ``concurrency`` calls (plus the load) ever run
+        # threads start on demand: at most MAX_CALLS calls (plus the load) ever run
         self._pool = ThreadPoolExecutor(max_workers=MAX_CALLS, thread_name_prefix="engine")
         self._error: BaseException | None = None
 

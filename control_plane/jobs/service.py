@@ -112,7 +112,7 @@ class JobService:
         ever grow, and it never times an engine call."""
         pending, (words, n, first, last) = await self.db.run(self._queue_state, window_s)
         self.pending_words = {p: pending.get(p, 0) for p in PRIORITY_RANK}
-        if n and n >= 2 and words and first and last and last > first:
+        if n >= 2 and last > first:  # n >= 2: words, first and last are set
             # n completions span n - 1 gaps: leave one chunk's share out
             self.throughput.observe(words * (n - 1) / n, (last - first).total_seconds())
 

@@ -185,12 +185,12 @@ class Worker:
         # awaited before any chunk of this batch is finished
         writes: list[asyncio.Future] = []
         try:
-            await self._translate_levels(wanted, urgency, writes)
+            await self._translate_pairs(wanted, urgency, writes)
         finally:
             if writes:
                 await asyncio.gather(*writes)
 
-    async def _translate_levels(self, wanted, urgency, writes: list) -> None:  # noqa: ANN001
+    async def _translate_pairs(self, wanted, urgency, writes: list) -> None:  # noqa: ANN001
         # One call per language pair at the batch's most urgent priority (its chunks all
         # finish together, at the end of the batch): the engine sorts the whole call by
         # length, cuts its own batches (token budget included) and runs them on its lanes.
