@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import random
@@ -41,9 +40,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import machine, run_json, save
+from bench.common import REPO, machine, run_json, save, services
 
-ROOT = Path(__file__).resolve().parent.parent
 MTCTL = [sys.executable, "-m", "control_plane.cli"]
 
 SUBJECTS = [
@@ -123,16 +121,6 @@ def make_document(words: int, seed: int, text: str = "gettext") -> str:
     return "\n\n".join(paras) + "\n"
 
 
-def _services():
-    name = "mtb_services"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "services.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,7 +174,7 @@ class Stack:
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
         self.names: list[str] = []
-        svc = _services()
+        svc = services()
         self.cfg = svc.Config.from_env()
         self.leased = []
         self.service_pids: dict[str, int] = {}
@@ -203,7 +191,7 @@ class Stack:
         if args.inference == "triton" and not triton_url:
             # a private tritonserver on the committed model repository, reading our model store
             os.environ.setdefault("MTB_MODEL_DIR", str(args.model_dir))
-            self.triton = svc.start_triton(ROOT / "model_repository", workdir=workdir / "triton")
+            self.triton = svc.start_triton(REPO / "model_repository", workdir=workdir / "triton")
             triton_url = self.triton.url
         prefix = f"bench{uuid.uuid4().hex[:6]}."
         self.port = _free_port()
@@ -231,7 +219,7 @@ class Stack:
 
     def spawn(self, name: str, *argv: str) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process
-        proc = subprocess.Popen([*MTCTL, *argv], env=self.env, cwd=ROOT, stdout=log, stderr=log)
+        proc = subprocess.Popen([*MTCTL, *argv], env=self.env, cwd=REPO, stdout=log, stderr=log)
         self.procs.append(proc)
         self.names.append(name)
         return proc
@@ -253,7 +241,7 @@ class Stack:
         out = subprocess.run(
             [*MTCTL, "users", "create", "--email", f"bench-{uuid.uuid4().hex[:6]}@example.com",
              "--tier", "enterprise"],
-            env=self.env, cwd=ROOT, capture_output=True, text=True, check=True,
+            env=self.env, cwd=REPO, capture_output=True, text=True, check=True,
         )  # fmt: skip
         self.key = out.stdout.strip().splitlines()[-1]
         for i in range(self.args.workers):
@@ -287,35 +275,13 @@ class Stack:
     def service_cpu(self) -> dict[str, float]:
         """user+system CPU seconds used so far by PostgreSQL and Kafka (with children:
         PostgreSQL runs a process per connection)."""
-        import psutil
-
-        out = {}
-        for name, pid in self.service_pids.items():
-            try:
-                proc = psutil.Process(pid)
-                t = proc.cpu_times()
-                total = t.user + t.system + t.children_user + t.children_system
-                for child in proc.children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        c = child.cpu_times()
-                        total += c.user + c.system
-                out[name] = total
-            except psutil.Error:
-                pass
-        return out
+        used = {name: _cpu_s(pid, tree=True) for name, pid in self.service_pids.items()}
+        return {name: s for name, s in used.items() if s is not None}
 
     def cpu_seconds(self) -> dict[str, float]:
         """user+system CPU seconds used so far by serve and each worker process."""
-        import psutil
-
-        out = {}
-        for name, proc in zip(self.names, self.procs, strict=True):
-            try:
-                t = psutil.Process(proc.pid).cpu_times()
-                out[name] = round(t.user + t.system, 1)
-            except psutil.Error:
-                pass
-        return out
+        used = {name: _cpu_s(p.pid) for name, p in zip(self.names, self.procs, strict=True)}
+        return {name: round(s, 1) for name, s in used.items() if s is not None}
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -328,9 +294,29 @@ class Stack:
                 proc.kill()
         if self.triton is not None:
             self.triton.stop()
-        svc = _services()
+        svc = services()
         for name in self.leased:
             svc.release_service(name, self.cfg)
+
+
+def _cpu_s(pid: int, tree: bool = False) -> float | None:
+    """user+system CPU seconds of a process so far (None once it is gone); ``tree`` adds
+    its children, running and reaped."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        t = proc.cpu_times()
+        total = t.user + t.system
+        if tree:
+            total += t.children_user + t.children_system
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    c = child.cpu_times()
+                    total += c.user + c.system
+        return total
+    except psutil.Error:
+        return None
 
 
 def _ts(value: str) -> float:

@@ -31,15 +31,13 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, machine, save
+from bench.common import REPO, RESULTS, machine, save, services
 from bench.make_eval_sets import load_tsv
 
-REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 
 
@@ -49,18 +47,6 @@ def _sources(pair: str, n: int) -> list[str]:
 
 def _words(texts: list[str]) -> int:
     return sum(len(t.split()) for t in texts)
-
-
-def _services():
-    import importlib.util
-
-    name = "mtb_services"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "services.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def make_repository(dest: Path, cfg) -> Path:  # noqa: ANN001 - TranslatorConfig
@@ -383,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             url = args.url
         else:
             repo = make_repository(work / "repo", cfg)
-            server = _services().start_triton(repo, workdir=work / "server")
+            server = services().start_triton(repo, workdir=work / "server")
             url = server.url
             print(f"tritonserver pid {server.pid} on {url} ({server.startup_s:.1f}s)", flush=True)
         report = asyncio.run(measure(args, url))
