@@ -97,6 +97,18 @@ def _ready(url: str) -> bool:
         return False
 
 
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float, log_tail) -> None:  # noqa: ANN001
+    """Until ``mtctl serve`` at ``url`` answers /readyz 200; RuntimeError with
+    ``log_tail()`` if it exits or takes longer than ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not _ready(url):
+        if proc.poll() is not None:
+            raise RuntimeError(f"mtctl serve exited {proc.returncode}:\n{log_tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"mtctl serve not ready in {timeout} s:\n{log_tail()}")
+        time.sleep(0.25)
+
+
 @contextlib.contextmanager
 def embedded_service(
     extra_env: dict[str, str] | None = None,
@@ -132,15 +144,7 @@ def embedded_service(
         )
     server = Server(f"http://127.0.0.1:{port}", env, proc, log_path)
     try:
-        deadline = t0 + boot_timeout
-        while not _ready(server.url):
-            if proc.poll() is not None:
-                raise RuntimeError(f"mtctl serve exited {proc.returncode}:\n{server.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mtctl serve not ready in {boot_timeout} s:\n{server.log_tail()}"
-                )
-            time.sleep(0.25)
+        wait_ready(server.url, proc, boot_timeout, server.log_tail)
         server.boot_seconds = time.monotonic() - t0
         yield server
     finally:

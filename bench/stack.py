@@ -30,7 +30,6 @@ import os
 import random
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,8 +40,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.common import REPO, machine, run_json, save, services
-
-MTCTL = [sys.executable, "-m", "control_plane.cli"]
+from bench.server import MTCTL, free_port, wait_ready
 
 SUBJECTS = [
     "The engineer",
@@ -121,12 +119,6 @@ def make_document(words: int, seed: int, text: str = "gettext") -> str:
     return "\n\n".join(paras) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- the engine alone (child process) ------------------------------------------------
 
 
@@ -194,7 +186,7 @@ class Stack:
             self.triton = svc.start_triton(REPO / "model_repository", workdir=workdir / "triton")
             triton_url = self.triton.url
         prefix = f"bench{uuid.uuid4().hex[:6]}."
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -227,17 +219,8 @@ class Stack:
     def start(self) -> None:
         serve = self.spawn("serve", "serve")
         deadline = time.monotonic() + 300
-        while True:
-            if serve.poll() is not None:
-                raise RuntimeError(f"mtctl serve exited; see {self.workdir / 'serve.log'}")
-            try:
-                if self.requests.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except self.requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("mtctl serve not ready in 300 s")
-            time.sleep(0.25)
+        log = self.workdir / "serve.log"
+        wait_ready(self.url, serve, 300, lambda: log.read_text(errors="replace")[-4000:])
         out = subprocess.run(
             [*MTCTL, "users", "create", "--email", f"bench-{uuid.uuid4().hex[:6]}@example.com",
              "--tier", "enterprise"],
