@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.server import free_port, wait_ready
+
 from ..conftest import REPO
 
 MTCTL = [sys.executable, "-m", "control_plane.cli"]
 RATE_LIMIT_BASIC = 20  # per minute; the 429 test spends a basic key's budget
 MAX_WORDS = 20_000  # the 15,000-word document fits; the 413 test sends more
 CALLBACK_SECRET = "functional-callback-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -131,18 +126,10 @@ def service(request, model_dir, tmp_path_factory):
 def wait_until_ready(svc: Service, timeout: float = 300) -> None:
     """Until the `mtctl serve` subprocess answers /readyz 200; fails with its log tail if it
     exits or times out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if svc.proc.poll() is not None:
-            pytest.fail(f"mtctl serve exited {svc.proc.returncode}:\n{svc.log_tail()}")
-        try:
-            if requests.get(svc.url + "/readyz", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"mtctl serve not ready in {timeout:.0f} s:\n{svc.log_tail()}")
-        time.sleep(0.25)
+    try:
+        wait_ready(svc.url, svc.proc, timeout, svc.log_tail)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def wait_for(svc: Service, job_id: str, who: str = "enterprise", timeout: float = 120) -> dict:

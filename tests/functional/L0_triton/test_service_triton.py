@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ import urllib.request
 
 import pytest
 import requests
+
+from bench.server import free_port, wait_ready
 
 from ..conftest import REPO
 
@@ -22,12 +23,6 @@ MTCTL = [sys.executable, "-m", "control_plane.cli"]
 TEXT = "The meeting starts at noon.\n\nPlease save your changes before closing the file."
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _segments_total(metrics_url: str) -> float:
     text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
     pattern = r'^mtb_translator_segments_total\{pair="en-pt"\} (\S+)'
@@ -35,7 +30,7 @@ def _segments_total(metrics_url: str) -> float:
 
 
 def test_service_translates_through_triton(server, model_dir, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MTB_INFERENCE": "triton",
@@ -55,17 +50,8 @@ def test_service_translates_through_triton(server, model_dir, tmp_path):
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([*MTCTL, "serve"], env=env, cwd=REPO, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            try:
-                r = requests.get(url + "/readyz", timeout=2)
-                if r.status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.25)
+        wait_ready(url, proc, 120, lambda: log_path.read_text()[-3000:])
+        r = requests.get(url + "/readyz", timeout=2)
         assert r.json()["checks"]["inference"] == "ok"
         out = subprocess.run(
             [*MTCTL, "users", "create", "--email", "t@example.com", "--tier", "enterprise"],
