@@ -175,7 +175,7 @@ async def run_document(session, svc, key: str, text: str, pair: str, timeout: fl
     status, res = await get_json(
         session, f"{svc.url}/api/v1/jobs/{sub['job_id']}/result", headers, timeout=60
     )
-    out = res.get("translated_text", "")
+    out = res.get("translated_content", "")
     from datetime import datetime
 
     created = datetime.fromisoformat(job["created_at"])
@@ -193,9 +193,8 @@ async def run_document(session, svc, key: str, text: str, pair: str, timeout: fl
         "meets_goal": wall < GOAL_S,
         "server_created_to_completed_s": round((done - created).total_seconds(), 2),
         "server_queue_wait_s": round((started - created).total_seconds(), 2) if started else None,
-        "server_reported_speed_wps": job["current_speed"],
+        "server_reported_speed_wpm": job["current_speed"],
         "server_cpu_seconds": round(cpu1 - cpu0, 1) if cpu0 is not None and cpu1 else None,
-        "cached_segments": job["cached_segments"],
         "poll_interval_s": 0.2,
         "poll_errors": dict(poll_errors),
         "layout_preserved": shape(out) == shape(text),

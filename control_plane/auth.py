@@ -45,6 +45,7 @@ class Principal:
     email: str
     tier: str
     key_id: str  # what the rate limit counts against
+    rate_limit_per_minute: int | None = None  # the user's own limit; None: the tier's
 
     def allows(self, priority: str) -> bool:
         return _RANK[priority] >= _RANK[TIER_MAX_PRIORITY[self.tier]]
@@ -58,10 +59,14 @@ def new_api_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def create_user(engine: Engine, email: str, tier: str = "basic") -> tuple[User, str]:
+def create_user(
+    engine: Engine, email: str, tier: str = "basic", rate_limit_per_minute: int | None = None
+) -> tuple[User, str]:
     """Insert a user; returns it with the plain API key (shown once, never stored)."""
     if tier not in TIERS:
         raise ValueError(f"tier must be one of {', '.join(TIERS)}")
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 0:
+        raise ValueError("rate_limit_per_minute must be >= 0 (0: unlimited)")
     key = new_api_key()
     user = User(
         id=str(uuid.uuid4()),
@@ -69,6 +74,7 @@ def create_user(engine: Engine, email: str, tier: str = "basic") -> tuple[User, 
         tier=tier,
         api_key_hash=hash_key(key),
         api_key_prefix=key[:8],
+        rate_limit_per_minute=rate_limit_per_minute,
         created_at=utcnow(),
     )
     with Session(engine, expire_on_commit=False) as session:
@@ -150,7 +156,7 @@ class Authenticator:
                 key_id = "jwt:" + user.id
             if not user.active:
                 raise Forbidden("this account is disabled")
-            return Principal(user.id, user.email, user.tier, key_id)
+            return Principal(user.id, user.email, user.tier, key_id, user.rate_limit_per_minute)
 
 
 class RateLimiter:
@@ -162,9 +168,13 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last)
         self._lock = threading.Lock()
 
-    def check(self, key: str, tier: str) -> float:
+    def limit_for(self, tier: str, per_user: int | None = None) -> int:
+        """Requests per minute: the user's own limit where set, else the tier's."""
+        return per_user if per_user is not None else self.limits.get(tier, 60)
+
+    def check(self, key: str, tier: str, per_user: int | None = None) -> float:
         """0.0 when allowed (and counted); else seconds until the next request may pass."""
-        per_min = self.limits.get(tier, 60)
+        per_min = self.limit_for(tier, per_user)
         if per_min <= 0:
             return 0.0
         rate = per_min / 60.0

@@ -4,6 +4,12 @@ Key: sha256 over (normalized text, source, target, model version). Normalization
 Unicode NFC plus whitespace collapsing, so " Hello  world " and "Hello world" share a
 translation, and a new model version never serves an old model's output.
 
+Entries carry the design's ``access_count``, ``last_accessed`` and ``ttl_expires_at``:
+every hit (LRU or table) is counted in memory and written to the table in one batch at
+most every ``access_flush_s`` (a row update per hit would put a write on every lookup);
+each use pushes the entry's expiry ``ttl_s`` ahead; ``purge_expired`` deletes what
+nobody used for ``ttl_s``, so the table stops growing.
+
 The class is synchronous (callers on an event loop run it in the DB executor) so the CLI
 (``mtctl translate``) can use the same cache without an event loop:
 
@@ -16,11 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import unicodedata
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -47,11 +55,22 @@ def _insert_for(engine: Engine):  # noqa: ANN202
 
 
 class SegmentCache:
-    def __init__(self, engine: Engine | None, capacity: int = 100_000):
+    def __init__(
+        self,
+        engine: Engine | None,
+        capacity: int = 100_000,
+        ttl_s: float = 0.0,
+        access_flush_s: float = 5.0,
+    ):
         self.engine = engine  # None: LRU only
         self.capacity = capacity
-        self._lru: OrderedDict[str, Translation] = OrderedDict()
+        self.ttl_s = ttl_s  # 0: entries never expire
+        self.access_flush_s = access_flush_s
+        # key -> (translation, monotonic expiry or None): the LRU honours the TTL too
+        self._lru: OrderedDict[str, tuple[Translation, float | None]] = OrderedDict()
         self._lock = threading.Lock()
+        self._touched: Counter[str] = Counter()  # hits not yet written to the table
+        self._flushed_at = time.monotonic()
         self.hits = 0
         self.misses = 0
 
@@ -61,14 +80,27 @@ class SegmentCache:
 
         db = Database(settings.effective_database_url)
         db.migrate()
-        return cls(db.engine, settings.cache_size)
+        return cls(db.engine, settings.cache_size, settings.cache_ttl_s)
+
+    def _expires(self):  # noqa: ANN202
+        """(wall-clock expiry for the table, monotonic expiry for the LRU), or Nones."""
+        if self.ttl_s <= 0:
+            return None, None
+        return utcnow() + timedelta(seconds=self.ttl_s), time.monotonic() + self.ttl_s
 
     def _insert_stmt(self):  # noqa: ANN202
         stmt = getattr(self, "_insert", None)
         if stmt is None:
             insert = _insert_for(self.engine)
-            stmt = insert(SegmentCacheEntry.__table__).on_conflict_do_nothing(
-                index_elements=["key"]
+            ins = insert(SegmentCacheEntry.__table__)
+            # a key is only translated again when its entry expired (not yet purged) or
+            # another worker raced us to it: both are fine to overwrite, and rare
+            stmt = ins.on_conflict_do_update(
+                index_elements=["key"],
+                set_={
+                    c: ins.excluded[c]
+                    for c in ("translation", "score", "created_at", "ttl_expires_at")
+                },
             )
             self._insert = stmt
         return stmt
@@ -76,13 +108,19 @@ class SegmentCache:
     def _lru_get(self, key: str) -> Translation | None:
         with self._lock:
             hit = self._lru.get(key)
-            if hit is not None:
-                self._lru.move_to_end(key)
-            return hit
+            if hit is None:
+                return None
+            value, expires = hit
+            if expires is not None and expires < time.monotonic():
+                del self._lru[key]
+                return None
+            self._lru.move_to_end(key)
+            return value
 
     def _lru_put(self, key: str, value: Translation) -> None:
+        expires = time.monotonic() + self.ttl_s if self.ttl_s > 0 else None
         with self._lock:
-            self._lru[key] = value
+            self._lru[key] = (value, expires)
             self._lru.move_to_end(key)
             while len(self._lru) > self.capacity:
                 self._lru.popitem(last=False)
@@ -102,6 +140,10 @@ class SegmentCache:
                 missing.setdefault(key, []).append(i)
         if missing and self.engine is not None:
             wanted = list(missing)
+            now = utcnow()
+            live = or_(
+                SegmentCacheEntry.ttl_expires_at.is_(None), SegmentCacheEntry.ttl_expires_at > now
+            )
             with Session(self.engine) as session:
                 for start in range(0, len(wanted), 500):
                     rows = session.execute(
@@ -109,7 +151,7 @@ class SegmentCache:
                             SegmentCacheEntry.key,
                             SegmentCacheEntry.translation,
                             SegmentCacheEntry.score,
-                        ).where(SegmentCacheEntry.key.in_(wanted[start : start + 500]))
+                        ).where(SegmentCacheEntry.key.in_(wanted[start : start + 500]), live)
                     ).all()
                     for key, text, score in rows:
                         tr = Translation(text, score)
@@ -118,7 +160,46 @@ class SegmentCache:
                             found[i] = tr
         self.hits += len(found)
         self.misses += len(texts) - len(found)
+        if found:
+            with self._lock:
+                self._touched.update(keys[i] for i in found)
+            if time.monotonic() - self._flushed_at >= self.access_flush_s:
+                self.flush_access()
         return found
+
+    def flush_access(self) -> int:
+        """Blocking. Write the hits counted since the last flush: ``access_count``,
+        ``last_accessed`` and a new ``ttl_expires_at`` per entry. Returns rows touched."""
+        with self._lock:
+            touched, self._touched = self._touched, Counter()
+            self._flushed_at = time.monotonic()
+        if not touched or self.engine is None:
+            return 0
+        now = utcnow()
+        expires, _ = self._expires()
+        table = SegmentCacheEntry.__table__
+        stmt = (
+            update(table)
+            .where(table.c.key == bindparam("k"))
+            .values(
+                access_count=table.c.access_count + bindparam("n"),
+                last_accessed=now,
+                ttl_expires_at=expires,
+            )
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, [{"k": k, "n": n} for k, n in touched.items()])
+        return len(touched)
+
+    def purge_expired(self) -> int:
+        """Blocking. Delete the table's expired entries; returns how many."""
+        if self.engine is None:
+            return 0
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                delete(SegmentCacheEntry).where(SegmentCacheEntry.ttl_expires_at < utcnow())
+            )
+        return res.rowcount or 0
 
     def put_many(
         self,
@@ -135,14 +216,15 @@ class SegmentCache:
             rows[key] = tr
         if not rows or self.engine is None:
             return
-        # One INSERT ... ON CONFLICT DO NOTHING executemany: no read of existing keys first and
+        # One INSERT ... ON CONFLICT executemany: no read of existing keys first and
         # no ORM objects (a worker writes every batch it translated; per-row ORM inserts
         # after a SELECT cost ~3 CPU-s per 100,000 words on the worker's event-loop host).
         now = utcnow()
+        expires, _ = self._expires()
         values = [
             {"key": key, "source_lang": source, "target_lang": target,
              "model_version": model_version, "translation": tr.text, "score": tr.score,
-             "created_at": now}
+             "created_at": now, "access_count": 0, "ttl_expires_at": expires}
             for key, tr in rows.items()
         ]  # fmt: skip
         with self.engine.begin() as conn:  # executemany: compiled once, batched by the driver

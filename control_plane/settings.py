@@ -80,6 +80,10 @@ class Settings:
     drain_timeout_s: float = 30.0  # on shutdown, workers finish the batch in hand this long
     max_chunk_attempts: int = 3
     requeue_after_s: float = 600.0  # reconciler: chunks queued longer than this are re-published
+    # a dependency down (database, broker, Triton): the worker keeps its batch and retries
+    # after outage_backoff_s, doubling up to outage_backoff_max_s; no attempt is spent
+    outage_backoff_s: float = 0.5
+    outage_backoff_max_s: float = 5.0
     # Kafka (issue 5): topics <prefix>chunks.{critical,high,normal,retry}, <prefix>dead-letter,
     # <prefix>ingest, <prefix>results; created on start with kafka_partitions partitions
     kafka_topic_prefix: str = "mtb."
@@ -93,7 +97,12 @@ class Settings:
     reconcile_interval_s: float = 30.0  # how often `mtctl worker` looks for stale chunks
     ingest_concurrency: int = 8  # ingest messages admitted in parallel per worker
     # segment cache
-    cache_size: int = 100_000  # in-process LRU entries; the DB table is unbounded
+    cache_size: int = 100_000  # in-process LRU entries
+    # a DB cache entry expires this long after its last use (0: never); expired rows are
+    # deleted every cache_purge_interval_s by each API process (harmless when several do)
+    cache_ttl_s: float = 30 * 86_400.0
+    cache_purge_interval_s: float = 600.0
+    cache_access_flush_s: float = 5.0  # hit counts reach the table in batches this often
     # webhooks
     callback_secret: str = ""  # empty: jwt_secret signs callbacks
     callback_attempts: int = 5

@@ -52,7 +52,9 @@ def build_services(
     db = Database(settings.effective_database_url)
     metrics = Metrics()
     queue = queue or open_queue(settings)
-    cache = SegmentCache(db.engine, settings.cache_size)
+    cache = SegmentCache(
+        db.engine, settings.cache_size, settings.cache_ttl_s, settings.cache_access_flush_s
+    )
     client = client or open_inference(settings)
     if hasattr(client, "bind_metrics"):  # Triton client: retries, circuit, fallback on /metrics
         client.bind_metrics(metrics.registry)
@@ -92,11 +94,15 @@ def _finisher(svc: Services):  # noqa: ANN202
             if job.completed_at and job.created_at:
                 latency = (job.completed_at - job.created_at).total_seconds()
                 m.job_latency.labels(job.priority).observe(max(latency, 0.0))
-            m.cost.inc(job.actual_cost or 0.0)
+            m.cost.inc(job.cost_usd or 0.0)
         log.info(
             f"job {job.status}",
             extra={"job_id": job.id, "user_id": job.user_id, "priority": job.priority,
-                   "status": job.status, "words": job.word_count},
+                   "status": job.status, "source_language": job.source_lang,
+                   "target_language": job.target_lang, "word_count": job.word_count,
+                   "processing_time_ms": job.processing_time_ms,
+                   "words_per_minute": job.words_per_minute, "cost_usd": job.cost_usd,
+                   "model_version": job.model_version, "error": job.error},
         )  # fmt: skip
         if job.callback_url and job.status in ("completed", "failed"):
             svc.callbacks.send(
@@ -106,11 +112,13 @@ def _finisher(svc: Services):  # noqa: ANN202
                     "job_id": job.id,
                     "status": job.status,
                     "priority": job.priority,
-                    "source_lang": job.source_lang,
-                    "target_lang": job.target_lang,
+                    "source_language": job.source_lang,
+                    "target_language": job.target_lang,
                     "word_count": job.word_count,
                     "error": job.error,
-                    "actual_cost": job.actual_cost,
+                    "cost_usd": job.cost_usd,
+                    "processing_time_ms": job.processing_time_ms,
+                    "confidence_score": job.confidence_score,
                     "result_url": f"/api/v1/jobs/{job.id}/result",
                 },
             )

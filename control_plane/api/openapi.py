@@ -12,6 +12,8 @@ from functools import cache
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
+from control_plane.db.models import JOB_STATUSES
+
 from . import protocol as p
 
 routes = web.RouteTableDef()
@@ -73,7 +75,9 @@ def document() -> dict:
                     "400": _err("Malformed JSON, or unsupported language pair"),
                     **AUTH_ERRORS,
                     "413": _err("Body or word count over the configured limit"),
-                    "422": _err("Invalid fields (priority, languages, text, callback_url)"),
+                    "422": _err(
+                        "Invalid fields (priority, languages, content, callback_url, metadata)"
+                    ),
                     "503": _err("Engine still loading"),
                 },
             }
@@ -104,7 +108,7 @@ def document() -> dict:
                         "in": "query",
                         "schema": {
                             "type": "string",
-                            "enum": ["queued", "running", "completed", "failed", "cancelled"],
+                            "enum": list(JOB_STATUSES),
                         },
                     },
                 ],  # fmt: skip
@@ -150,7 +154,7 @@ def document() -> dict:
                     "200": _json(_ref("JobResult"), "The translated document"),
                     **AUTH_ERRORS,
                     "404": _err("No such job for this caller"),
-                    "409": _err("Not completed (queued, running, failed or cancelled)"),
+                    "409": _err("Not completed (queued, processing, failed or cancelled)"),
                 },
             }
         },

@@ -3,112 +3,83 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
-Priority = Literal["critical", "high", "normal"]
-Status = Literal["queued", "running", "completed", "failed", "cancelled"]
-LANG_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
+from control_plane.db.models import JOB_STATUSES, PRIORITIES
+from control_plane.jobs.request import TranslateRequest  # noqa: F401 - in the OpenAPI document
+
+Priority = Literal[PRIORITIES]
+Status = Literal[JOB_STATUSES]
 
 
-class TranslateRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "text": "Hello world.\n\nA second paragraph.",
-                    "source_lang": "en",
-                    "target_lang": "pt",
-                    "priority": "normal",
-                }
-            ]
-        },
-    )
+class Links(BaseModel):
+    self: str
+    result: str
 
-    text: str = Field(
-        min_length=1, description="The document; paragraphs and line breaks are kept."
-    )
-    source_lang: str = Field(pattern=LANG_PATTERN, description="ISO 639 code, e.g. en")
-    target_lang: str = Field(pattern=LANG_PATTERN, description="ISO 639 code, e.g. pt")
-    priority: Priority = Field("normal", description="Capped by the caller's tier.")
-    callback_url: AnyHttpUrl | None = Field(
-        None, description="POSTed (HMAC-SHA256 signed) when the job completes or fails."
-    )
 
-    @field_validator("text")
-    @classmethod
-    def _text_ok(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("text must contain at least one word")
-        if "\x00" in v:
-            raise ValueError("text must not contain NUL characters")
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
-        return v
-
-    @field_validator("source_lang", "target_lang")
-    @classmethod
-    def _lower(cls, v: str) -> str:
-        return v.lower().replace("_", "-")
-
-    @field_validator("callback_url")
-    @classmethod
-    def _url_len(cls, v: AnyHttpUrl | None) -> AnyHttpUrl | None:
-        if v is not None and len(str(v)) > 2048:
-            raise ValueError("callback_url must be at most 2048 characters")
-        return v
+def job_links(job_id: str) -> Links:
+    return Links(self=f"/api/v1/jobs/{job_id}", result=f"/api/v1/jobs/{job_id}/result")
 
 
 class SubmitResponse(BaseModel):
     job_id: str
     status: Status
+    estimated_completion: datetime | None = Field(description="ISO 8601, UTC")
     priority: Priority
-    source_lang: str
-    target_lang: str
     word_count: int
-    chunk_count: int
-    estimated_completion: datetime | None
     estimated_cost: float = Field(description="USD, from measured throughput")
-    links: dict[str, str]
+    source_language: str
+    target_language: str
+    chunk_count: int
+    metadata: dict[str, Any] | None
+    links: Links
 
 
 class JobView(BaseModel):
     job_id: str
     status: Status
-    priority: Priority
-    source_lang: str
-    target_lang: str
-    word_count: int
-    words_processed: int
     progress: float = Field(description="0.0 to 1.0")
-    current_speed: float = Field(description="words per second since the job started")
-    chunks_total: int
-    chunks_done: int
-    cached_segments: int
-    estimated_completion: datetime | None
-    estimated_cost: float
-    actual_cost: float | None
     created_at: datetime
     started_at: datetime | None
+    estimated_completion: datetime | None
+    word_count: int
+    words_processed: int
+    current_speed: float = Field(description="words per minute since the job started")
+    priority: Priority
+    source_language: str
+    target_language: str
+    chunks_total: int
+    chunks_done: int
+    estimated_cost: float = Field(description="USD, estimated at submit")
+    cost_usd: float | None = Field(description="USD, actual (engine time over all workers)")
     completed_at: datetime | None
+    processing_time_ms: int | None
+    retry_count: int
     error: str | None
-    links: dict[str, str]
+    metadata: dict[str, Any] | None
+    links: Links
 
 
 class JobResult(BaseModel):
     job_id: str
     status: Status
-    source_lang: str
-    target_lang: str
-    model_version: str
+    source_content: str
+    translated_content: str
+    source_language: str
+    target_language: str
     word_count: int
-    translated_text: str
-    actual_cost: float | None
+    processing_time_ms: int | None = Field(description="from the first chunk taken to done")
+    confidence_score: float | None = Field(
+        description="0-1: word-weighted mean over segments of the geometric mean probability "
+        "the model gave its output tokens (exp of the mean token log-probability)"
+    )
     completed_at: datetime | None
+    model_version: str
+    cost_usd: float | None = Field(description="USD, actual (engine time over all workers)")
+    words_per_minute: float | None
+    metadata: dict[str, Any] | None
 
 
 class JobList(BaseModel):

@@ -56,15 +56,15 @@ async def authenticate(request: web.Request) -> Principal:
         ) from exc
     except Forbidden as exc:
         raise ApiError(403, "forbidden", str(exc)) from exc
-    wait = svc.limiter.check(who.key_id, who.tier)
+    wait = svc.limiter.check(who.key_id, who.tier, who.rate_limit_per_minute)
     if wait > 0:
         svc.metrics.errors.labels("rate_limited").inc()
         retry = RateLimiter.retry_after_header(wait)
         raise ApiError(
             429,
             "rate_limited",
-            f"rate limit of {svc.limiter.limits.get(who.tier)} requests/minute for tier "
-            f"{who.tier} exceeded; retry after {retry} s",
+            f"rate limit of {svc.limiter.limit_for(who.tier, who.rate_limit_per_minute)} "
+            f"requests/minute exceeded; retry after {retry} s",
             headers={"Retry-After": retry},
         )
     return who

@@ -12,6 +12,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = us.add_parser("create", help="create a user; the API key is the last line of stdout")
     c.add_argument("--email", required=True)
     c.add_argument("--tier", choices=["basic", "pro", "enterprise"], default="basic")
+    c.add_argument(
+        "--rate-limit-per-minute",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests per minute for this user (default: the tier's MTB_RATE_LIMIT_<TIER>)",
+    )
     c.set_defaults(func=create)
     ls = us.add_parser("list", help="list users (never their keys)")
     ls.set_defaults(func=list_users)
@@ -38,11 +45,15 @@ def create(args: argparse.Namespace) -> int:
 
     _, db = _db()
     try:
-        user, key = create_user(db.engine, args.email, args.tier)
+        user, key = create_user(db.engine, args.email, args.tier, args.rate_limit_per_minute)
     except IntegrityError:
         print(f"error: a user with email {args.email} already exists", file=sys.stderr)
         return 1
-    print(f"user {user.id} email {user.email} tier {user.tier}")
+    limit = user.rate_limit_per_minute
+    print(
+        f"user {user.id} email {user.email} tier {user.tier}"
+        + (f" rate_limit_per_minute {limit}" if limit is not None else "")
+    )
     print("API key (shown once; store it now):")
     print(key)
     return 0

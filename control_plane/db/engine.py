@@ -50,6 +50,43 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+# SQLite errors that mean "the file cannot be used right now", not "the statement is wrong"
+# (SQLite reports "no such table" and friends as OperationalError too).
+_SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "readonly database")
+
+
+def is_database_unavailable(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or an exception it was raised from) says the database cannot be
+    reached or used right now: the server is down or restarting, a connection broke, the
+    pool timed out, a transaction was rolled back by a deadlock. Such an error is no fault
+    of the chunk being worked on, so workers wait and retry instead of spending one of its
+    attempts (issue 10: outages delay jobs, they never fail them)."""
+    import sqlalchemy.exc as sa_exc
+
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        psycopg = None  # type: ignore[assignment]
+    seen = 0
+    while exc is not None and seen < 8:
+        seen += 1
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        if isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError):
+            return True  # pool: no live connection, or none free in time
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+            orig = exc.orig
+            if type(orig).__module__ == "sqlite3":
+                return any(word in str(orig).lower() for word in _SQLITE_TRANSIENT)
+            return True
+        if psycopg is not None and isinstance(
+            exc, psycopg.OperationalError | psycopg.InterfaceError
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` with alembic (creates it on an empty database)."""
     cfg = Config()

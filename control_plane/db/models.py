@@ -18,7 +18,9 @@ def utcnow() -> datetime:
 
 TIERS = ("basic", "pro", "enterprise")
 PRIORITIES = ("critical", "high", "normal")
-JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+# the design's API contract names these; chunks use the same words (queued|processing|done|
+# failed|cancelled)
+JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -32,6 +34,12 @@ class User(SQLModel, table=True):
     api_key_hash: str = Field(max_length=64, unique=True, index=True)
     api_key_prefix: str = Field(max_length=16)
     active: bool = Field(default=True)
+    # requests per minute for this user; None: the tier's default (MTB_RATE_LIMIT_<TIER>)
+    rate_limit_per_minute: int | None = None
+    # signs this user's webhook callbacks (HMAC-SHA256); shown once at creation. Kept in
+    # clear because the signer needs it; None: users made before it existed (callbacks
+    # fall back to the service-wide MTB_CALLBACK_SECRET)
+    webhook_secret: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -56,11 +64,25 @@ class Job(SQLModel, table=True):
     segment_count: int = 0
     cached_segments: int = 0
     source_text: str = Field(sa_column=Column(Text, nullable=False))
+    # sha256 of the source text (the design's content_hash): duplicate submissions show
+    content_hash: str = Field(default="", max_length=64)
     result_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     callback_url: str | None = Field(default=None, max_length=2048)
+    # the caller's free JSON object (design: "metadata"), stored as JSON text; the
+    # attribute cannot be called ``metadata`` (SQLAlchemy's declarative base owns that name)
+    job_metadata: str | None = Field(
+        default=None, sa_column=Column("metadata", Text, nullable=True)
+    )
     estimated_cost: float = 0.0
-    actual_cost: float | None = None
+    # actual cost in USD: engine time summed over every worker that touched the job
+    cost_usd: float | None = None
+    processing_time_ms: int | None = None  # started -> completed
+    words_per_minute: float | None = None  # word_count over processing time
+    # word-weighted mean of the segments' scores (geometric mean token probability, 0-1)
+    confidence_score: float | None = None
+    assigned_instance: str | None = Field(default=None, max_length=256)  # worker @ inference
+    retry_count: int = 0  # chunk attempts beyond the first, over all chunks
     estimated_completion: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
@@ -77,7 +99,7 @@ class Chunk(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     job_id: str = Field(foreign_key="jobs.id", max_length=36, index=True)
     chunk_index: int
-    status: str = Field(max_length=16, default="queued")  # queued|running|done|failed|cancelled
+    status: str = Field(max_length=16, default="queued")  # queued|processing|done|failed|cancelled
     word_count: int = 0
     source_text: str = Field(sa_column=Column(Text, nullable=False))
     result_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -88,13 +110,21 @@ class Chunk(SQLModel, table=True):
     # how many times a result was written; the unique constraint plus this counter prove
     # that a redelivered chunk never lands twice
     writes: int = 0
+    # engine seconds this chunk's segments took (its share of each batch) and the
+    # word-weighted mean segment score: summed into the job's cost and confidence when the
+    # last chunk lands, whichever worker translated each chunk
+    engine_seconds: float = 0.0
+    confidence: float | None = None
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     updated_at: datetime = Field(default_factory=utcnow)
 
 
 class SegmentCacheEntry(SQLModel, table=True):
     __tablename__ = "segment_cache"
-    __table_args__ = (Index("ix_segment_cache_pair", "source_lang", "target_lang"),)
+    __table_args__ = (
+        Index("ix_segment_cache_pair", "source_lang", "target_lang"),
+        Index("ix_segment_cache_expiry", "ttl_expires_at"),
+    )
 
     # sha256(normalized text, source, target, model version)
     key: str = Field(primary_key=True, max_length=64)
@@ -104,3 +134,8 @@ class SegmentCacheEntry(SQLModel, table=True):
     translation: str = Field(sa_column=Column(Text, nullable=False))
     score: float = 0.0
     created_at: datetime = Field(default_factory=utcnow)
+    # hits counted in batches (the LRU in front of the table absorbs most lookups); an
+    # entry expires ttl after its last use (MTB_CACHE_TTL_S), so the table stops growing
+    access_count: int = 0
+    last_accessed: datetime | None = None
+    ttl_expires_at: datetime | None = None

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from control_plane.auth import TIER_MAX_PRIORITY, Principal
 from control_plane.jobs.chunking import count_words
+from control_plane.jobs.request import TranslateRequest, metadata_json
 from control_plane.jobs.service import SubmitRequest
 
 
@@ -53,8 +54,6 @@ def validation_details(exc: ValidationError) -> list[dict]:
 def admit(body: object, who: Principal, client, settings) -> SubmitRequest:  # noqa: ANN001
     """Validate a decoded JSON request for ``who``; the checks and their order are the API's:
     shape/fields 422, tier 403, engine loading 503, pair 400, size 413."""
-    from control_plane.api.protocol import TranslateRequest
-
     if not isinstance(body, dict):
         raise Rejected(422, "invalid_request", "request body must be a JSON object")
     try:
@@ -78,26 +77,28 @@ def admit(body: object, who: Principal, client, settings) -> SubmitRequest:  # n
             headers={"Retry-After": "5"},
         )
     pairs = client.pairs()
-    if (req.source_lang, req.target_lang) not in set(pairs):
+    if (req.source_language, req.target_language) not in set(pairs):
         listed = ", ".join(f"{s}-{t}" for s, t in pairs)
         raise Rejected(
             400,
             "unsupported_language_pair",
-            f"no model translates {req.source_lang}->{req.target_lang}; supported: {listed}",
+            f"no model translates {req.source_language}->{req.target_language}; "
+            f"supported: {listed}",
             details={"supported_pairs": [{"source": s, "target": t} for s, t in pairs]},
         )
-    words = count_words(req.text)
+    words = count_words(req.content)
     if words > settings.max_words:
         raise Rejected(
             413,
             "content_too_large",
-            f"text has {words} words; the limit is {settings.max_words} per request",
+            f"content has {words} words; the limit is {settings.max_words} per request",
         )
     return SubmitRequest(
         user_id=who.user_id,
-        text=req.text,
-        source_lang=req.source_lang,
-        target_lang=req.target_lang,
+        text=req.content,
+        source_lang=req.source_language,
+        target_lang=req.target_language,
         priority=req.priority,
         callback_url=str(req.callback_url) if req.callback_url else None,
+        metadata=metadata_json(req.metadata),
     )

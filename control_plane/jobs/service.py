@@ -10,12 +10,14 @@ writer that completes the last chunk assembles the job.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import defer
 
 from control_plane import tracing
 from control_plane.cache import SegmentCache
@@ -24,7 +26,7 @@ from control_plane.jobs.chunking import Layout, count_words, split_chunks
 from control_plane.queue.base import PRIORITY_RANK, ChunkMessage, ChunkQueue
 
 log = logging.getLogger(__name__)
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "processing")
 
 
 class JobNotFound(LookupError):
@@ -48,6 +50,7 @@ class SubmitRequest:
     priority: str = "normal"
     callback_url: str | None = None
     job_id: str | None = None  # chosen by the caller (idempotent Kafka ingest); else uuid4
+    metadata: str | None = None  # the caller's metadata object, as JSON text
 
 
 class Throughput:
@@ -70,7 +73,6 @@ class JobService:
         self.throughput = Throughput(settings.throughput_wps)
         self.pending_words = {p: 0 for p in PRIORITY_RANK}
         self.cancelled: set[str] = set()
-        self.engine_seconds: dict[str, float] = {}
         self.on_finished = None  # async callable(job) set by the app (metrics, callbacks)
 
     # -- estimates -----------------------------------------------------------------
@@ -124,18 +126,21 @@ class JobService:
         segments = [s for lay in layouts for s in lay.segments]
         hits = self.cache.get_many(segments, req.source_lang, req.target_lang, model_version)
         rendered = None
+        confidence = None
         if len(hits) == len(segments):  # fully cached: never touches the engine
             it = iter(range(len(segments)))
             rendered = [lay.render([hits[next(it)].text for _ in lay.segments]) for lay in layouts]
+            confidence = weighted_confidence(segments, [hits[i].score for i in range(len(hits))])
         stored = None if rendered is not None else [lay.dumps() for lay in layouts]
-        return chunks, len(segments), len(hits), rendered, stored
+        return chunks, len(segments), len(hits), rendered, stored, confidence
 
     def _insert(
         self, req: SubmitRequest, model_version: str, planned, est_s: float, cost: float
     ) -> Job:  # noqa: ANN001
-        chunks, n_segments, n_hits, rendered, stored = planned
+        chunks, n_segments, n_hits, rendered, stored, confidence = planned
         now = utcnow()
         done = rendered is not None
+        words = count_words(req.text)
         job = Job(
             id=req.job_id or str(uuid.uuid4()),
             user_id=req.user_id,
@@ -144,16 +149,21 @@ class JobService:
             source_lang=req.source_lang,
             target_lang=req.target_lang,
             model_version=model_version,
-            word_count=count_words(req.text),
+            word_count=words,
             chunk_count=len(chunks),
             chunks_done=len(chunks) if done else 0,
             segment_count=n_segments,
             cached_segments=n_hits,
             source_text=req.text,
+            content_hash=hashlib.sha256(req.text.encode("utf-8")).hexdigest(),
+            job_metadata=req.metadata,
             result_text="".join(rendered) if done else None,
             callback_url=req.callback_url,
             estimated_cost=0.0 if done else cost,
-            actual_cost=0.0 if done else None,
+            cost_usd=0.0 if done else None,
+            confidence_score=confidence,
+            processing_time_ms=0 if done else None,
+            assigned_instance="cache" if done else None,
             estimated_completion=now if done else now + timedelta(seconds=est_s),
             created_at=now,
             started_at=now if done else None,
@@ -230,19 +240,28 @@ class JobService:
 
     # -- reads ---------------------------------------------------------------------
 
-    def _get(self, user_id: str | None, job_id: str) -> Job:
+    def _get(self, user_id: str | None, job_id: str, texts: bool) -> Job:
         with self.db.session() as session:
-            job = session.get(Job, job_id)
+            # a status poll of an 8 MiB job must not load its 16 MiB of text
+            options = () if texts else (defer(Job.source_text), defer(Job.result_text))
+            job = session.get(Job, job_id, options=options)
             if job is None or (user_id is not None and job.user_id != user_id):
                 raise JobNotFound(job_id)
             return job
 
-    async def get(self, user_id: str | None, job_id: str) -> Job:
-        return await self.db.run(self._get, user_id, job_id)
+    async def get(self, user_id: str | None, job_id: str, texts: bool = False) -> Job:
+        """The job; ``texts``: with its source and result text (else those are not loaded
+        and must not be read)."""
+        return await self.db.run(self._get, user_id, job_id, texts)
 
     def _list(self, user_id: str, limit: int, offset: int, status: str | None):  # noqa: ANN202
         with self.db.session() as session:
-            q = select(Job).where(Job.user_id == user_id)
+            # texts stay in the database: 100 listed 8 MiB jobs must not load 1.6 GiB
+            q = (
+                select(Job)
+                .options(defer(Job.source_text), defer(Job.result_text))
+                .where(Job.user_id == user_id)
+            )
             cq = select(func.count()).select_from(Job).where(Job.user_id == user_id)
             if status:
                 q = q.where(Job.status == status)
@@ -260,7 +279,7 @@ class JobService:
 
     def _cancel(self, user_id: str, job_id: str) -> Job:
         with self.db.session() as session:
-            job = session.get(Job, job_id)
+            job = session.get(Job, job_id, options=(defer(Job.source_text), defer(Job.result_text)))
             if job is None or job.user_id != user_id:
                 raise JobNotFound(job_id)
             now = utcnow()
@@ -308,12 +327,16 @@ class JobService:
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "queued")
-                .values(status="running", started_at=now)
+                .values(status="processing", started_at=now)
             )
+            if chunk.attempts:  # taken before (a retry, or a redelivery after a crash)
+                session.execute(
+                    update(Job).where(Job.id == job_id).values(retry_count=Job.retry_count + 1)
+                )
             session.execute(
                 update(Chunk)
                 .where(Chunk.id == chunk.id)
-                .values(status="running", attempts=Chunk.attempts + 1, updated_at=now)
+                .values(status="processing", attempts=Chunk.attempts + 1, updated_at=now)
             )
             session.commit()
             return chunk
@@ -337,8 +360,21 @@ class JobService:
         self.cancelled |= found
         return found
 
-    def complete_chunk(self, job_id: str, chunk_index: int, result: str, words: int) -> Job | None:
-        """Blocking, idempotent. Returns the job when this write completed it."""
+    def complete_chunk(
+        self,
+        job_id: str,
+        chunk_index: int,
+        result: str,
+        words: int,
+        engine_seconds: float = 0.0,
+        confidence: float | None = None,
+        instance: str | None = None,
+    ) -> Job | None:
+        """Blocking, idempotent. Returns the job when this write completed it.
+
+        The chunk keeps its engine time and confidence: the job's ``cost_usd`` and
+        ``confidence_score`` are summed over its chunks when the last one lands, so they
+        count every worker (and process) that translated a part of it."""
         with self.db.session() as session:
             now = utcnow()
             res = session.execute(
@@ -348,48 +384,78 @@ class JobService:
                     Chunk.chunk_index == chunk_index,
                     Chunk.status.in_(ACTIVE),
                 )
-                .values(status="done", result_text=result, writes=Chunk.writes + 1, updated_at=now)
-            )
-            if res.rowcount != 1:
-                session.rollback()
-                return None
-            res = session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status.in_(ACTIVE))
                 .values(
-                    chunks_done=Job.chunks_done + 1,
-                    words_processed=Job.words_processed + words,
+                    status="done",
+                    result_text=result,
+                    writes=Chunk.writes + 1,
+                    engine_seconds=engine_seconds,
+                    confidence=confidence,
+                    updated_at=now,
                 )
             )
             if res.rowcount != 1:
                 session.rollback()
                 return None
+            values = {
+                "chunks_done": Job.chunks_done + 1,
+                "words_processed": Job.words_processed + words,
+            }
+            if instance:
+                values["assigned_instance"] = instance[:256]
+            res = session.execute(
+                update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(**values)
+            )
+            if res.rowcount != 1:
+                session.rollback()
+                return None
             job = session.execute(
-                select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+                select(Job)
+                .options(defer(Job.source_text))
+                .where(Job.id == job_id)
+                .execution_options(populate_existing=True)
             ).scalar_one()
             if job.chunks_done < job.chunk_count:
                 session.commit()
                 return None
             parts = session.execute(
-                select(Chunk.result_text).where(Chunk.job_id == job_id).order_by(Chunk.chunk_index)
-            ).scalars()
-            job.result_text = "".join(p or "" for p in parts)
+                select(Chunk.result_text, Chunk.word_count, Chunk.engine_seconds, Chunk.confidence)
+                .where(Chunk.job_id == job_id)
+                .order_by(Chunk.chunk_index)
+            ).all()
+            job.result_text = "".join(p.result_text or "" for p in parts)
             job.status = "completed"
             job.completed_at = now
-            job.actual_cost = self.cost_for_seconds(self.engine_seconds.pop(job_id, 0.0))
+            job.cost_usd = self.cost_for_seconds(sum(p.engine_seconds or 0.0 for p in parts))
+            scored = [(p.confidence, p.word_count) for p in parts if p.confidence is not None]
+            if scored:
+                weight = sum(max(w, 1) for _, w in scored)
+                job.confidence_score = round(sum(c * max(w, 1) for c, w in scored) / weight, 6)
+            started = job.started_at or job.created_at
+            job.processing_time_ms = max(0, round((now - _aware(started)).total_seconds() * 1000))
+            job.words_per_minute = words_per_minute(job.word_count, job.processing_time_ms)
             session.add(job)
             session.commit()
             return job
 
     def fail_chunk(self, job_id: str, chunk_index: int, error: str) -> Job | None:
-        """Blocking. Marks the chunk and its job failed; returns the job if it changed."""
+        """Blocking. Marks the chunk and its job failed; returns the job if it changed.
+
+        Only a chunk still queued or processing can fail: a late failure (a redelivered
+        message, a second worker) never overwrites a chunk that is done, nor its job."""
         with self.db.session() as session:
             now = utcnow()
-            session.execute(
+            res = session.execute(
                 update(Chunk)
-                .where(Chunk.job_id == job_id, Chunk.chunk_index == chunk_index)
+                .where(
+                    Chunk.job_id == job_id,
+                    Chunk.chunk_index == chunk_index,
+                    Chunk.status.in_(ACTIVE),
+                )
                 .values(status="failed", error=error, updated_at=now)
             )
+            if res.rowcount != 1:
+                session.rollback()
+                return None
             res = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.in_(ACTIVE))
@@ -406,24 +472,22 @@ class JobService:
     # -- recovery ------------------------------------------------------------------
 
     def _unfinished(self):  # noqa: ANN202
+        # only the columns a chunk message needs: recovery must not load the jobs' texts
         with self.db.session() as session:
-            rows = session.execute(
-                select(Job, Chunk.chunk_index, Chunk.word_count)
+            return session.execute(
+                select(*_MESSAGE_COLUMNS, Chunk.chunk_index, Chunk.word_count)
                 .join(Chunk, Chunk.job_id == Job.id)
                 .where(Job.status.in_(ACTIVE), Chunk.status.in_(ACTIVE))
                 .order_by(Job.created_at, Chunk.chunk_index)
             ).all()
-            return [(job, idx, words) for job, idx, words in rows]
 
     async def recover(self) -> int:
         """Re-publish chunks of unfinished jobs (the in-process queue died with the last
         process). Returns how many chunks were re-published."""
         rows = await self.db.run(self._unfinished)
-        for job, idx, words in rows:
-            self.pending_words[job.priority] += words
-            await self.queue.publish(
-                ChunkMessage(job.id, idx, job.priority, job.source_lang, job.target_lang, words)
-            )
+        for job_id, priority, src, tgt, idx, words in rows:
+            self.pending_words[priority] += words
+            await self.queue.publish(ChunkMessage(job_id, idx, priority, src, tgt, words))
         if rows:
             log.info("re-published unfinished chunks", extra={"chunks": len(rows)})
         return len(rows)
@@ -433,7 +497,7 @@ class JobService:
             now = utcnow()
             cutoff = now - timedelta(seconds=older_than_s)
             rows = session.execute(
-                select(Job, Chunk.id, Chunk.chunk_index, Chunk.word_count)
+                select(*_MESSAGE_COLUMNS, Chunk.id, Chunk.chunk_index, Chunk.word_count)
                 .join(Chunk, Chunk.job_id == Job.id)
                 .where(
                     Job.status.in_(ACTIVE),
@@ -445,32 +509,53 @@ class JobService:
             ).all()
             if rows:  # touch them so the next pass waits another older_than_s
                 session.execute(
-                    update(Chunk).where(Chunk.id.in_([r[1] for r in rows])).values(updated_at=now)
+                    update(Chunk).where(Chunk.id.in_([r[4] for r in rows])).values(updated_at=now)
                 )
                 session.commit()
-            return [(job, idx, words) for job, _, idx, words in rows]
+            return [(*r[:4], idx, words) for *r, idx, words in rows]
 
     async def requeue_stale(self, older_than_s: float) -> int:
         """Reconciler step: re-publish chunks of active jobs that have not moved for
         ``older_than_s`` (a lost publish, a broker restart). Redeliveries are harmless:
         results are written once per (job, chunk). Returns how many were re-published."""
         rows = await self.db.run(self._stale, older_than_s)
-        for job, idx, words in rows:
-            await self.queue.publish(
-                ChunkMessage(job.id, idx, job.priority, job.source_lang, job.target_lang, words)
-            )
+        for job_id, priority, src, tgt, idx, words in rows:
+            await self.queue.publish(ChunkMessage(job_id, idx, priority, src, tgt, words))
         if rows:
             log.warning("re-published stale chunks", extra={"chunks": len(rows)})
         return len(rows)
 
 
+_MESSAGE_COLUMNS = (Job.id, Job.priority, Job.source_lang, Job.target_lang)
+
+
+def _aware(ts: datetime) -> datetime:
+    """SQLite hands back naive datetimes for what was stored as UTC."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def words_per_minute(words: int, milliseconds: int | None) -> float | None:
+    if milliseconds is None:
+        return None
+    return round(words * 60_000 / max(milliseconds, 1), 1)
+
+
+def weighted_confidence(segments: list[str], scores: list[float]) -> float | None:
+    """Word-weighted mean of segment scores (each the geometric mean probability of the
+    segment's output tokens): long sentences count for more than a lone heading."""
+    weights = [max(count_words(s), 1) for s in segments]
+    if not weights:
+        return None
+    return round(sum(w * sc for w, sc in zip(weights, scores, strict=True)) / sum(weights), 6)
+
+
 def elapsed_speed(job: Job) -> float:
-    """Words per second for this job since it started."""
+    """Words per minute for this job since it started (the design's ``current_speed``)."""
     if not job.started_at or not job.words_processed:
         return 0.0
     end = job.completed_at or utcnow()
-    seconds = max((end - job.started_at).total_seconds(), 1e-3)
-    return round(job.words_processed / seconds, 2)
+    seconds = max((_aware(end) - _aware(job.started_at)).total_seconds(), 1e-3)
+    return round(job.words_processed * 60 / seconds, 1)
 
 
 __all__ = [

@@ -35,8 +35,9 @@ Dead-letter value::
 Result event value::
 
     {"event": "job.completed", "job_id": "...", "status": "completed", "priority": "high",
-     "source_lang": "en", "target_lang": "pt", "word_count": 120, "error": null,
-     "actual_cost": 0.0001, "completed_at": "...", "result_url": "/api/v1/jobs/<id>/result"}
+     "source_language": "en", "target_language": "pt", "word_count": 120, "error": null,
+     "cost_usd": 0.0001, "processing_time_ms": 1847, "confidence_score": 0.94,
+     "completed_at": "...", "result_url": "/api/v1/jobs/<id>/result"}
 """
 
 from __future__ import annotations
@@ -307,11 +308,13 @@ def result_event(job) -> bytes:  # noqa: ANN001
         "job_id": job.id,
         "status": job.status,
         "priority": job.priority,
-        "source_lang": job.source_lang,
-        "target_lang": job.target_lang,
+        "source_language": job.source_lang,
+        "target_language": job.target_lang,
         "word_count": job.word_count,
         "error": job.error,
-        "actual_cost": job.actual_cost,
+        "cost_usd": job.cost_usd,
+        "processing_time_ms": job.processing_time_ms,
+        "confidence_score": job.confidence_score,
         "completed_at": job.completed_at.isoformat() if job.completed_at else None,
         "result_url": f"/api/v1/jobs/{job.id}/result",
     }

@@ -9,6 +9,14 @@ padding. A critical job does not wait for a normal batch to end: urgent worker t
 only critical and high chunks, and their calls run first on the engine's lanes (Triton:
 its priority queue). Before every call cancelled jobs are dropped, so cancelling stops
 engine work at the next batch.
+
+Errors are of two kinds (``is_infrastructure_error``). A dependency that is down - the
+database, the broker, Triton - is no fault of the chunks: the worker keeps its batch, waits
+(exponential backoff up to ``MTB_OUTAGE_BACKOFF_MAX_S``) and tries the batch again, without
+spending the chunks' attempts, and meanwhile no worker on the queue takes new work
+(``queue.hold``). An error of the content itself (the model fails on it, an unsupported
+pair, a deadline) is retried ``MTB_MAX_CHUNK_ATTEMPTS`` times, then the chunk goes to the
+dead letter and its job fails with a readable error.
 """
 
 from __future__ import annotations
@@ -16,6 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import random
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -23,14 +34,41 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Status, StatusCode
 
 from control_plane import tracing
+from control_plane.db.engine import is_database_unavailable
 from control_plane.engine.base import Translation, UnsupportedPair
 from control_plane.inference.base import InferenceClient, InferenceUnavailable
 from control_plane.jobs.chunking import Layout, count_words
-from control_plane.jobs.service import JobService
+from control_plane.jobs.service import JobService, weighted_confidence
 from control_plane.metrics import Metrics
 from control_plane.queue.base import PRIORITY_RANK, ChunkQueue, Delivery
 
 log = logging.getLogger(__name__)
+
+# errors of a chunk's content or of the engine on it: retried up to max_chunk_attempts
+CONTENT_ERRORS = (TimeoutError, UnsupportedPair, RuntimeError, OSError, ValueError)
+
+
+# aiokafka errors that say "the broker did not answer" without being marked retriable
+_KAFKA_AWAY = ("KafkaTimeoutError", "KafkaConnectionError", "NoBrokersAvailable")
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """True when ``exc`` says a dependency is unavailable (inference backend loading, down
+    or its circuit open; database unreachable; broker away), not that the chunk is bad.
+    Such errors must delay jobs, never fail them, so they do not count as attempts.
+    Exceptions raised from one (``raise ... from``) are judged by their cause too."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 8:
+        seen += 1
+        if isinstance(cur, InferenceUnavailable | ConnectionError):
+            return True
+        if type(cur).__module__.startswith("aiokafka") and (
+            getattr(cur, "retriable", False) or type(cur).__name__ in _KAFKA_AWAY
+        ):
+            return True  # broker away, leader moving, request timed out
+        cur = cur.__cause__ or cur.__context__
+    return is_database_unavailable(exc)
 
 
 @dataclass
@@ -40,6 +78,7 @@ class _Work:
     words: int
     translations: dict[int, Translation] = field(default_factory=dict)
     span: trace.Span = trace.INVALID_SPAN
+    engine_seconds: float = 0.0  # this chunk's share of the engine calls it was part of
 
     @property
     def msg(self):  # noqa: ANN201
@@ -66,6 +105,10 @@ class Worker:
         self.settings = settings
         self._stopping = False
         self._settled: set[int] = set()  # deliveries of the current batch already acked
+        # the job record's assigned_instance: which process/worker, and which Triton
+        url = getattr(client, "url", None)
+        backend = f"triton {url}" if url else "local engine"
+        self.instance = f"{socket.gethostname()}:{os.getpid()}/{name} -> {backend}"
 
     async def run(self) -> None:
         while not self._stopping:
@@ -86,18 +129,80 @@ class Worker:
             if not deliveries:
                 continue
             self._settled = set()
-            try:
-                await self.process(deliveries)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # never let one bad batch kill the worker or strand its chunks
-                self.metrics.errors.labels("worker").inc()
-                log.exception("worker batch failed", extra={"worker": self.name})
-                for d in deliveries:
-                    if id(d) not in self._settled:
-                        with contextlib.suppress(Exception):
-                            await self.queue.nack(d, requeue=True)
-                await asyncio.sleep(0.5)
+            await self._process_through_outages(deliveries)
+
+    async def _process_through_outages(self, deliveries: list[Delivery]) -> None:
+        """``process`` the batch; while a dependency is down, keep the batch and try again
+        with backoff (no attempt is spent, the queue is held so no worker takes new work).
+        On stop during an outage the unsettled deliveries are left unacked: Kafka delivers
+        them again, the in-process queue's chunks are recovered from the database."""
+        pending = deliveries
+        delay = max(0.05, self.settings.outage_backoff_s)
+        down_since: float | None = None
+        tries = 0
+        done = False
+        try:
+            while True:
+                try:
+                    await self.process(pending)
+                    done = True
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    pending = [d for d in pending if id(d) not in self._settled]
+                    if not is_infrastructure_error(exc):
+                        await self._requeue_after_error(pending)
+                        return
+                    if not pending:
+                        return
+                    tries += 1
+                    if down_since is None:
+                        down_since = time.monotonic()
+                        self.metrics.errors.labels("outage").inc()
+                        await self._hold(True)
+                    if tries == 1 or tries % 10 == 0:
+                        log.warning(
+                            "dependency unavailable; holding the batch and retrying",
+                            extra={"worker": self.name, "chunks": len(pending), "tries": tries,
+                                   "down_s": round(time.monotonic() - down_since, 1),
+                                   "error": repr(exc)[:300]},
+                        )  # fmt: skip
+                    if self._stopping:
+                        log.warning(
+                            "stopping during an outage; the batch is left for redelivery",
+                            extra={"worker": self.name, "chunks": len(pending)},
+                        )
+                        return
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                    delay = min(delay * 2, max(0.05, self.settings.outage_backoff_max_s))
+        finally:
+            if down_since is not None:
+                await self._hold(False)
+                log.info(
+                    "dependency back; batch done" if done else "outage wait ended",
+                    extra={"worker": self.name, "tries": tries,
+                           "down_s": round(time.monotonic() - down_since, 1)},
+                )  # fmt: skip
+
+    async def _requeue_after_error(self, pending: list[Delivery]) -> None:
+        """An unexpected error (a bug, bad data): never let it kill the worker or strand
+        its chunks; they go back with one attempt spent, so a chunk that always fails ends
+        in the dead letter instead of looping."""
+        self.metrics.errors.labels("worker").inc()
+        log.exception("worker batch failed", extra={"worker": self.name})
+        for d in pending:
+            with contextlib.suppress(Exception):
+                await self.queue.nack(d, requeue=True)
+        await asyncio.sleep(0.5)
+
+    async def _hold(self, held: bool) -> None:
+        """Back-pressure: tell the queue that this worker waits for a dependency, so that
+        no worker takes new work meanwhile (queues without ``hold`` are left alone)."""
+        hold = getattr(self.queue, "hold", None)
+        if hold is not None:
+            with contextlib.suppress(Exception):
+                await hold(self.name, held)
 
     def stop(self) -> None:
         self._stopping = True
@@ -146,7 +251,13 @@ class Worker:
         await self._fill_from_cache(works)
         try:
             await self._translate(works)
-        except (InferenceUnavailable, TimeoutError, UnsupportedPair, RuntimeError, OSError) as exc:
+        except Exception as exc:
+            if is_infrastructure_error(exc) or not isinstance(exc, CONTENT_ERRORS):
+                for w in works:  # the batch is tried again (outage) or handed back (bug)
+                    w.span.record_exception(exc)
+                    w.span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    w.span.end()
+                raise
             await self._retry_or_fail(works, exc)
             return
         for w in works:
@@ -236,11 +347,11 @@ class Worker:
         words = sum(count_words(s) for s in batch) or 1
         self.jobs.throughput.observe(words, elapsed)
         for seg, tr in zip(batch, out, strict=True):
-            share = elapsed * count_words(seg) / words
+            # one segment wanted by several chunks: they split its engine time
+            share = elapsed * count_words(seg) / words / len(segs[seg])
             for w, i in segs[seg]:
                 w.translations[i] = tr
-                jid = w.msg.job_id
-                self.jobs.engine_seconds[jid] = self.jobs.engine_seconds.get(jid, 0) + share
+                w.engine_seconds += share
         version = self.client.model_version(*pair)
         writes.append(
             asyncio.ensure_future(
@@ -256,9 +367,18 @@ class Worker:
             self.jobs.chunk_done(m)
             await self._ack(w.delivery)
             return
-        text = w.layout.render([w.translations[i].text for i in range(len(w.layout.segments))])
+        outs = [w.translations[i] for i in range(len(w.layout.segments))]
+        text = w.layout.render([t.text for t in outs])
+        confidence = weighted_confidence(w.layout.segments, [t.score for t in outs])
         job = await self.jobs.db.run(
-            self.jobs.complete_chunk, m.job_id, m.chunk_index, text, w.words
+            self.jobs.complete_chunk,
+            m.job_id,
+            m.chunk_index,
+            text,
+            w.words,
+            w.engine_seconds,
+            confidence,
+            self.instance,
         )
         if job is not None:
             w.span.add_event("job.completed", {"mtb.job_id": job.id})
@@ -270,7 +390,11 @@ class Worker:
             await self.jobs.on_finished(job)
 
     async def _retry_or_fail(self, works: list[_Work], exc: BaseException) -> None:
+        """A content error (``CONTENT_ERRORS``, not an outage): each chunk is retried with
+        one attempt spent, and after ``max_chunk_attempts`` it is failed and dead-lettered.
+        The backoff is slept once for the batch, not once per chunk."""
         self.metrics.errors.labels("inference").inc()
+        retry: list[_Work] = []
         for w in works:
             m = w.msg
             w.span.record_exception(exc)
@@ -282,8 +406,7 @@ class Worker:
                     extra={"job_id": m.job_id, "chunk": m.chunk_index, "attempt": m.attempt + 1,
                            "error": repr(exc)},
                 )  # fmt: skip
-                await asyncio.sleep(min(2**m.attempt, 10) * 0.5)
-                await self._nack(w.delivery)
+                retry.append(w)
                 continue
             error = f"translation failed after {m.attempt + 1} attempts: {exc}"
             job = await self.jobs.db.run(self.jobs.fail_chunk, m.job_id, m.chunk_index, error)
@@ -293,3 +416,7 @@ class Worker:
             log.error("chunk failed for good", extra={"job_id": m.job_id, "error": error})
             if job is not None and self.jobs.on_finished is not None:
                 await self.jobs.on_finished(job)
+        if retry:
+            await asyncio.sleep(max(min(2**w.msg.attempt, 10) * 0.5 for w in retry))
+            for w in retry:
+                await self._nack(w.delivery)

@@ -130,7 +130,7 @@ class KafkaStack:
             f"{self.url}/api/v1/jobs/{job_id}/result", headers=self.service.headers(who), timeout=30
         )
         assert r.status_code == 200, r.text
-        return r.json()["translated_text"]
+        return r.json()["translated_content"]
 
     def wait(self, job_id: str, timeout: float = 120) -> dict:
         return wait_for(self.service, job_id, timeout=timeout)

@@ -5,41 +5,45 @@ from __future__ import annotations
 from aiohttp import web
 
 from control_plane.db import Job
+from control_plane.db.models import JOB_STATUSES
+from control_plane.jobs.request import metadata_value
 from control_plane.jobs.service import JobConflict, JobNotFound, elapsed_speed
 
 from ..errors import ApiError
-from ..protocol import JobList, JobResult, JobView
+from ..protocol import JobList, JobResult, JobView, job_links
 from ..state import authenticate, services
 
 routes = web.RouteTableDef()
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 
 def job_view(job: Job) -> JobView:
+    """The design's status shape. Never reads the job's texts (they are not loaded)."""
     progress = job.words_processed / job.word_count if job.word_count else 1.0
     if job.status == "completed":
         progress = 1.0
     return JobView(
         job_id=job.id,
         status=job.status,
-        priority=job.priority,
-        source_lang=job.source_lang,
-        target_lang=job.target_lang,
-        word_count=job.word_count,
-        words_processed=job.words_processed,
         progress=round(min(progress, 1.0), 4),
-        current_speed=elapsed_speed(job),
-        chunks_total=job.chunk_count,
-        chunks_done=job.chunks_done,
-        cached_segments=job.cached_segments,
-        estimated_completion=job.estimated_completion,
-        estimated_cost=job.estimated_cost,
-        actual_cost=job.actual_cost,
         created_at=job.created_at,
         started_at=job.started_at,
+        estimated_completion=job.estimated_completion,
+        word_count=job.word_count,
+        words_processed=job.words_processed,
+        current_speed=elapsed_speed(job),
+        priority=job.priority,
+        source_language=job.source_lang,
+        target_language=job.target_lang,
+        chunks_total=job.chunk_count,
+        chunks_done=job.chunks_done,
+        estimated_cost=job.estimated_cost,
+        cost_usd=job.cost_usd,
         completed_at=job.completed_at,
+        processing_time_ms=job.processing_time_ms,
+        retry_count=job.retry_count,
         error=job.error,
-        links={"self": f"/api/v1/jobs/{job.id}", "result": f"/api/v1/jobs/{job.id}/result"},
+        metadata=metadata_value(job.job_metadata),
+        links=job_links(job.id),
     )
 
 
@@ -49,12 +53,12 @@ def _json(model, status: int = 200) -> web.Response:  # noqa: ANN001
     )
 
 
-async def _load(request: web.Request) -> Job:
+async def _load(request: web.Request, texts: bool = False) -> Job:
     svc = services(request)
     who = await authenticate(request)
     job_id = request.match_info["job_id"]
     try:
-        return await svc.jobs.get(who.user_id, job_id)
+        return await svc.jobs.get(who.user_id, job_id, texts=texts)
     except JobNotFound as exc:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}") from exc
 
@@ -66,7 +70,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{job_id}/result")
 async def get_result(request: web.Request) -> web.Response:
-    job = await _load(request)
+    job = await _load(request, texts=True)
     if job.status != "completed":
         code = {"failed": "job_failed", "cancelled": "job_cancelled"}.get(job.status, "not_ready")
         message = {
@@ -78,13 +82,18 @@ async def get_result(request: web.Request) -> web.Response:
         JobResult(
             job_id=job.id,
             status=job.status,
-            source_lang=job.source_lang,
-            target_lang=job.target_lang,
-            model_version=job.model_version,
+            source_content=job.source_text,
+            translated_content=job.result_text or "",
+            source_language=job.source_lang,
+            target_language=job.target_lang,
             word_count=job.word_count,
-            translated_text=job.result_text or "",
-            actual_cost=job.actual_cost,
+            processing_time_ms=job.processing_time_ms,
+            confidence_score=job.confidence_score,
             completed_at=job.completed_at,
+            model_version=job.model_version,
+            cost_usd=job.cost_usd,
+            words_per_minute=job.words_per_minute,
+            metadata=metadata_value(job.job_metadata),
         )
     )
 
@@ -128,11 +137,11 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 20, 1, 100)
     offset = _int_param(request, "offset", 0, 0, 10_000_000)
     status = request.query.get("status")
-    if status is not None and status not in STATUSES:
+    if status is not None and status not in JOB_STATUSES:
         raise ApiError(
             422,
             "invalid_request",
-            f"status must be one of {', '.join(STATUSES)}",
+            f"status must be one of {', '.join(JOB_STATUSES)}",
             details=[{"field": "status", "message": "unknown status"}],
         )
     jobs, total = await svc.jobs.list(who.user_id, limit, offset, status)

@@ -7,9 +7,10 @@ import json
 from aiohttp import web
 
 from control_plane.jobs.admission import Rejected, admit
+from control_plane.jobs.request import metadata_value
 
 from ..errors import ApiError
-from ..protocol import SubmitResponse
+from ..protocol import SubmitResponse, job_links
 from ..state import authenticate, services
 
 routes = web.RouteTableDef()
@@ -41,17 +42,15 @@ async def submit(request: web.Request) -> web.Response:
     resp = SubmitResponse(
         job_id=job.id,
         status=job.status,
-        priority=job.priority,
-        source_lang=job.source_lang,
-        target_lang=job.target_lang,
-        word_count=job.word_count,
-        chunk_count=job.chunk_count,
         estimated_completion=job.estimated_completion,
+        priority=job.priority,
+        word_count=job.word_count,
         estimated_cost=job.estimated_cost,
-        links={
-            "self": f"/api/v1/jobs/{job.id}",
-            "result": f"/api/v1/jobs/{job.id}/result",
-        },
+        source_language=job.source_lang,
+        target_language=job.target_lang,
+        chunk_count=job.chunk_count,
+        metadata=metadata_value(job.job_metadata),
+        links=job_links(job.id),
     )
     return web.Response(
         status=202,

@@ -71,7 +71,7 @@ def test_service_translates_through_triton(server, model_dir, tmp_path):
             time.sleep(0.2)
         assert job["status"] == "completed", job
         res = requests.get(f"{url}/api/v1/jobs/{job_id}/result", headers=headers, timeout=10)
-        translated = res.json()["translated_text"]
+        translated = res.json()["translated_content"]
         assert "reunião" in translated.lower() and "\n\n" in translated
         assert _segments_total(server.urls["metrics"]) >= before + 2  # Triton did the work
         metrics = requests.get(url + "/metrics", timeout=10).text

@@ -83,7 +83,7 @@ async def test_submit_poll_result_each_priority(client):
         done = await wait_done(client, sub["job_id"], h)
         assert done["status"] == "completed" and done["progress"] == 1.0
         res = await (await client.get(f"/api/v1/jobs/{sub['job_id']}/result", headers=h)).json()
-        out = res["translated_text"]
+        out = res["translated_content"]
         assert out.count("\n") == TEXT.count("\n")
         assert out.startswith("# Heading [pt]\n\n")
         assert "\n  - short. is one item [pt]\n  - two. item [pt]\n" in out

@@ -31,3 +31,49 @@ def test_postgres_urls_use_psycopg():
     assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_0003_carries_existing_rows_forward(tmp_path):
+    """A database from before the design's contract keeps its jobs: ``running`` becomes
+    ``processing`` and ``actual_cost`` is kept as ``cost_usd``."""
+    from sqlalchemy import text
+
+    from control_plane.db.engine import migrate
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(db.engine, "0002")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, email, tier, api_key_hash, api_key_prefix, active, "
+                "created_at) VALUES ('u1', 'a@b.c', 'pro', 'h', 'p', 1, '2026-01-01 00:00:00')"
+            )
+        )
+        for job_id, status, cost in (("j1", "running", None), ("j2", "completed", 0.25)):
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, user_id, status, priority, source_lang, target_lang, "
+                    "model_version, word_count, chunk_count, chunks_done, words_processed, "
+                    "segment_count, cached_segments, source_text, estimated_cost, actual_cost, "
+                    "created_at) VALUES (:id, 'u1', :st, 'high', 'en', 'pt', 'v', 2, 1, 0, 0, "
+                    "1, 0, 'Hi there', 0.1, :cost, '2026-01-01 00:00:00')"
+                ),
+                {"id": job_id, "st": status, "cost": cost},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO chunks (job_id, chunk_index, status, word_count, source_text, "
+                "attempts, writes, updated_at) VALUES ('j1', 0, 'running', 2, 'Hi there', 1, 0, "
+                "'2026-01-01 00:00:00')"
+            )
+        )
+    db.migrate()
+    with db.engine.connect() as conn:
+        jobs = dict(conn.execute(text("SELECT id, status FROM jobs")).all())
+        cost = conn.execute(text("SELECT cost_usd FROM jobs WHERE id = 'j2'")).scalar_one()
+        chunk = conn.execute(text("SELECT status FROM chunks")).scalar_one()
+        retry = conn.execute(text("SELECT retry_count FROM jobs WHERE id = 'j1'")).scalar_one()
+    assert jobs == {"j1": "processing", "j2": "completed"}
+    assert cost == 0.25
+    assert chunk == "processing"
+    assert retry == 0

@@ -57,7 +57,7 @@ async def test_one_engine_call_for_many_small_jobs(parts):
     assert engine.calls[0].count("Shared sentence.") == 1  # deduplicated
     assert engine.calls[0][0] in ("Shared sentence.", "Second job.")  # critical first
     assert sorted(j.id for j in finished) == sorted(ids)
-    done = await jobs.get(user.id, ids[0])
+    done = await jobs.get(user.id, ids[0], texts=True)
     assert (
         done.status == "completed" and done.result_text == "sentence. Shared [pt] job. First [pt]"
     )
