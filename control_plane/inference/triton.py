@@ -12,7 +12,8 @@ Same interface as the in-process client (control_plane/inference/base.py), plus:
   its priority queue full);
 * a circuit breaker: after ``MTB_TRITON_BREAKER_FAILURES`` consecutive connection failures
   calls fail at once (no waiting on a dead server) until one probe after
-  ``MTB_TRITON_BREAKER_RESET_S`` succeeds;
+  ``MTB_TRITON_BREAKER_RESET_S`` succeeds; a probe that times out, is cancelled or never
+  reports back counts as a failed one, so the circuit can never stay half-open;
 * readiness (``ready()`` for /readyz) from a background health poll of server and model;
 * optional fallback (``MTB_TRITON_FALLBACK=1``): while Triton is unreachable or the circuit
   is open, calls run on the in-process engine (same library, same results); each fallback
@@ -48,7 +49,13 @@ MAX_BACKOFF_S = 5.0
 
 class CircuitBreaker:
     """closed -> (``failures`` consecutive failures) -> open -> (after ``reset_s``) ->
-    half-open: one probe call; its success closes the circuit, its failure reopens it."""
+    half-open: one probe call; its success closes the circuit, its failure reopens it.
+
+    The probe must report back (``record_success``/``record_failure``); the client counts
+    a probe that times out or is cancelled as a failure. As a last guard, a probe that has
+    not reported back ``probe_timeout_s`` after it went out (``allow(probe_timeout_s)``
+    overrides it per call) is taken as failed by the next ``allow``: a lost probe would
+    otherwise keep the circuit half-open, every call refused, for ever."""
 
     CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -58,15 +65,18 @@ class CircuitBreaker:
         reset_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str], None] | None = None,
+        probe_timeout_s: float = 60.0,
     ) -> None:
         self.threshold = max(1, failures)
         self.reset_s = reset_s
         self.clock = clock
         self.on_change = on_change
+        self.probe_timeout_s = probe_timeout_s
         self.state = self.CLOSED
         self.failures = 0
         self.opened_at = 0.0
         self._probe_out = False
+        self._probe_until = 0.0
 
     def _set(self, state: str) -> None:
         if state != self.state:
@@ -74,17 +84,30 @@ class CircuitBreaker:
             if self.on_change:
                 self.on_change(state)
 
-    def allow(self) -> bool:
-        """May a call go out now? In half-open state only one probe at a time."""
-        if self.state == self.OPEN and self.clock() - self.opened_at >= self.reset_s:
+    def allow(self, probe_timeout_s: float | None = None) -> bool:
+        """May a call go out now? In half-open state only one probe at a time; the caller
+        that gets it (``probing`` is True right after) must report its outcome, within
+        ``probe_timeout_s`` (default: the breaker's) or it counts as failed."""
+        now = self.clock()
+        if self.state == self.HALF_OPEN and self._probe_out and now >= self._probe_until:
+            log.warning("circuit probe never reported back; counting it as failed")
+            self.record_failure()
+        if self.state == self.OPEN and now - self.opened_at >= self.reset_s:
             self._set(self.HALF_OPEN)
             self._probe_out = False
         if self.state == self.CLOSED:
             return True
         if self.state == self.HALF_OPEN and not self._probe_out:
             self._probe_out = True
+            timeout = self.probe_timeout_s if probe_timeout_s is None else probe_timeout_s
+            self._probe_until = now + max(0.0, timeout)
             return True
         return False
+
+    @property
+    def probing(self) -> bool:
+        """A half-open probe is out (the call ``allow`` just let through is the probe)."""
+        return self.state == self.HALF_OPEN and self._probe_out
 
     def record_success(self) -> None:
         self.failures = 0
@@ -121,6 +144,23 @@ class _Failure(Exception):
         return f"{self.kind}: {self.message}"
 
 
+# What Triton (or gRPC) says while the server or its model is stopping, restarting or not
+# loaded yet, whatever the status code: an outage, not a fault of the request.
+_GOING_AWAY = (
+    "server is stopping",
+    "server is not ready",
+    "server not ready",
+    "stub process is not healthy",
+    "is not ready",
+    "unavailable model",
+    "model is unloading",
+    "socket closed",
+    "connection reset",
+    "broken pipe",
+    "failed to connect",
+)
+
+
 def classify(exc: BaseException) -> _Failure:
     """Map tritonclient / grpc errors onto what the client does with them.
 
@@ -139,6 +179,8 @@ def classify(exc: BaseException) -> _Failure:
         status = str(status_fn() or "")
         message = str(getattr(exc, "message", lambda: message)() or message)
     low = message.lower()
+    if any(sign in low for sign in _GOING_AWAY):
+        return _Failure("connection", message)  # the server (or its model) is going away
     if "UNAVAILABLE" in status:
         if "queue" in low or "timeout" in low or "timed out" in low:
             return _Failure("overload", message)
@@ -440,16 +482,21 @@ class TritonInferenceClient:
         level = PRIORITY_LEVELS[priority]
         attempt = 0
         while True:
-            if not self.breaker.allow():
+            if not self.breaker.allow(max(0.0, deadline - time.monotonic()) + 1.0):
                 self.m_requests.labels("circuit_open").inc()
                 raise _Failure("open", f"circuit open, retry in {self.breaker.retry_in():.1f}s")
+            probe = self.breaker.probing
             t0 = time.monotonic()
             try:
                 result = await self._infer_once(segments, source, target, level, deadline)
+            except asyncio.CancelledError:
+                if probe:  # a cancelled probe proved nothing: open again, probe later
+                    self.breaker.record_failure()
+                raise
             except Exception as exc:  # noqa: BLE001 - classified below
                 failure = classify(exc)
-                if failure.kind == "connection":
-                    self.breaker.record_failure()
+                if failure.kind == "connection" or (probe and failure.kind == "deadline"):
+                    self.breaker.record_failure()  # a probe that timed out failed
                 elif failure.kind != "deadline":
                     self.breaker.record_success()  # the server answered
                 self.m_requests.labels(failure.kind).inc()

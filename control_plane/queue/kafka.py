@@ -23,6 +23,10 @@ delivery; the (job_id, chunk_index) upsert makes the effect exactly-once.
 the dead-letter topic with the reason found in ``message.headers["error"]``. Either way the
 original offset is committed only once that publish was acknowledged by the broker.
 
+Back-pressure (``hold``): while a worker waits for a dependency that is down (database,
+Triton), ``consume`` hands out nothing and every assigned partition is paused, so the
+consumer stays in its group (heartbeats, polls) but fetches no new work.
+
 Rebalances: finished offsets of revoked partitions are committed, their buffered records
 dropped (the new owner fetches them again), and acks of deliveries from them are ignored.
 """
@@ -137,6 +141,7 @@ class KafkaChunkQueue:
         self._seq = itertools.count()
         self._cond: asyncio.Condition | None = None
         self._closed = False
+        self._holders: set[str] = set()
         self.stats = {"published": 0, "publish_errors": 0, "retried": 0, "dead_lettered": 0}
         self._group_lag: dict[str, int] = {p: 0 for p in PRIORITIES}
         self._lag_task: asyncio.Task | None = None
@@ -416,6 +421,8 @@ class KafkaChunkQueue:
             elif self._waiting_since[level] is None:
                 self._waiting_since[level] = now
         paused_levels = levels_to_pause(backlog, self._waiting_since, now, self.aging_s)
+        if self._holders:  # a dependency is down: fetch nothing new, retries included
+            paused_levels = set(PRIORITIES)
         for level in PRIORITIES:
             if len(self._ready[level]) >= MAX_BUFFERED:
                 paused_levels.add(level)
@@ -424,7 +431,7 @@ class KafkaChunkQueue:
             level = self._level_of(tp)
             if level in paused_levels:
                 want.add(tp)
-            elif level is None and len(self._delayed) >= MAX_BUFFERED:
+            elif level is None and (self._holders or len(self._delayed) >= MAX_BUFFERED):
                 want.add(tp)
         have = set(consumer.paused())
         if want - have:
@@ -544,6 +551,8 @@ class KafkaChunkQueue:
 
     def _take(self, max_words: int, levels: tuple[str, ...] | None) -> list[Delivery]:
         out: list[Delivery] = []
+        if self._holders:  # a dependency is down: take no new work
+            return out
         words = 0
         while True:
             level = self._pick(levels)
@@ -593,6 +602,21 @@ class KafkaChunkQueue:
                     await asyncio.wait_for(cond.wait(), remaining)
                 except TimeoutError:
                     return []
+
+    async def hold(self, holder: str, held: bool) -> None:
+        """``holder`` (a worker task) waits for a dependency (``held``) or no longer does;
+        while any holder waits, nothing new is handed out or fetched."""
+        if held:
+            self._holders.add(holder)
+            return
+        self._holders.discard(holder)
+        if not self._holders:
+            cond = self._condition()
+            async with cond:
+                cond.notify_all()
+
+    def held(self) -> bool:
+        return bool(self._holders)
 
     async def ack(self, delivery: Delivery) -> None:
         r = self._inflight.pop(delivery.token, None)

@@ -15,7 +15,10 @@ class MemoryChunkQueue:
     effective level improves by one for every ``aging_s`` seconds it has waited (a normal
     message waiting 2*aging_s competes as critical), ties going to the older message.
 
-    Unacked deliveries are tracked; ``nack`` or ``close`` puts them back."""
+    Unacked deliveries are tracked; ``nack`` or ``close`` puts them back.
+
+    ``hold``: while a worker waits for a dependency that is down, ``consume`` hands out
+    nothing (back-pressure: the work stays queued instead of piling up in workers)."""
 
     def __init__(self, aging_s: float = 30.0, clock=time.monotonic):  # noqa: ANN001
         self.aging_s = aging_s
@@ -27,6 +30,7 @@ class MemoryChunkQueue:
         self._cond: asyncio.Condition | None = None
         self._inflight: dict[int, ChunkMessage] = {}
         self._closed = False
+        self._holders: set[str] = set()
 
     def _condition(self) -> asyncio.Condition:
         if self._cond is None:
@@ -63,6 +67,8 @@ class MemoryChunkQueue:
 
     def _take(self, max_words: int, levels: tuple[str, ...] | None = None) -> list[Delivery]:
         out: list[Delivery] = []
+        if self._holders:  # a dependency is down: take no new work
+            return out
         words = 0
         while True:
             level = self._pick(levels)
@@ -111,6 +117,21 @@ class MemoryChunkQueue:
         if msg is not None and requeue:
             msg.attempt += 1
             await self.publish(msg)
+
+    async def hold(self, holder: str, held: bool) -> None:
+        """``holder`` (a worker) waits for a dependency (``held``) or no longer does; while
+        any holder waits, ``consume`` returns nothing new."""
+        if held:
+            self._holders.add(holder)
+            return
+        self._holders.discard(holder)
+        if not self._holders:
+            cond = self._condition()
+            async with cond:
+                cond.notify_all()
+
+    def held(self) -> bool:
+        return bool(self._holders)
 
     def depth(self) -> dict[str, int]:
         return {p: len(items) for p, items in self._levels.items()}

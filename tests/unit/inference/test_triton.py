@@ -56,6 +56,26 @@ def test_breaker_opens_after_threshold_and_probes_after_reset():
     assert changes == ["open", "half_open", "open", "half_open", "closed"]
 
 
+def test_breaker_probe_that_never_reports_back_counts_as_failed():
+    """A probe whose caller vanished without a word must not keep the circuit half-open
+    (every call refused for ever): after its timeout the next allow() reopens the circuit,
+    and a later probe can close it."""
+    clock = Clock()
+    b = CircuitBreaker(failures=1, reset_s=10, clock=clock, probe_timeout_s=5)
+    b.record_failure()
+    clock.t += 10
+    assert b.allow(probe_timeout_s=3) and b.probing  # the probe is out, then lost
+    clock.t += 2.9
+    assert not b.allow() and b.state == "half_open"  # still out: one probe at a time
+    clock.t += 0.2
+    assert not b.allow() and b.state == "open"  # lost probe = failed probe
+    assert b.retry_in() == pytest.approx(10)
+    clock.t += 10
+    assert b.allow() and b.probing
+    b.record_success()
+    assert b.state == "closed" and not b.probing
+
+
 def test_breaker_success_resets_the_count():
     b = CircuitBreaker(failures=2, reset_s=1, clock=Clock())
     b.record_failure()
@@ -93,6 +113,14 @@ def err(status: str, msg: str = "x") -> InferenceServerException:
         (err("StatusCode.INTERNAL", "boom"), "server"),
         (TimeoutError(), "deadline"),
         (ConnectionRefusedError("refused"), "connection"),
+        # a server going away answers with other codes too: still an outage
+        (err("StatusCode.INTERNAL", "Stub process is not healthy."), "connection"),
+        (err("StatusCode.UNAVAILABLE", "Server is stopping"), "connection"),
+        (err("StatusCode.UNKNOWN", "Socket closed"), "connection"),
+        (
+            err("StatusCode.UNAVAILABLE", "Request for unknown model: 'translator' is not ready"),
+            "connection",
+        ),
     ],
 )
 def test_classify(exc, kind):
@@ -333,3 +361,67 @@ async def test_bind_metrics_moves_collectors():
     c.bind_metrics(registry)
     text = generate_latest(registry).decode()
     assert "mtb_triton_fallback_total" in text and "mtb_triton_circuit_open" in text
+
+
+# ------------------------------------------------------------------ half-open probes
+
+
+async def _opened(fake, clock):
+    c = TritonInferenceClient(
+        settings(triton_retries=0, triton_breaker_failures=1, triton_breaker_reset_s=10),
+        grpc_client=fake,
+        rng=random.Random(0),
+        clock=clock,
+    )
+    await c.start()
+    fake.fail = [err("StatusCode.UNAVAILABLE", "failed to connect to all addresses")]
+    with pytest.raises(InferenceUnavailable):
+        await c.translate(["x"], "en", "pt")
+    assert c.breaker.state == "open"
+    clock.t += 10  # the next call is the half-open probe
+    return c
+
+
+async def test_probe_that_times_out_reopens_the_circuit():
+    fake, clock = FakeTriton(), Clock()
+    c = await _opened(fake, clock)
+    fake.fail = [err("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded")]
+    with pytest.raises(TimeoutError):
+        await c.translate(["x"], "en", "pt")
+    assert c.breaker.state == "open"  # not stuck half-open with its probe "out"
+    with pytest.raises(InferenceUnavailable, match="circuit open"):
+        await c.translate(["x"], "en", "pt")
+    clock.t += 10
+    assert (await c.translate(["x"], "en", "pt"))[0].text == "X"  # a new probe closes it
+    assert c.breaker.state == "closed"
+    await c.close()
+
+
+async def test_cancelled_probe_reopens_the_circuit():
+    class Hanging(FakeTriton):
+        def __init__(self):
+            super().__init__()
+            self.hang = False
+            self.entered = asyncio.Event()
+
+        async def infer(self, *args, **kwargs):
+            if self.hang:
+                self.entered.set()
+                await asyncio.sleep(3600)
+            return await super().infer(*args, **kwargs)
+
+    fake, clock = Hanging(), Clock()
+    c = await _opened(fake, clock)
+    fake.hang = True
+    probe = asyncio.create_task(c.translate(["x"], "en", "pt"))
+    await asyncio.wait_for(fake.entered.wait(), 5)
+    assert c.breaker.probing
+    probe.cancel()  # e.g. the worker's drain timeout
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert c.breaker.state == "open" and not c.breaker.probing
+    fake.hang = False
+    clock.t += 10
+    assert (await c.translate(["x"], "en", "pt"))[0].text == "X"
+    assert c.breaker.state == "closed"
+    await c.close()
