@@ -167,6 +167,27 @@ async def _refresh_estimates(svc: Services) -> None:
         await asyncio.sleep(svc.settings.estimate_refresh_s)
 
 
+async def _maintain_cache(svc: Services) -> None:
+    """Hit counts reach the cache table every ``cache_access_flush_s`` even when no lookup
+    does it; expired entries are deleted every ``cache_purge_interval_s``."""
+    s = svc.settings
+    tick = max(0.5, s.cache_access_flush_s)
+    next_purge = time.monotonic() + min(60.0, s.cache_purge_interval_s)  # soon after start
+    while True:
+        await asyncio.sleep(tick)
+        try:
+            await svc.db.run(svc.cache.flush_access)
+            if s.cache_ttl_s > 0 and time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + max(1.0, s.cache_purge_interval_s)
+                purged = await svc.db.run(svc.cache.purge_expired)
+                if purged:
+                    log.info("expired cache entries deleted", extra={"entries": purged})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - DB away: counts wait for the next tick
+            log.warning("cache maintenance failed", extra={"error": repr(exc)})
+
+
 async def start_services(svc: Services, run_workers: bool | None = None) -> asyncio.Task:
     """Migrate, start the queue and callbacks, then (in the background) the inference client
     and ``settings.workers`` workers. ``run_workers`` defaults to True for the memory queue
@@ -177,6 +198,7 @@ async def start_services(svc: Services, run_workers: bool | None = None) -> asyn
     await svc.db.run(svc.db.migrate)
     await svc.queue.start()
     await svc.callbacks.start()
+    svc.background.append(asyncio.create_task(_maintain_cache(svc), name="cache-maintenance"))
     return asyncio.create_task(_boot(svc, run_workers), name="boot")
 
 
@@ -194,6 +216,8 @@ async def stop_services(svc: Services, boot: asyncio.Task | None = None) -> None
     await svc.queue.close()
     await svc.callbacks.close()
     await svc.client.close()
+    with contextlib.suppress(Exception):  # the last hit counts; a DB that is away loses them
+        await svc.db.run(svc.cache.flush_access)
     svc.db.close()
 
 

@@ -44,3 +44,50 @@ def test_cli_cached_translate(tmp_path):
     calls = len(engine.calls)
     assert again(["Hello   world."]) == ["world. Hello [pt]"]
     assert len(engine.calls) == calls  # served from the DB table
+
+
+def test_ttl_expiry_access_counts_and_purge(tmp_path):
+    """An entry nobody used for ttl_s is neither served (LRU or table) nor kept; hits are
+    counted into access_count/last_accessed and push the expiry ahead."""
+    import time
+
+    from sqlalchemy import select
+
+    from control_plane.db.models import SegmentCacheEntry
+
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    db.migrate()
+    c = SegmentCache(db.engine, capacity=10, ttl_s=1.5, access_flush_s=3600)
+    c.put_many(["kept", "dropped"], [Translation("k", 0.9), Translation("d", 0.8)], "en", "pt", "v")
+
+    def rows():
+        with db.session() as s:
+            return {r.translation: r for r in s.execute(select(SegmentCacheEntry)).scalars()}
+
+    first = rows()
+    assert first["k"].access_count == 0 and first["k"].ttl_expires_at is not None
+    time.sleep(0.8)
+    assert set(c.get_many(["kept", "kept"], "en", "pt", "v")) == {0, 1}  # LRU hits
+    assert c.flush_access() == 1
+    after = rows()["k"]
+    assert after.access_count == 2 and after.last_accessed is not None
+    assert after.ttl_expires_at > first["k"].ttl_expires_at  # pushed ahead by the use
+    time.sleep(1.0)  # "dropped" is past its TTL (1.5 s), "kept" is not (0.8 + 1.5 s)
+    fresh = SegmentCache(db.engine, capacity=10, ttl_s=1.5)
+    assert set(fresh.get_many(["kept", "dropped"], "en", "pt", "v")) == {0}
+    assert c.get_many(["dropped"], "en", "pt", "v") == {}  # the LRU honours the TTL too
+    assert c.purge_expired() == 1
+    assert set(rows()) == {"k"}
+    # an expired key translated again is written again (not skipped as a conflict)
+    time.sleep(1.6)
+    c.put_many(["kept"], [Translation("k2", 0.7)], "en", "pt", "v")
+    assert SegmentCache(db.engine, ttl_s=1.5).get_many(["kept"], "en", "pt", "v")[0].text == "k2"
+
+
+def test_no_ttl_never_expires(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    db.migrate()
+    c = SegmentCache(db.engine, ttl_s=0)
+    c.put_many(["a"], [Translation("b", 0.5)], "en", "pt", "v")
+    assert c.purge_expired() == 0
+    assert SegmentCache(db.engine).get_many(["a"], "en", "pt", "v")[0].text == "b"

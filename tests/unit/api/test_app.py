@@ -184,3 +184,85 @@ async def test_meta_endpoints(client):
     assert (await client.get("/docs")).status == 200
     r = await client.get("/nope")
     assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+
+
+DESIGN_SUBMIT = {"job_id", "status", "estimated_completion", "priority", "word_count",
+                 "estimated_cost"}  # fmt: skip
+DESIGN_STATUS = {"job_id", "status", "progress", "created_at", "started_at",
+                 "estimated_completion", "word_count", "words_processed",
+                 "current_speed"}  # fmt: skip
+DESIGN_RESULT = {"job_id", "status", "source_content", "translated_content", "source_language",
+                 "target_language", "word_count", "processing_time_ms", "confidence_score",
+                 "completed_at"}  # fmt: skip
+
+
+async def test_design_contract_exact_bodies(client):
+    """The design's request body as written in ../shared/DESIGN.md, and its response
+    fields, units and shapes."""
+    from datetime import datetime
+
+    h = user(client)
+    body = {
+        "source_language": "en",
+        "target_language": "pt",
+        "content": "Hello, world! This is a test document.",
+        "priority": "high",
+        "callback_url": None,
+        "metadata": {"document_type": "technical", "domain": "software"},
+    }
+    r = await client.post("/api/v1/translate", json=body, headers=h)
+    assert r.status == 202, await r.text()
+    sub = await r.json()
+    assert DESIGN_SUBMIT <= set(sub), sub
+    assert sub["status"] == "queued" and sub["priority"] == "high" and sub["word_count"] == 7
+    assert sub["estimated_completion"].endswith("Z") or "+00:00" in sub["estimated_completion"]
+    assert isinstance(sub["estimated_cost"], float)
+    done = await wait_done(client, sub["job_id"], h)
+    assert DESIGN_STATUS <= set(done), done
+    assert done["status"] == "completed" and done["progress"] == 1.0
+    assert done["metadata"] == body["metadata"]
+    # words per minute (the design's unit): 7 words over the job's own duration
+    seconds = (
+        datetime.fromisoformat(done["completed_at"]) - datetime.fromisoformat(done["started_at"])
+    ).total_seconds()
+    assert done["current_speed"] == pytest.approx(7 * 60 / max(seconds, 1e-3), rel=0.01)
+    res = await (await client.get(f"/api/v1/jobs/{sub['job_id']}/result", headers=h)).json()
+    assert DESIGN_RESULT <= set(res), res
+    assert res["source_content"] == body["content"]
+    assert res["translated_content"] == "world! Hello, [pt] document. test a is This [pt]"
+    assert (res["source_language"], res["target_language"]) == ("en", "pt")
+    assert 0.0 <= res["confidence_score"] <= 1.0 and res["confidence_score"] == 0.9
+    assert isinstance(res["processing_time_ms"], int) and res["processing_time_ms"] >= 0
+    assert res["model_version"] == "fake-enpt-1" and res["cost_usd"] >= 0
+    assert res["metadata"] == body["metadata"]
+
+
+async def test_short_names_still_accepted_and_metadata_limits(client):
+    h = user(client)
+    r = await client.post(
+        "/api/v1/translate",
+        json={"text": "One two.", "source_lang": "en", "target_lang": "pt"},
+        headers=h,
+    )
+    assert r.status == 202, await r.text()
+    assert (await r.json())["source_language"] == "en"
+    for bad, why in (
+        ({"metadata": {"x": "y" * 5000}}, "metadata"),
+        ({"metadata": ["not", "an", "object"]}, "metadata"),
+        ({"text": "dup"}, "text"),  # both names of one field
+    ):
+        body = {"content": "One two.", "source_language": "en", "target_language": "pt", **bad}
+        r = await client.post("/api/v1/translate", json=body, headers=h)
+        assert r.status == 422, (bad, await r.text())
+        assert why in await r.text()
+
+
+async def test_openapi_shows_the_design_names(client):
+    doc = await (await client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    assert {"content", "source_language", "target_language", "metadata"} <= set(
+        schemas["TranslateRequest"]["properties"]
+    )
+    assert "text" not in schemas["TranslateRequest"]["properties"]
+    assert DESIGN_RESULT <= set(schemas["JobResult"]["properties"])
+    assert "processing" in str(schemas["JobView"]["properties"]["status"])
