@@ -266,3 +266,13 @@ async def test_openapi_shows_the_design_names(client):
     assert "text" not in schemas["TranslateRequest"]["properties"]
     assert DESIGN_RESULT <= set(schemas["JobResult"]["properties"])
     assert "processing" in str(schemas["JobView"]["properties"]["status"])
+
+
+async def test_user_rate_limit_overrides_the_tier(client):
+    _, key = create_user(client.svc.db.engine, "limited@x.io", "enterprise", 2)
+    h = {"Authorization": f"Bearer {key}"}
+    codes = [(await client.get("/api/v1/jobs", headers=h)).status for _ in range(3)]
+    assert codes == [200, 200, 429]  # enterprise's tier limit (6000/min) would allow all
+    r = await client.get("/api/v1/jobs", headers=h)
+    assert r.status == 429 and "2 requests/minute" in (await r.json())["error"]["message"]
+    assert int(r.headers["Retry-After"]) >= 1
