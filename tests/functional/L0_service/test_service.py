@@ -47,27 +47,46 @@ def structure(text: str) -> list[str]:
     return out
 
 
+DESIGN_SUBMIT = {"job_id", "status", "estimated_completion", "priority", "word_count",
+                 "estimated_cost"}  # fmt: skip
+DESIGN_STATUS = {"job_id", "status", "progress", "created_at", "started_at",
+                 "estimated_completion", "word_count", "words_processed",
+                 "current_speed"}  # fmt: skip
+DESIGN_RESULT = {"job_id", "status", "source_content", "translated_content", "source_language",
+                 "target_language", "word_count", "processing_time_ms", "confidence_score",
+                 "completed_at"}  # fmt: skip
+
+
 @pytest.mark.parametrize("priority", ["critical", "high", "normal"])
 def test_submit_poll_result(service, priority):
+    """The design's request body, field for field, and its response fields."""
+    metadata = {"document_type": "technical", "domain": "software", "run": priority}
     r = submit(
         service,
-        {"text": SHORT, "source_lang": "en", "target_lang": "pt", "priority": priority},
-    )
+        {"source_language": "en", "target_language": "pt", "content": SHORT,
+         "priority": priority, "metadata": metadata},
+    )  # fmt: skip
     assert r.status_code == 202, r.text
     sub = r.json()
+    assert DESIGN_SUBMIT <= set(sub), sub
     assert sub["status"] in ("queued", "completed")
     assert sub["priority"] == priority
     assert sub["word_count"] == len(SHORT.split())
     assert sub["estimated_cost"] >= 0 and sub["estimated_completion"]
     assert r.headers["Location"] == f"/api/v1/jobs/{sub['job_id']}"
     job = wait_for(service, sub["job_id"])
+    assert DESIGN_STATUS <= set(job), job
     assert job["status"] == "completed", job
     assert job["progress"] == 1.0 and job["words_processed"] == sub["word_count"]
+    assert job["current_speed"] > 0 and job["metadata"] == metadata
     res = requests.get(
         f"{service.url}/api/v1/jobs/{sub['job_id']}/result",
         headers=service.headers("enterprise"),
         timeout=10,
     ).json()
+    assert DESIGN_RESULT <= set(res), res
+    assert res["source_content"] == SHORT and res["metadata"] == metadata
+    assert 0 < res["confidence_score"] <= 1 and res["processing_time_ms"] >= 0
     out = res["translated_content"]
     assert structure(out) == structure(SHORT)
     assert "reunião" in out.lower()
