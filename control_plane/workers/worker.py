@@ -105,6 +105,9 @@ class Worker:
         self.settings = settings
         self._stopping = False
         self._settled: set[int] = set()  # deliveries of the current batch already acked
+        # chunks of the current batch claimed already: a batch tried again after an outage
+        # does not claim them again (a claim counts as an attempt in the database)
+        self._claimed: dict[int, tuple[Delivery, object]] = {}
         # the job record's assigned_instance: which process/worker, and which Triton
         url = getattr(client, "url", None)
         backend = f"triton {url}" if url else "local engine"
@@ -141,6 +144,7 @@ class Worker:
         down_since: float | None = None
         tries = 0
         done = False
+        self._claimed = {}
         try:
             while True:
                 try:
@@ -177,6 +181,7 @@ class Worker:
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                     delay = min(delay * 2, max(0.05, self.settings.outage_backoff_max_s))
         finally:
+            self._claimed = {}
             if down_since is not None:
                 await self._hold(False)
                 log.info(
@@ -229,7 +234,12 @@ class Worker:
                 if job is not None and self.jobs.on_finished is not None:
                     await self.jobs.on_finished(job)
                 continue
-            chunk = await db.run(self.jobs.claim_chunk, m.job_id, m.chunk_index)
+            held = self._claimed.get(id(d))
+            chunk = held[1] if held is not None and held[0] is d else None
+            if chunk is None:
+                chunk = await db.run(self.jobs.claim_chunk, m.job_id, m.chunk_index)
+                if chunk is not None:
+                    self._claimed[id(d)] = (d, chunk)
             if chunk is None:  # cancelled, finished, or already written: nothing to do
                 self.jobs.chunk_done(m)
                 await self._ack(d)
