@@ -9,11 +9,14 @@ Producers write one JSON object per message to ``<prefix>ingest`` (default
       "request_id":   "order-123",      # optional, at most 200 characters: makes the
                                         # request idempotent (same user + request_id ->
                                         # same job, however often it is delivered)
-      "text":         "Hello world.",   # required, as in POST /api/v1/translate
-      "source_lang":  "en",             # required
-      "target_lang":  "pt",             # required
-      "priority":     "normal",         # optional: critical | high | normal (tier-capped)
-      "callback_url": "https://..."     # optional: signed webhook on completion/failure
+      "content":         "Hello world.", # required, as in POST /api/v1/translate (the
+                                         # design's names; text, source_lang and
+                                         # target_lang are accepted too)
+      "source_language": "en",           # required
+      "target_language": "pt",           # required
+      "priority":        "normal",       # optional: critical | high | normal (tier-capped)
+      "callback_url":    "https://...",  # optional: signed webhook on completion/failure
+      "metadata":        {"domain": "x"} # optional: kept with the job (at most 4 KiB)
     }
 
 Every message is validated like a REST submission, with the API's own code: the

@@ -46,6 +46,16 @@ def test_bulk_ingest_1000_jobs_complete(stack):
             {
                 "api_key": key,
                 "request_id": f"bulk-{i}",
+                "content": sentence(i),
+                "source_language": "en",
+                "target_language": "pt",
+                "priority": "normal",
+                "metadata": {"batch": "bulk", "n": i},
+            }  # fmt: skip
+            if i % 2  # the design's names, and the older ones (still accepted)
+            else {
+                "api_key": key,
+                "request_id": f"bulk-{i}",
                 "text": sentence(i),
                 "source_lang": "en",
                 "target_lang": "pt",
@@ -77,6 +87,8 @@ def test_bulk_ingest_1000_jobs_complete(stack):
         "select source_text, result_text from jobs where source_text = %(t)s", t=sentence(7)
     )
     assert sample and "7" in sample[0][1] and sample[0][1] != sample[0][0]
+    (meta,) = stack.sql("select metadata from jobs where source_text = %(t)s", t=sentence(7))[0]
+    assert json.loads(meta) == {"batch": "bulk", "n": 7}
     # a redelivered request (same user + request_id) makes no second job
     stack.produce("ingest", values[:3])
     time.sleep(3.0)
