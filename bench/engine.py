@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    from control_plane.engine.store import ensure_default_models
     from control_plane.settings import Settings
+    from export.provision import ensure_default_models
 
     model_dir = args.model_dir or str(Settings.from_env().model_dir)
     args.model_dir = model_dir

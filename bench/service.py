@@ -434,9 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from bench.server import embedded_service
-    from control_plane.engine.store import ensure_default_models
     from control_plane.jobs.chunking import Layout
     from control_plane.settings import Settings
+    from export.provision import ensure_default_models
 
     model_dir = Path(args.model_dir or os.environ.get("MTB_MODEL_DIR") or Settings().model_dir)
     ensure_default_models(model_dir)

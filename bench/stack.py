@@ -123,12 +123,12 @@ def make_document(words: int, seed: int, text: str = "gettext") -> str:
 
 
 def engine_child(args: argparse.Namespace) -> int:
-    from control_plane.engine import open_engine
+    from control_plane.inference.local import open_local_engine
     from control_plane.jobs.chunking import Layout, count_words
     from control_plane.settings import Settings
 
     settings = Settings.from_env()
-    engine = open_engine(settings)
+    engine = open_local_engine(settings)
     # documents the size of the stack's backlog jobs, each given to the engine in one call
     # (the engine sorts and batches a whole call itself: its best case for that document)
     per_doc = max(1, args.backlog_words // args.jobs)
@@ -405,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         return engine_child(args)
-    from control_plane.engine.store import ensure_default_models
     from control_plane.settings import Settings
+    from export.provision import ensure_default_models
 
     settings = Settings.from_env()
     ensure_default_models(Path(settings.model_dir))

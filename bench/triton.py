@@ -339,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.sweep = [int(x) for x in args.sweep.split(",") if x]
     base = CPU if args.kind == "cpu" else GPU
-    from control_plane.engine.store import ensure_default_models
     from control_plane.settings import Settings
+    from export.provision import ensure_default_models
 
     args.model_dir = args.model_dir or Path(os.environ.get("MTB_MODEL_DIR") or (REPO / ".models"))
     if not args.model_dir.is_dir():

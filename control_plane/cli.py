@@ -12,7 +12,7 @@ import logging
 import sys
 
 # Modules under control_plane.commands, in --help order.
-COMMANDS = ["translate", "models", "serve", "users", "worker", "autoscale", "cost"]
+COMMANDS = ["translate", "models", "serve", "users", "worker"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"control_plane.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"control_plane.commands.{name}":
-                continue  # not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"control_plane.commands.{name}").register(sub)
     return parser
 
 

@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from control_plane.engine.store import ensure_default_models, installed_models
+    from control_plane.engine.store import installed_models
     from control_plane.settings import Settings
+    from export.provision import ensure_default_models
 
     settings = Settings.from_env()
     if args.action == "ensure":

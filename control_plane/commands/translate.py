@@ -77,9 +77,9 @@ def make_translator(args: argparse.Namespace):
         except InferenceUnavailable as exc:
             raise SystemExit(f"mtctl translate: {exc}") from None
     else:
-        from control_plane.engine import open_engine
+        from control_plane.inference.local import open_local_engine
 
-        engine = open_engine(settings)
+        engine = open_local_engine(settings)
     supported = engine.pairs()
     if (args.source, args.target) not in supported:
         raise UnsupportedPair(args.source, args.target, supported)

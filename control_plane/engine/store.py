@@ -7,11 +7,9 @@ processes starting together (service, workers, Triton) export once.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 from control_plane.engine.base import Translation, UnsupportedPair
@@ -19,19 +17,6 @@ from control_plane.engine.lanes import Lanes
 from control_plane.engine.onnx_session import plan_lanes, uses_gpu
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PAIRS = ("en-pt", "pt-en")
-
-
-@contextmanager
-def _locked(root: Path):
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def installed_models(root: Path) -> dict[str, dict]:
@@ -44,26 +29,6 @@ def installed_models(root: Path) -> dict[str, dict]:
             except (OSError, json.JSONDecodeError) as exc:
                 log.warning("skipping %s: %s", meta.parent, exc)
     return found
-
-
-def ensure_default_models(root: Path, pairs: tuple[str, ...] = DEFAULT_PAIRS) -> list[Path]:
-    """Export the bundled Bergamot models into ``root`` unless already there."""
-    from export.bergamot import FORMAT_VERSION, bundled_model_dir, export_bergamot
-
-    root = Path(root)
-    done = []
-    with _locked(root):
-        for pair in pairs:
-            folder = root / f"bergamot-{pair}"
-            meta_file = folder / "metadata.json"
-            current = meta_file.exists() and (
-                json.loads(meta_file.read_text()).get("format_version") == FORMAT_VERSION
-            )
-            if not current:
-                log.warning("exporting the bundled %s model into %s (first use)", pair, folder)
-                export_bergamot(bundled_model_dir(pair), folder, pair)
-            done.append(folder)
-    return done
 
 
 class LocalEngine:
@@ -171,7 +136,9 @@ def load_engine(
 
 
 def open_engine(settings) -> LocalEngine:  # noqa: ANN001 - Settings, avoids an import cycle
-    ensure_default_models(settings.model_dir)
+    """The engine over the models already in ``settings.model_dir`` (exporting missing ones
+    is export's job: ``export.provision.ensure_default_models``, or
+    ``control_plane.inference.local.open_local_engine`` which does both)."""
     return load_engine(
         settings.model_dir,
         settings.precision,

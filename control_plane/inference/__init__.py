@@ -10,9 +10,9 @@ __all__ = ["InferenceClient", "InferenceUnavailable", "LocalInferenceClient", "o
 
 def open_inference(settings) -> InferenceClient:  # noqa: ANN001
     if settings.inference == "local":
-        from control_plane.engine import open_engine
+        from control_plane.inference.local import open_local_engine
 
-        return LocalInferenceClient(factory=lambda: open_engine(settings))
+        return LocalInferenceClient(factory=lambda: open_local_engine(settings))
     if settings.inference == "triton":
         from control_plane.inference.triton import TritonInferenceClient  # issue 4
 

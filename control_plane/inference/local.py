@@ -127,3 +127,13 @@ class LocalInferenceClient:
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def open_local_engine(settings):  # noqa: ANN001, ANN201 - Settings -> LocalEngine
+    """The in-process engine over ``settings.model_dir``, exporting the bundled models into
+    it first if they are missing (the exporter is called here, never by the engine)."""
+    from control_plane.engine import open_engine
+    from export.provision import ensure_default_models
+
+    ensure_default_models(settings.model_dir)
+    return open_engine(settings)

@@ -16,7 +16,7 @@ def model_dir() -> Path:
 
     MTB_MODEL_DIR wins; otherwise the repository's ignored .models folder, which `make
     test` fills before pytest starts."""
-    from control_plane.engine.store import ensure_default_models
+    from export.provision import ensure_default_models
 
     root = Path(os.environ.get("MTB_MODEL_DIR") or REPO / ".models")
     ensure_default_models(root)

@@ -1,0 +1,50 @@
+"""Provisioning the model store: the bundled Bergamot models exported on first use.
+
+This lives in ``export`` (not in ``control_plane.engine``) so the engine never imports the
+exporter: the engine reads exported folders; who wants them created calls this first
+(``mtctl models ensure``, the in-process inference client, tests and benchmarks).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from export.bergamot import FORMAT_VERSION, bundled_model_dir, export_bergamot
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAIRS = ("en-pt", "pt-en")
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_default_models(root: Path, pairs: tuple[str, ...] = DEFAULT_PAIRS) -> list[Path]:
+    """Export the bundled Bergamot models into ``root`` unless already there."""
+    root = Path(root)
+    done = []
+    with _locked(root):
+        for pair in pairs:
+            folder = root / f"bergamot-{pair}"
+            meta_file = folder / "metadata.json"
+            current = meta_file.exists() and (
+                json.loads(meta_file.read_text()).get("format_version") == FORMAT_VERSION
+            )
+            if not current:
+                log.warning("exporting the bundled %s model into %s (first use)", pair, folder)
+                export_bergamot(bundled_model_dir(pair), folder, pair)
+            done.append(folder)
+    return done
