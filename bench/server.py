@@ -133,6 +133,9 @@ def embedded_service(
         "MTB_HOST": "127.0.0.1",
         "MTB_PORT": str(port),
         "MTB_JWT_SECRET": "bench-secret-" + uuid.uuid4().hex,
+        # throughput is measured here, not fair use: no word quota
+        "MTB_QUOTA_WORDS_PER_MINUTE_ENTERPRISE": "0",
+        "MTB_QUOTA_WORDS_PER_DAY_ENTERPRISE": "0",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }

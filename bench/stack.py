@@ -203,6 +203,9 @@ class Stack:
             "MTB_MAX_WORDS": "200000",
             "MTB_RATE_LIMIT_ENTERPRISE": "1000000",
             "MTB_JWT_SECRET": "bench-secret-bench-secret-bench-secret",
+            # throughput is measured here, not fair use: no word quota
+            "MTB_QUOTA_WORDS_PER_MINUTE_ENTERPRISE": "0",
+            "MTB_QUOTA_WORDS_PER_DAY_ENTERPRISE": "0",
             "PYTHONUNBUFFERED": "1",
         }
         if triton_url:

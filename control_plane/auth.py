@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from control_plane.db.models import TIERS, User, utcnow
+from control_plane.security import new_webhook_secret
 
 KEY_PREFIX = "mtb_"
 TIER_MAX_PRIORITY = {"basic": "normal", "pro": "high", "enterprise": "critical"}
@@ -62,7 +63,9 @@ def new_api_key() -> str:
 def create_user(
     engine: Engine, email: str, tier: str = "basic", rate_limit_per_minute: int | None = None
 ) -> tuple[User, str]:
-    """Insert a user; returns it with the plain API key (shown once, never stored)."""
+    """Insert a user; returns it with the plain API key (shown once, never stored). The
+    user's webhook signing secret (``user.webhook_secret``) is generated here too: it must
+    be kept in clear to sign, and is shown once by ``mtctl users create``."""
     if tier not in TIERS:
         raise ValueError(f"tier must be one of {', '.join(TIERS)}")
     if rate_limit_per_minute is not None and rate_limit_per_minute < 0:
@@ -75,6 +78,7 @@ def create_user(
         api_key_hash=hash_key(key),
         api_key_prefix=key[:8],
         rate_limit_per_minute=rate_limit_per_minute,
+        webhook_secret=new_webhook_secret(),
         created_at=utcnow(),
     )
     with Session(engine, expire_on_commit=False) as session:

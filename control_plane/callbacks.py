@@ -5,8 +5,16 @@ Each POST carries the JSON event and two headers:
 - ``X-MTB-Timestamp``: unix seconds when the attempt was signed
 - ``X-MTB-Signature``: ``sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>``
 
-Receivers recompute the HMAC with the shared secret (``MTB_CALLBACK_SECRET``) and reject
-old timestamps to stop replays. Delivery runs in its own task with exponential backoff
+The secret is the job owner's own webhook secret, shown once by ``mtctl users create``
+(never the JWT secret: the holder of one could forge the other). Users created before
+per-user secrets have none; their callbacks are signed with ``MTB_CALLBACK_SECRET`` when
+set, else sent without the two headers (and a warning is logged), so receivers that verify
+reject them. Receivers recompute the HMAC and reject old timestamps to stop replays.
+
+The target is checked at every attempt (``control_plane.security``): the scheme (https in
+production mode), IP literals, and, through the session's resolver, every address a name
+resolves to, with the connection made to exactly the addresses checked. Redirects are not
+followed (a 3xx counts as a failed attempt). Delivery runs in its own task with exponential backoff
 (``callback_backoff_s`` * 2**attempt, up to ``callback_attempts`` tries); workers only
 enqueue, so a slow receiver never blocks translation.
 """
@@ -21,6 +29,8 @@ import time
 from typing import Any
 
 import aiohttp
+
+from control_plane.security import guarded_resolver, literal_problem
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-MTB-Signature"
@@ -46,50 +56,75 @@ def verify(
 class CallbackSender:
     def __init__(
         self,
-        secret: str,
+        secret: str = "",
         attempts: int = 5,
         backoff_s: float = 1.0,
         timeout_s: float = 10.0,
         on_result=None,  # noqa: ANN001 - callable(ok: bool) for metrics
+        allow_hosts: frozenset[str] = frozenset(),
+        production: bool = False,
     ):
-        self.secret = secret
+        self.secret = secret  # fallback for users without their own webhook secret
+        self.allow_hosts = allow_hosts
+        self.production = production
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
         self.on_result = on_result
-        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any], str | None]] = asyncio.Queue()
         self._tasks: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        connector = aiohttp.TCPConnector(
+            resolver=guarded_resolver(self.allow_hosts), use_dns_cache=False
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+        )
         self._runner = asyncio.create_task(self._run(), name="callbacks")
 
-    def send(self, url: str, event: dict[str, Any]) -> None:
-        """Queue a delivery; returns at once."""
-        self._queue.put_nowait((url, event))
+    def send(self, url: str, event: dict[str, Any], secret: str | None = None) -> None:
+        """Queue a delivery signed with ``secret`` (the owner's webhook secret; None: the
+        fallback ``MTB_CALLBACK_SECRET``, or unsigned without one); returns at once."""
+        self._queue.put_nowait((url, event, secret or self.secret or None))
 
     async def _run(self) -> None:
         while True:
-            url, event = await self._queue.get()
-            task = asyncio.create_task(self._deliver(url, event))
+            url, event, secret = await self._queue.get()
+            task = asyncio.create_task(self._deliver(url, event, secret))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, url: str, event: dict[str, Any]) -> bool:
+    async def _deliver(self, url: str, event: dict[str, Any], secret: str | None = None) -> bool:
         body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        if secret is None:
+            log.warning(
+                "callback sent unsigned: the job's user has no webhook secret and "
+                "MTB_CALLBACK_SECRET is not set",
+                extra={"job_id": event.get("job_id")},
+            )
         for attempt in range(self.attempts):
+            problem = literal_problem(url, self.production, self.allow_hosts)
+            if problem is not None:  # refused for good: no retry makes it acceptable
+                self._report(False)
+                log.error("callback refused", extra={"url": url, "error": problem,
+                                                     "job_id": event.get("job_id")})  # fmt: skip
+                return False
             ts = str(int(time.time()))
             headers = {
                 "Content-Type": "application/json",
-                TIMESTAMP_HEADER: ts,
-                SIGNATURE_HEADER: sign(self.secret, ts, body),
                 "User-Agent": "mt-backend-callbacks/1",
             }
+            if secret is not None:
+                headers[TIMESTAMP_HEADER] = ts
+                headers[SIGNATURE_HEADER] = sign(secret, ts, body)
             try:
                 assert self._session is not None
-                async with self._session.post(url, data=body, headers=headers) as resp:
+                async with self._session.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as resp:
                     if 200 <= resp.status < 300:
                         self._report(True)
                         return True

@@ -43,7 +43,10 @@ class Settings:
     inference: str = "local"  # local | triton
     triton_url: str = "127.0.0.1:8001"
     kafka_bootstrap: str = "127.0.0.1:9092"
-    jwt_secret: str = "change-me-in-production"
+    # no default: embedded mode generates one into data_dir/jwt-secret; PostgreSQL or
+    # Kafka require MTB_JWT_SECRET (>= 32 bytes). See control_plane/security.py
+    jwt_secret: str = ""
+    production: bool = False  # https-only callbacks (also implied by PostgreSQL or Kafka)
     # engine
     precision: str = "int8"  # int8 | fp32 | fp16
     threads: int = 0  # 0: all cores
@@ -61,6 +64,15 @@ class Settings:
     rate_limit_basic: int = 60  # requests per minute per API key / token
     rate_limit_pro: int = 600
     rate_limit_enterprise: int = 6000
+    # fair use (issue 10): words per user per minute / per day by tier (0: unlimited),
+    # counted from the jobs table so every process agrees; over it: 429 (REST), the ingest
+    # message waits. A basic user cannot fill the normal queue for everyone.
+    quota_words_per_minute_basic: int = 20_000
+    quota_words_per_day_basic: int = 200_000
+    quota_words_per_minute_pro: int = 100_000
+    quota_words_per_day_pro: int = 2_000_000
+    quota_words_per_minute_enterprise: int = 500_000
+    quota_words_per_day_enterprise: int = 20_000_000
     jwt_ttl_s: int = 3600
     auth_cache_s: float = 10.0  # a resolved key/JWT is remembered this long
     tracing: str = "off"  # off | console | otlp
@@ -96,6 +108,16 @@ class Settings:
     retry_backoff_s: float = 1.0  # retry topic delay: retry_backoff_s * 2**attempt (max 60 s)
     reconcile_interval_s: float = 30.0  # how often `mtctl worker` looks for stale chunks
     ingest_concurrency: int = 8  # ingest messages admitted in parallel per worker
+    ingest_quota_backlog: int = 256  # over-quota ingest messages held waiting; more: pause
+    # Kafka security (every producer, consumer and admin client): PLAINTEXT | SSL |
+    # SASL_PLAINTEXT | SASL_SSL; SASL mechanism PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""  # CA bundle for SSL / SASL_SSL (empty: the system's)
+    kafka_ssl_certfile: str = ""  # client certificate (mutual TLS), optional
+    kafka_ssl_keyfile: str = ""
     # segment cache
     cache_size: int = 100_000  # in-process LRU entries
     # a DB cache entry expires this long after its last use (0: never); expired rows are
@@ -104,10 +126,15 @@ class Settings:
     cache_purge_interval_s: float = 600.0
     cache_access_flush_s: float = 5.0  # hit counts reach the table in batches this often
     # webhooks
-    callback_secret: str = ""  # empty: jwt_secret signs callbacks
+    # signs callbacks of users without their own webhook secret (created before per-user
+    # secrets); empty: those callbacks go unsigned. Never the JWT secret.
+    callback_secret: str = ""
     callback_attempts: int = 5
     callback_backoff_s: float = 1.0
     callback_timeout_s: float = 10.0
+    # hosts (names or addresses, comma-separated) exempt from the public-address check of
+    # callback URLs: tests receiving callbacks on 127.0.0.1
+    callback_allow_hosts: str = ""
     # Triton client (issue 4; MTB_INFERENCE=triton, server at triton_url)
     triton_model: str = "translator"
     triton_timeout_s: float = 120.0  # per translate() call unless the caller gives one
@@ -140,7 +167,8 @@ class Settings:
 
     @property
     def effective_callback_secret(self) -> str:
-        return self.callback_secret or self.jwt_secret
+        """The fallback signing secret (never the JWT secret); empty: unsigned."""
+        return self.callback_secret
 
     @property
     def effective_database_url(self) -> str:

@@ -33,6 +33,12 @@ from control_plane.inference.base import InferenceClient
 from control_plane.jobs.service import JobService
 from control_plane.metrics import Metrics
 from control_plane.queue import ChunkQueue, open_queue
+from control_plane.security import (
+    allow_hosts,
+    production_mode,
+    resolve_jwt_secret,
+    webhook_secret_for,
+)
 from control_plane.settings import Settings
 from control_plane.workers import Worker
 
@@ -49,6 +55,7 @@ def build_services(
     client: InferenceClient | None = None,
     queue: ChunkQueue | None = None,
 ) -> Services:
+    resolve_jwt_secret(settings)  # ConfigError before anything starts (mtctl: exit 2)
     db = Database(settings.effective_database_url)
     metrics = Metrics()
     queue = queue or open_queue(settings)
@@ -80,6 +87,8 @@ def build_services(
             backoff_s=settings.callback_backoff_s,
             timeout_s=settings.callback_timeout_s,
             on_result=lambda ok: metrics.callbacks.labels("ok" if ok else "gave_up").inc(),
+            allow_hosts=allow_hosts(settings),
+            production=production_mode(settings),
         ),
     )
     svc.jobs.on_finished = _finisher(svc)
@@ -105,6 +114,11 @@ def _finisher(svc: Services):  # noqa: ANN202
                    "model_version": job.model_version, "error": job.error},
         )  # fmt: skip
         if job.callback_url and job.status in ("completed", "failed"):
+            try:  # signed with the owner's own secret (control_plane.callbacks)
+                secret = await svc.db.run(webhook_secret_for, svc.db.engine, job.user_id)
+            except Exception as exc:  # noqa: BLE001 - DB away: the fallback, never the JWT secret
+                log.warning("webhook secret lookup failed", extra={"error": repr(exc)})
+                secret = None
             svc.callbacks.send(
                 job.callback_url,
                 {
@@ -121,6 +135,7 @@ def _finisher(svc: Services):  # noqa: ANN202
                     "confidence_score": job.confidence_score,
                     "result_url": f"/api/v1/jobs/{job.id}/result",
                 },
+                secret,
             )
         publish = getattr(svc.queue, "publish_result", None)  # Kafka: the results topic
         if publish is not None and job.status in ("completed", "failed"):

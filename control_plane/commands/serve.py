@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +28,13 @@ def run(args: argparse.Namespace) -> int:
     logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)
     tracing.configure(settings)
     log = logging.getLogger("control_plane.serve")
-    if settings.jwt_secret == Settings().jwt_secret:
-        log.warning("MTB_JWT_SECRET is the built-in default: set it before exposing the service")
+    from control_plane.security import ConfigError, resolve_jwt_secret
+
+    try:  # no known default secret: generated (embedded) or required (PostgreSQL/Kafka)
+        resolve_jwt_secret(settings)
+    except ConfigError as exc:
+        print(f"mtctl serve: {exc}", file=sys.stderr)
+        return 2
     log.info(
         "starting",
         extra={"host": settings.host, "port": settings.port, "queue": settings.queue,

@@ -1,4 +1,5 @@
-"""``mtctl users``: create users (prints the API key last), list them, mint JWTs."""
+"""``mtctl users``: create users (prints the webhook secret, then the API key last: scripts
+take the last line), list them, mint JWTs."""
 
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def create(args: argparse.Namespace) -> int:
         f"user {user.id} email {user.email} tier {user.tier}"
         + (f" rate_limit_per_minute {limit}" if limit is not None else "")
     )
+    print("webhook secret (verifies X-MTB-Signature of this user's callbacks; shown once):")
+    print(user.webhook_secret)
     print("API key (shown once; store it now):")
     print(key)
     return 0
@@ -76,12 +79,18 @@ def token(args: argparse.Namespace) -> int:
 
     from control_plane.auth import issue_jwt
     from control_plane.db import User
+    from control_plane.security import ConfigError, resolve_jwt_secret
 
     settings, db = _db()
+    try:  # the secret `mtctl serve` uses: MTB_JWT_SECRET, or the one in the data dir
+        secret = resolve_jwt_secret(settings)
+    except ConfigError as exc:
+        print(f"mtctl users token: {exc}", file=sys.stderr)
+        return 2
     with db.session() as session:
         user = session.execute(select(User).where(User.email == args.email)).scalar_one_or_none()
     if user is None:
         print(f"error: no user {args.email}", file=sys.stderr)
         return 1
-    print(issue_jwt(user.id, settings.jwt_secret, args.ttl or settings.jwt_ttl_s))
+    print(issue_jwt(user.id, secret, args.ttl or settings.jwt_ttl_s))
     return 0

@@ -53,6 +53,22 @@ class SubmitRequest:
     metadata: str | None = None  # the caller's metadata object, as JSON text
 
 
+@dataclass
+class Claim:
+    """What ``claim_chunk`` hands a worker: the chunk row (its attributes are readable here
+    directly) and what the worker must take from the database rather than the message:
+    the job's pair and priority, and ``attempts``, how often the chunk was taken before."""
+
+    chunk: Chunk
+    priority: str
+    source_lang: str
+    target_lang: str
+    attempts: int
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - chunk.layout, .source_text, ...
+        return getattr(self.chunk, name)
+
+
 class Throughput:
     """Measured engine words/s (EWMA); seeds the estimates before anything ran."""
 
@@ -310,19 +326,23 @@ class JobService:
 
     # -- worker side ---------------------------------------------------------------
 
-    def claim_chunk(self, job_id: str, chunk_index: int):  # noqa: ANN201
-        """Blocking. (job, chunk) to work on, or None when there is nothing to do."""
+    def claim_chunk(self, job_id: str, chunk_index: int) -> Claim | None:
+        """Blocking. The chunk to work on with its job's language pair and priority and its
+        attempt count, all from the database (a chunk message is only a pointer: a forged
+        or stale one cannot change what is translated, how urgently, or fail the job), or
+        None when there is nothing to do."""
         with self.db.session() as session:
             row = session.execute(
-                select(Job.status, Job.priority, Job.model_version, Chunk)
+                select(Job.status, Job.priority, Job.source_lang, Job.target_lang, Chunk)
                 .join(Chunk, Chunk.job_id == Job.id)
                 .where(Job.id == job_id, Chunk.chunk_index == chunk_index)
             ).first()
             if row is None:
                 return None
-            status, _, _, chunk = row
+            status, priority, source_lang, target_lang, chunk = row
             if status not in ACTIVE or chunk.status not in ACTIVE:
                 return None
+            taken_before = chunk.attempts  # the update below refreshes the loaded row
             now = utcnow()
             session.execute(
                 update(Job)
@@ -339,7 +359,7 @@ class JobService:
                 .values(status="processing", attempts=Chunk.attempts + 1, updated_at=now)
             )
             session.commit()
-            return chunk
+            return Claim(chunk, priority, source_lang, target_lang, taken_before)
 
     def is_cancelled(self, job_id: str) -> bool:
         return job_id in self.cancelled

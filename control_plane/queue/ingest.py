@@ -30,7 +30,13 @@ a second job. Invalid ones go to the dead-letter topic with ``reason`` set to th
 code REST would answer with (``malformed_json``, ``invalid_request``, ``unauthorized``,
 ``forbidden``, ``priority_not_allowed``, ``unsupported_language_pair``,
 ``content_too_large``), a readable ``message`` and, for field errors, ``details``.
-The REST rate limit does not apply to this bulk path.
+The REST rate limit does not apply to this bulk path; the word quota does
+(``control_plane.security.WordQuota``): a message over its user's quota is not
+dead-lettered but waits (its offset is not committed) and is tried again when the window
+has room, at most every 5 minutes; while it waits it holds no admission slot, so other
+users' messages go on. At most ``MTB_INGEST_QUOTA_BACKLOG`` messages wait at once; beyond
+that the consumer pauses (bounded memory). Dead letters never carry the API key: the
+record's value is redacted (``kafka_topics.redact_secrets``), malformed JSON included.
 
 The consumer (group ``<MTB_KAFKA_GROUP>-ingest``) admits up to ``MTB_INGEST_CONCURRENCY``
 messages at a time and commits an offset only once its job is in the database (or its
@@ -60,6 +66,17 @@ class Rejected(Exception):
         super().__init__(message)
         self.reason = reason
         self.details = details
+
+
+class OverQuota(Exception):
+    """The message's user is over a word quota: wait ``retry_after_s`` and try again."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+QUOTA_RETRY_MAX_S = 300.0  # an over-quota message is tried again at least this often
 
 
 def parse_message(value: bytes | None, max_bytes: int) -> tuple[dict, str, str | None]:
@@ -111,6 +128,8 @@ class IngestConsumer:
         self._trackers: dict = {}
         self._sem = asyncio.Semaphore(max(1, settings.ingest_concurrency))
         self._tasks: set[asyncio.Task] = set()
+        self._quota_waiting = 0  # tasks sleeping for their user's word quota
+        self.quota_waits = 0
         self._closed = False
 
     async def start(self) -> None:
@@ -154,7 +173,12 @@ class IngestConsumer:
         while not self._closed:
             try:
                 # back-pressure: stop fetching while the admission slots are all taken
-                busy = len(self._tasks) >= 4 * max(1, self.settings.ingest_concurrency)
+                # (messages waiting for their user's word quota hold no slot, but at most
+                # MTB_INGEST_QUOTA_BACKLOG of them are kept)
+                active = len(self._tasks) - self._quota_waiting
+                busy = active >= 4 * max(1, self.settings.ingest_concurrency) or (
+                    self._quota_waiting >= max(1, self.settings.ingest_quota_backlog)
+                )
                 assigned = set(self._trackers)
                 if busy and assigned:
                     consumer.pause(*assigned)
@@ -207,9 +231,10 @@ class IngestConsumer:
             log.warning("ingest offset commit failed", extra={"error": repr(exc)})
 
     async def _handle(self, tp, rec, tracker: OffsetTracker) -> None:  # noqa: ANN001
-        async with self._sem:
-            delay = 0.5
-            while not self._closed:
+        delay = 0.5
+        while not self._closed:
+            quota_wait = None
+            async with self._sem:
                 try:
                     await self._admit(tp, rec)
                     tracker.done(rec.offset)
@@ -219,6 +244,14 @@ class IngestConsumer:
                     await self._dead_letter(tp, rec, exc)
                     tracker.done(rec.offset)
                     return
+                except OverQuota as exc:
+                    quota_wait = min(max(exc.retry_after_s or 60.0, 1.0), QUOTA_RETRY_MAX_S)
+                    self.quota_waits += 1
+                    log.info(
+                        "ingest message over its user's word quota; waiting",
+                        extra={"offset": rec.offset, "wait_s": round(quota_wait, 1),
+                               "error": str(exc)},
+                    )  # fmt: skip
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - DB/broker trouble: not the message's fault
@@ -228,6 +261,12 @@ class IngestConsumer:
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
+            if quota_wait is not None:  # outside the slot: other users' messages go on
+                self._quota_waiting += 1
+                try:
+                    await asyncio.sleep(quota_wait)
+                finally:
+                    self._quota_waiting -= 1
 
     async def _dead_letter(self, tp, rec, exc: Rejected) -> None:  # noqa: ANN001
         delay = 0.5
@@ -270,6 +309,7 @@ class IngestConsumer:
             if exc.status >= 500:  # not the message's fault (engine loading): retry
                 raise RuntimeError(exc.message) from exc
             raise Rejected(exc.code, exc.message, exc.details) from exc
+        await self._vet(who, req)
         req.job_id = job_id_for(who.user_id, request_id, tp.topic, tp.partition, rec.offset)
 
         def exists() -> bool:
@@ -291,6 +331,36 @@ class IngestConsumer:
         svc.metrics.jobs_submitted.labels(job.priority).inc()
         self.admitted += 1
         log.debug("ingest job admitted", extra={"job_id": job.id})
+
+    async def _vet(self, who, req) -> None:  # noqa: ANN001
+        """The REST API's trust-boundary checks: an unsafe callback URL is a dead letter
+        (``invalid_request``), a request over the user's word quota waits (OverQuota)."""
+        from control_plane.jobs.chunking import count_words
+        from control_plane.security import (
+            QuotaExceeded,
+            UnsafeCallback,
+            WordQuota,
+            vet_callback_url,
+        )
+
+        svc = self.svc
+        if req.callback_url:
+            try:
+                await vet_callback_url(req.callback_url, self.settings)
+            except UnsafeCallback as exc:
+                raise Rejected(
+                    "invalid_request",
+                    str(exc),
+                    [{"field": "callback_url", "message": str(exc), "type": "value_error"}],
+                ) from exc
+        words = await asyncio.to_thread(count_words, req.text)
+        try:
+            quota = WordQuota(self.settings)
+            await svc.db.run(quota.check, svc.db.engine, who.user_id, who.tier, words)
+        except QuotaExceeded as exc:
+            if exc.retry_after_s is None:  # larger than a whole day's quota: never fits
+                raise Rejected("content_too_large", exc.message) from exc
+            raise OverQuota(exc.message, exc.retry_after_s) from exc
 
     async def close(self) -> None:
         self._closed = True

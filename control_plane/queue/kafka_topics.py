@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -271,6 +272,32 @@ def _typed(data: dict, key: str, kind, default: Any = ...) -> Any:  # noqa: ANN0
 
 # -- dead letters and results ----------------------------------------------------------
 
+REDACTED = "[redacted]"
+# an API key anywhere (mtb_ + 43 url-safe characters; shorter runs too, from 16 on: a
+# truncated key is still most of a secret), and the value of any "api_key" member even
+# when the JSON around it is malformed
+_KEY_RE = re.compile(rb"mtb_[A-Za-z0-9_\-]{16,}")
+_API_KEY_MEMBER_RE = re.compile(rb'("api_key"\s*:\s*)"(?:[^"\\]|\\.)*("|$)', re.DOTALL)
+
+
+def redact_secrets(value: bytes) -> bytes:
+    """``value`` with API keys masked, for the dead-letter topic (whose readers are
+    operators, not the key's owner). A JSON object's ``api_key`` member is replaced; then,
+    whatever the JSON's state, anything shaped like a key or an ``"api_key": "..."``
+    member is masked in the raw text."""
+    try:
+        data = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict) and "api_key" in data:
+        data["api_key"] = REDACTED
+        try:
+            value = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError):
+            pass
+    value = _API_KEY_MEMBER_RE.sub(rb'\1"' + REDACTED.encode() + rb'"', value)
+    return _KEY_RE.sub(b"mtb_" + REDACTED.encode(), value)
+
 
 def dead_letter_value(
     reason: str,
@@ -286,7 +313,9 @@ def dead_letter_value(
 ) -> bytes:
     text = None
     if value is not None:
-        text = value[:MAX_DLQ_VALUE].decode("utf-8", errors="replace")
+        text = redact_secrets(value)[:MAX_DLQ_VALUE].decode("utf-8", errors="replace")
+    if key is not None:
+        key = redact_secrets(key)
     body = {
         "reason": reason,
         "message": message,

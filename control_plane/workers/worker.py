@@ -225,15 +225,6 @@ class Worker:
         works: list[_Work] = []
         for d in deliveries:
             m = d.message
-            if m.attempt >= self.settings.max_chunk_attempts:
-                error = f"chunk {m.chunk_index} failed {m.attempt} times; giving up"
-                job = await db.run(self.jobs.fail_chunk, m.job_id, m.chunk_index, error)
-                self.jobs.chunk_done(m)
-                m.headers["error"] = error
-                await self._nack(d, requeue=False)
-                if job is not None and self.jobs.on_finished is not None:
-                    await self.jobs.on_finished(job)
-                continue
             held = self._claimed.get(id(d))
             chunk = held[1] if held is not None and held[0] is d else None
             if chunk is None:
@@ -243,6 +234,23 @@ class Worker:
             if chunk is None:  # cancelled, finished, or already written: nothing to do
                 self.jobs.chunk_done(m)
                 await self._ack(d)
+                continue
+            # The database, not the message, says what this chunk is: a forged or stale
+            # message can neither fail nor corrupt a job. Pair, priority and size are the
+            # job's; the attempt is the message's capped by how often the database saw the
+            # chunk taken (a message claiming attempt 99 of a fresh chunk counts as 0), and
+            # only a content error after a real translation try can spend the last one.
+            m.source_lang, m.target_lang = chunk.source_lang, chunk.target_lang
+            m.priority, m.word_count = chunk.priority, chunk.word_count
+            m.attempt = min(m.attempt, chunk.attempts)
+            if m.attempt >= self.settings.max_chunk_attempts:  # handed back by errors
+                error = f"chunk {m.chunk_index} failed {m.attempt} times; giving up"
+                job = await db.run(self.jobs.fail_chunk, m.job_id, m.chunk_index, error)
+                self.jobs.chunk_done(m)
+                m.headers["error"] = error
+                await self._nack(d, requeue=False)
+                if job is not None and self.jobs.on_finished is not None:
+                    await self.jobs.on_finished(job)
                 continue
             layout = Layout.loads(chunk.layout) if chunk.layout else None  # parsed at submit
             if layout is None or layout.source() != chunk.source_text:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiohttp import web
 
 from control_plane.jobs.admission import Rejected, admit
+from control_plane.jobs.chunking import count_words
 from control_plane.jobs.request import metadata_value
+from control_plane.security import QuotaExceeded, UnsafeCallback, WordQuota, vet_callback_url
 
 from ..errors import ApiError
 from ..protocol import SubmitResponse, job_links
@@ -28,6 +31,31 @@ async def read_json(request: web.Request, limit: int) -> object:
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from exc
 
 
+async def vet_submission(svc, who, req) -> None:  # noqa: ANN001
+    """The trust-boundary checks of a submission (control_plane.security): a callback URL
+    that must not be called is 422; over the user's word quota is 429 with Retry-After."""
+    if req.callback_url:
+        try:
+            await vet_callback_url(req.callback_url, svc.settings)
+        except UnsafeCallback as exc:
+            raise ApiError(
+                422,
+                "invalid_request",
+                str(exc),
+                [{"field": "callback_url", "message": str(exc), "type": "value_error"}],
+            ) from exc
+    words = await asyncio.to_thread(count_words, req.text)
+    try:
+        await svc.db.run(WordQuota(svc.settings).check, svc.db.engine, who.user_id, who.tier, words)
+    except QuotaExceeded as exc:
+        svc.metrics.errors.labels("quota").inc()
+        if exc.retry_after_s is None:
+            raise ApiError(413, "content_too_large", exc.message) from exc
+        raise ApiError(
+            429, "quota_exceeded", exc.message, headers={"Retry-After": exc.retry_after_header}
+        ) from exc
+
+
 @routes.post("/api/v1/translate")
 async def submit(request: web.Request) -> web.Response:
     svc = services(request)
@@ -37,6 +65,7 @@ async def submit(request: web.Request) -> web.Response:
         req = admit(body, who, svc.client, svc.settings)
     except Rejected as exc:
         raise ApiError(exc.status, exc.code, exc.message, exc.details, exc.headers) from exc
+    await vet_submission(svc, who, req)
     job = await svc.jobs.submit(req, svc.client.model_version(req.source_lang, req.target_lang))
     svc.metrics.jobs_submitted.labels(job.priority).inc()
     resp = SubmitResponse(

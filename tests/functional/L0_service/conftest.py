@@ -38,6 +38,7 @@ class Service:
     proc: subprocess.Popen
     log_path: Path
     keys: dict[str, str] = field(default_factory=dict)
+    webhook_secrets: dict[str, str] = field(default_factory=dict)  # API key -> its secret
 
     def mtctl(self, *args: str, input: str | None = None, timeout: float = 300) -> str:
         out = subprocess.run(
@@ -55,7 +56,9 @@ class Service:
     def new_user(self, tier: str, email: str | None = None) -> str:
         email = email or f"{tier}-{uuid.uuid4().hex[:8]}@example.com"
         out = self.mtctl("users", "create", "--email", email, "--tier", tier)
-        return out.strip().splitlines()[-1]
+        lines = out.strip().splitlines()  # ..., webhook secret, "API key ...:", key
+        self.webhook_secrets[lines[-1]] = lines[-3]
+        return lines[-1]
 
     def headers(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
@@ -92,6 +95,7 @@ def service(request, model_dir, tmp_path_factory):
         "MTB_JWT_SECRET": "functional-tests-secret-at-least-32-bytes",
         "MTB_CALLBACK_SECRET": CALLBACK_SECRET,
         "MTB_CALLBACK_BACKOFF_S": "0.2",
+        "MTB_CALLBACK_ALLOW_HOSTS": "127.0.0.1",  # the callback receivers listen on loopback
         "PYTHONUNBUFFERED": "1",
     }
     log_path = tmp / "serve.log"

@@ -14,7 +14,7 @@ import requests
 from control_plane.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from control_plane.jobs.chunking import Layout
 
-from .conftest import CALLBACK_SECRET, MAX_WORDS, RATE_LIMIT_BASIC, Service, wait_for
+from .conftest import MAX_WORDS, RATE_LIMIT_BASIC, Service, wait_for
 from .documents import document
 
 SHORT = (
@@ -345,8 +345,8 @@ def test_signed_callback_on_completion(service):
                 self.send_response(500)
                 self.end_headers()
                 return
-            ok = verify(
-                CALLBACK_SECRET,
+            ok = verify(  # the submitting user's own webhook secret
+                service.webhook_secrets[service.keys["enterprise"]],
                 self.headers[TIMESTAMP_HEADER],
                 body,
                 self.headers[SIGNATURE_HEADER],
