@@ -351,3 +351,63 @@ class WordQuota:
                     f"{name} used, this request has {words}; retry after {math.ceil(retry)} s",
                     retry,
                 )
+
+
+# -- Kafka client security -------------------------------------------------------------
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def kafka_client_kwargs(settings: Any) -> dict[str, Any]:
+    """Security keyword arguments for every aiokafka producer, consumer and admin client
+    (``MTB_KAFKA_SECURITY_PROTOCOL``, ``MTB_KAFKA_SASL_*``, ``MTB_KAFKA_SSL_*``).
+    PLAINTEXT (the default, for the local broker) adds nothing. Raises ConfigError for
+    settings that cannot work, before any connection is tried."""
+    protocol = (getattr(settings, "kafka_security_protocol", "") or "PLAINTEXT").upper()
+    if protocol not in KAFKA_PROTOCOLS:
+        raise ConfigError(
+            f"MTB_KAFKA_SECURITY_PROTOCOL={protocol!r}; choose one of {', '.join(KAFKA_PROTOCOLS)}"
+        )
+    if protocol == "PLAINTEXT":
+        return {}
+    out: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL"):
+        mechanism = (settings.kafka_sasl_mechanism or "SCRAM-SHA-512").upper()
+        if mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ConfigError(
+                f"MTB_KAFKA_SASL_MECHANISM={mechanism!r}; choose one of "
+                f"{', '.join(KAFKA_SASL_MECHANISMS)}"
+            )
+        if not settings.kafka_sasl_username or not settings.kafka_sasl_password:
+            raise ConfigError(
+                f"MTB_KAFKA_SECURITY_PROTOCOL={protocol} needs MTB_KAFKA_SASL_USERNAME and "
+                "MTB_KAFKA_SASL_PASSWORD"
+            )
+        out.update(
+            sasl_mechanism=mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password,
+        )
+    if protocol.endswith("SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        out["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile or None,
+            certfile=settings.kafka_ssl_certfile or None,
+            keyfile=settings.kafka_ssl_keyfile or None,
+        )
+    return out
+
+
+def is_kafka_auth_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) says the broker refused our credentials."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 8:
+        seen += 1
+        name = type(cur).__name__
+        if "Sasl" in name or "Authentication" in name or "Authorization" in name:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False

@@ -937,15 +937,17 @@ def ensure_kafka_libs(cfg: Config) -> Path:
     return libs
 
 
-def _kafka_probe(bootstrap: str) -> bool:
-    """A metadata request that lists at least one broker."""
+def _kafka_probe(bootstrap: str, **client_kwargs: Any) -> bool:
+    """A metadata request that lists at least one broker (``client_kwargs``: SASL/TLS)."""
     import asyncio
     import logging
 
     from aiokafka import AIOKafkaClient
 
     async def probe() -> bool:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        client = AIOKafkaClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=5000, **client_kwargs
+        )
         try:
             await client.bootstrap()
             return bool(client.cluster.brokers())
@@ -1025,6 +1027,90 @@ def _kafka_start(cfg: Config) -> ServiceInfo:
         urls={"bootstrap": bootstrap},
         startup_s=time.monotonic() - t0,
     )
+
+
+def start_kafka_sasl(
+    workdir: str | Path,
+    *,
+    username: str = "mtb",
+    password: str,
+    mechanism: str = "SCRAM-SHA-256",
+    cfg: Config | None = None,
+    timeout: float = 180.0,
+) -> ServiceInfo:
+    """A private single-node KRaft broker whose client listener is SASL_PLAINTEXT with
+    ``mechanism`` (SCRAM), on free loopback ports, the credential created at format time
+    (``StorageTool format --add-scram``). Inter-broker and controller traffic stay on
+    PLAINTEXT loopback listeners of their own. Uses the jars of the shared broker
+    (``ensure_kafka_libs``). Returns a handle with ``url`` (the SASL bootstrap) and
+    ``stop()``; nothing is recorded in ``.services/env``."""
+    cfg = cfg or Config.from_env()
+    libs = ensure_kafka_libs(cfg)
+    work = Path(workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    port, internal, controller = free_port(), free_port(), free_port()
+    data_dir = work / "data"
+    props = work / "server.properties"
+    base = kafka_server_properties(port=port, controller_port=controller, log_dir=data_dir)
+    keep = [
+        line for line in base.splitlines()
+        if not line.startswith(("listeners=", "advertised.listeners=",
+                                "inter.broker.listener.name=", "listener.security.protocol.map="))
+    ]  # fmt: skip
+    if '"' in password or '"' in username:
+        raise ServiceError("kafka-sasl: quotes in the username or password are not supported")
+    listener = f"listener.name.sasl_plaintext.{mechanism.lower()}"
+    keep += [
+        f"listeners=SASL_PLAINTEXT://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal},"
+        f"CONTROLLER://127.0.0.1:{controller}",
+        f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal}",
+        "inter.broker.listener.name=INTERNAL",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,"
+        "SASL_PLAINTEXT:SASL_PLAINTEXT",
+        f"sasl.enabled.mechanisms={mechanism}",
+        f"{listener}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule"
+        f' required username="{username}" password="{password}";',
+    ]
+    props.write_text("\n".join(keep) + "\n")
+    log4j = work / "log4j.properties"
+    log4j.write_text(kafka_log4j_properties())
+    log_path = work / "kafka.log"
+    java = [_java(), f"-Dlog4j.configuration=file:{log4j}", "-cp", f"{libs}/*"]
+    shutil.rmtree(data_dir, ignore_errors=True)
+    _run(
+        [*java, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(props),
+         "--add-scram", f"{mechanism}=[name={username},password={password}]"],
+        "kafka-sasl: StorageTool format",
+        work / "format.log",
+    )  # fmt: skip
+    t0 = time.monotonic()
+    proc = _spawn(
+        [java[0], "-Xms128m", "-Xmx384m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+         *java[1:], "kafka.Kafka", str(props)],
+        log_path,
+        cwd=work,
+    )  # fmt: skip
+    bootstrap = f"127.0.0.1:{port}"
+    auth = {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": username,
+        "sasl_plain_password": password,
+    }
+    _wait_ready("kafka-sasl", proc, lambda: _kafka_probe(bootstrap, **auth), timeout, log_path)
+    return ServiceInfo(
+        name="kafka-sasl",
+        pid=proc.pid,
+        url=bootstrap,
+        ports={"port": port, "internal_port": internal, "controller_port": controller},
+        env={"MTB_KAFKA_BOOTSTRAP": bootstrap, "MTB_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+             "MTB_KAFKA_SASL_MECHANISM": mechanism, "MTB_KAFKA_SASL_USERNAME": username,
+             "MTB_KAFKA_SASL_PASSWORD": password},
+        log_path=log_path,
+        started=True,
+        urls={"bootstrap": bootstrap},
+        startup_s=time.monotonic() - t0,
+    )  # fmt: skip
 
 
 async def create_topics_async(

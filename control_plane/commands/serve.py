@@ -28,10 +28,13 @@ def run(args: argparse.Namespace) -> int:
     logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)
     tracing.configure(settings)
     log = logging.getLogger("control_plane.serve")
-    from control_plane.security import ConfigError, resolve_jwt_secret
+    from control_plane.queue.kafka_topics import KafkaAuthError
+    from control_plane.security import ConfigError, kafka_client_kwargs, resolve_jwt_secret
 
     try:  # no known default secret: generated (embedded) or required (PostgreSQL/Kafka)
         resolve_jwt_secret(settings)
+        if settings.queue == "kafka":
+            kafka_client_kwargs(settings)  # SASL/TLS settings that cannot work
     except ConfigError as exc:
         print(f"mtctl serve: {exc}", file=sys.stderr)
         return 2
@@ -41,14 +44,18 @@ def run(args: argparse.Namespace) -> int:
                "inference": settings.inference,
                "database": settings.effective_database_url.split("@")[-1]},
     )  # fmt: skip
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=lambda msg: log.info(msg.strip().splitlines()[0]),
-        shutdown_timeout=10.0,
-        access_log=None,
-        handle_signals=True,
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            print=lambda msg: log.info(msg.strip().splitlines()[0]),
+            shutdown_timeout=10.0,
+            access_log=None,
+            handle_signals=True,
+        )
+    except KafkaAuthError as exc:  # wrong SASL credentials: a message, not a traceback
+        print(f"mtctl serve: {exc}", file=sys.stderr)
+        return 2
     log.info("stopped")
     return 0

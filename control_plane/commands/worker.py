@@ -63,16 +63,24 @@ def run(args: argparse.Namespace) -> int:
     if settings.queue != "kafka":
         log.warning("MTB_QUEUE is %r; `mtctl worker` always uses Kafka", settings.queue)
         settings.queue = "kafka"
-    from control_plane.security import ConfigError, resolve_jwt_secret
+    from control_plane.queue.kafka_topics import KafkaAuthError
+    from control_plane.security import ConfigError, kafka_client_kwargs, resolve_jwt_secret
 
     try:  # Kafka: MTB_JWT_SECRET is required (the worker signs nothing with it, but one
         resolve_jwt_secret(settings)  # misconfigured process of the stack must not start)
+        kafka_client_kwargs(settings)
     except ConfigError as exc:
         print(f"mtctl worker: {exc}", file=sys.stderr)
         return 2
     logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)
     tracing.configure(settings)  # MTB_TRACING: chunk spans join the job's trace (Kafka headers)
-    return asyncio.run(serve(settings, ingest=not args.no_ingest, reconcile=not args.no_reconciler))
+    try:
+        return asyncio.run(
+            serve(settings, ingest=not args.no_ingest, reconcile=not args.no_reconciler)
+        )
+    except KafkaAuthError as exc:  # wrong SASL credentials: a message, not a traceback
+        print(f"mtctl worker: {exc}", file=sys.stderr)
+        return 2
 
 
 async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int:  # noqa: ANN001

@@ -54,6 +54,7 @@ import uuid
 
 from control_plane.queue.kafka_topics import headers_to_dict
 from control_plane.queue.priority import OffsetTracker
+from control_plane.security import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
 INGEST_NAMESPACE = uuid.UUID("8a0c1f0e-4d5b-4b7e-9a51-2c6f5d1e7b10")
@@ -161,6 +162,7 @@ class IngestConsumer:
             max_poll_interval_ms=s.kafka_max_poll_interval_ms,
             fetch_max_wait_ms=100,
             request_timeout_ms=max(40_000, s.kafka_session_timeout_ms + 5_000),
+            **kafka_client_kwargs(s),
         )
         self._consumer.subscribe([self.topic], listener=Listener())
         await self._consumer.start()

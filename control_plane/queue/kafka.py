@@ -47,6 +47,7 @@ from typing import Any
 
 from control_plane.queue.base import PRIORITIES, PRIORITY_RANK, ChunkMessage, Delivery
 from control_plane.queue.kafka_topics import (
+    KafkaAuthError,
     MessageError,
     Topics,
     dead_letter_value,
@@ -58,6 +59,7 @@ from control_plane.queue.kafka_topics import (
     trace_id_of,
 )
 from control_plane.queue.priority import OffsetTracker, levels_to_pause
+from control_plane.security import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,8 @@ class KafkaChunkQueue:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         self.bootstrap = settings.kafka_bootstrap
+        # SASL/TLS per MTB_KAFKA_SECURITY_PROTOCOL etc., for every client made here
+        self.client_kwargs = kafka_client_kwargs(settings)
         self.consuming = consume
         self.client_id = client_id or f"mtb-{socket.gethostname()}-{os.getpid()}"
         self.aging_s = float(getattr(settings, "aging_s", 30.0))
@@ -168,6 +172,7 @@ class KafkaChunkQueue:
             linger_ms=5,
             request_timeout_ms=30_000,
             retry_backoff_ms=200,
+            **self.client_kwargs,
         )
         await self._producer.start()
         if self.consuming:
@@ -180,11 +185,14 @@ class KafkaChunkQueue:
         while True:
             try:
                 created = await ensure_topics(
-                    self.bootstrap, self.topics.all(), self.settings.kafka_partitions
-                )
+                    self.bootstrap, self.topics.all(), self.settings.kafka_partitions,
+                    **self.client_kwargs,
+                )  # fmt: skip
                 if created:
                     log.info("created Kafka topics", extra={"topics": ",".join(created)})
                 return
+            except KafkaAuthError:  # wrong credentials: waiting cannot help
+                raise
             except Exception as exc:  # noqa: BLE001 - broker not up yet
                 if time.monotonic() > deadline:
                     raise RuntimeError(
@@ -208,6 +216,7 @@ class KafkaChunkQueue:
             max_poll_interval_ms=s.kafka_max_poll_interval_ms,
             fetch_max_wait_ms=100,
             request_timeout_ms=max(40_000, s.kafka_session_timeout_ms + 5_000),
+            **self.client_kwargs,
         )
         self._consumer.subscribe(
             [*self.topics.chunk_topics(), self.topics.retry], listener=_Rebalance(self)
@@ -389,8 +398,11 @@ class KafkaChunkQueue:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
-        probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        sec = self.client_kwargs
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=10_000, **sec
+        )
+        probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000, **sec)
         try:
             await admin.start()
             await probe.start()

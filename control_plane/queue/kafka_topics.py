@@ -42,6 +42,7 @@ Result event value::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -110,13 +111,37 @@ class Topics:
         return None
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> list[str]:
-    """Create the topics that are missing (idempotent; racing creators are fine)."""
+class KafkaAuthError(RuntimeError):
+    """The broker refused the configured credentials: retrying cannot help."""
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int, **client: Any
+) -> list[str]:
+    """Create the topics that are missing (idempotent; racing creators are fine).
+    ``client``: security arguments (``control_plane.security.kafka_client_kwargs``)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    from control_plane.security import is_kafka_auth_error
+
     names = list(dict.fromkeys(topics))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    await admin.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000, **client)
+    try:
+        await admin.start()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            await admin.close()
+        if client.get("sasl_mechanism") and not is_kafka_auth_error(exc):
+            # aiokafka reports a refused login only as "unable to bootstrap" (the reason is
+            # logged, not chained): one direct connection tells the two apart
+            exc = await _login_error(bootstrap, client) or exc
+        if is_kafka_auth_error(exc):
+            user = client.get("sasl_plain_username")
+            raise KafkaAuthError(
+                f"Kafka at {bootstrap} refused the credentials (MTB_KAFKA_SASL_USERNAME="
+                f"{user!r}, MTB_KAFKA_SASL_MECHANISM={client.get('sasl_mechanism')!r}): {exc}"
+            ) from exc
+        raise
     try:
         existing = set(await admin.list_topics())
         wanted = [n for n in names if n not in existing]
@@ -135,6 +160,22 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) 
         return created
     finally:
         await admin.close()
+
+
+async def _login_error(bootstrap: str, client: dict[str, Any]) -> BaseException | None:
+    """The authentication error of one direct connection to the first bootstrap server,
+    or None when it logs in (or fails for another reason)."""
+    from aiokafka.conn import create_conn
+
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        conn = await create_conn(host, int(port), request_timeout_ms=10_000, **client)
+    except Exception as exc:  # noqa: BLE001 - only its kind matters here
+        from control_plane.security import is_kafka_auth_error
+
+        return exc if is_kafka_auth_error(exc) else None
+    conn.close()
+    return None
 
 
 # -- headers -------------------------------------------------------------------------
