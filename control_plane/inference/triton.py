@@ -154,6 +154,10 @@ _GOING_AWAY = (
     "is not ready",
     "unavailable model",
     "model is unloading",
+    # a stopping server unloads its models before it closes the port; seen on SIGTERM:
+    # INVALID_ARGUMENT "Request for unknown model: 'translator' has no available versions"
+    "unknown model",
+    "has no available versions",
     "socket closed",
     "connection reset",
     "broken pipe",

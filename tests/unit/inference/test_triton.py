@@ -118,6 +118,13 @@ def err(status: str, msg: str = "x") -> InferenceServerException:
         (err("StatusCode.UNAVAILABLE", "Server is stopping"), "connection"),
         (err("StatusCode.UNKNOWN", "Socket closed"), "connection"),
         (
+            err(
+                "StatusCode.INVALID_ARGUMENT",
+                "Request for unknown model: 'translator' has no available versions",
+            ),
+            "connection",
+        ),
+        (
             err("StatusCode.UNAVAILABLE", "Request for unknown model: 'translator' is not ready"),
             "connection",
         ),
