@@ -139,8 +139,7 @@ def _finisher(svc: Services):  # noqa: ANN202
             )
         publish = getattr(svc.queue, "publish_result", None)  # Kafka: the results topic
         if publish is not None and job.status in ("completed", "failed"):
-            # from whichever process finished it: a worker, or the API for a job served
-            # wholly from the cache at submit
+            # from the process whose worker finished it
             await publish(job)
 
     return on_finished

@@ -140,53 +140,38 @@ class JobService:
         chunks = split_chunks(req.text, self.settings.chunk_words, req.source_lang)
         layouts = [Layout.parse(c, req.source_lang) for c in chunks]
         segments = [s for lay in layouts for s in lay.segments]
+        # Counted for the operator (jobs.cached_segments, never shown to users). A job is
+        # never completed here, even when every segment is cached: see ``_submit``.
         hits = self.cache.get_many(segments, req.source_lang, req.target_lang, model_version)
-        rendered = None
-        confidence = None
-        if len(hits) == len(segments):  # fully cached: never touches the engine
-            it = iter(range(len(segments)))
-            rendered = [lay.render([hits[next(it)].text for _ in lay.segments]) for lay in layouts]
-            confidence = weighted_confidence(segments, [hits[i].score for i in range(len(hits))])
-        stored = None if rendered is not None else [lay.dumps() for lay in layouts]
-        return chunks, len(segments), len(hits), rendered, stored, confidence
+        stored = [lay.dumps() for lay in layouts]
+        return chunks, len(segments), len(hits), None, stored, None
 
     def _insert(
         self, req: SubmitRequest, model_version: str, planned, est_s: float, cost: float
     ) -> Job:  # noqa: ANN001
-        chunks, n_segments, n_hits, rendered, stored, confidence = planned
+        chunks, n_segments, n_hits, _, stored, _ = planned
         now = utcnow()
-        done = rendered is not None
         words = count_words(req.text)
         job = Job(
             id=req.job_id or str(uuid.uuid4()),
             user_id=req.user_id,
-            status="completed" if done else "queued",
+            status="queued",
             priority=req.priority,
             source_lang=req.source_lang,
             target_lang=req.target_lang,
             model_version=model_version,
             word_count=words,
             chunk_count=len(chunks),
-            chunks_done=len(chunks) if done else 0,
             segment_count=n_segments,
             cached_segments=n_hits,
             source_text=req.text,
             content_hash=hashlib.sha256(req.text.encode("utf-8")).hexdigest(),
             job_metadata=req.metadata,
-            result_text="".join(rendered) if done else None,
             callback_url=req.callback_url,
-            estimated_cost=0.0 if done else cost,
-            cost_usd=0.0 if done else None,
-            confidence_score=confidence,
-            processing_time_ms=0 if done else None,
-            assigned_instance="cache" if done else None,
-            estimated_completion=now if done else now + timedelta(seconds=est_s),
+            estimated_cost=cost,
+            estimated_completion=now + timedelta(seconds=est_s),
             created_at=now,
-            started_at=now if done else None,
-            completed_at=now if done else None,
         )
-        if done:
-            job.words_processed = job.word_count
         with self.db.session() as session:
             session.add(job)
             session.flush()
@@ -195,12 +180,10 @@ class JobService:
                     Chunk(
                         job_id=job.id,
                         chunk_index=i,
-                        status="done" if done else "queued",
+                        status="queued",
                         word_count=count_words(text),
                         source_text=text,
-                        result_text=rendered[i] if done else None,
-                        layout=stored[i] if stored is not None else None,
-                        writes=1 if done else 0,
+                        layout=stored[i],
                         updated_at=now,
                     )
                 )
@@ -218,15 +201,17 @@ class JobService:
             return job
 
     async def _submit(self, req: SubmitRequest, model_version: str) -> Job:
+        """Every job is queued and published, also one whose segments are all in the
+        cache: completing it at submit (status ``completed`` at once, processing time 0)
+        would tell a tenant that someone else translated the same text before - a leak of
+        other tenants' content. Its chunks go through the queue like any others; the
+        worker serves them from the cache (no engine call) and bills them at the measured
+        engine throughput, so its submit response, status transitions and result fields
+        are those of a translated job. (Timing remains: it finishes sooner.)"""
         planned = await asyncio.to_thread(self._plan, req, model_version)
         words = count_words(req.text)
         est_s, cost = self.estimate(words, req.priority)
         job = await self.db.run(self._insert, req, model_version, planned, est_s, cost)
-        if job.status == "completed":
-            log.info("job served from cache", extra={"job_id": job.id, "words": words})
-            if self.on_finished is not None:
-                await self.on_finished(job)
-            return job
         await self._publish_chunks(job, planned[0])
         log.info(
             "job queued",

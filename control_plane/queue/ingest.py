@@ -52,7 +52,7 @@ import logging
 import time
 import uuid
 
-from control_plane.queue.kafka_topics import headers_to_dict
+from control_plane.queue.kafka_topics import headers_to_dict, redact_secrets
 from control_plane.queue.priority import OffsetTracker
 from control_plane.security import kafka_client_kwargs
 
@@ -274,15 +274,21 @@ class IngestConsumer:
         delay = 0.5
         while True:
             try:
+                # the value is redacted by dead_letter_value; the record key and headers
+                # are the producer's choice and may carry a key too (also kept out of logs)
+                headers = {
+                    k: redact_secrets(v.encode("utf-8", "replace")).decode("utf-8", "replace")
+                    for k, v in headers_to_dict(rec.headers).items()
+                }
                 await self.queue.dead_letter(
                     exc.reason,
                     str(exc),
-                    key=rec.key,
+                    key=redact_secrets(rec.key) if rec.key is not None else None,
                     source_topic=tp.topic,
                     partition=tp.partition,
                     offset=rec.offset,
                     value=rec.value,
-                    headers=headers_to_dict(rec.headers),
+                    headers=headers,
                     details=exc.details,
                 )
                 return

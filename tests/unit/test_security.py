@@ -454,3 +454,74 @@ def test_secret_file_is_not_world_readable_even_if_loosened(tmp_path):
     os.chmod(tmp_path / JWT_SECRET_FILE, 0o644)
     resolve_jwt_secret(Settings(data_dir=tmp_path))
     assert stat.S_IMODE((tmp_path / JWT_SECRET_FILE).stat().st_mode) == 0o600
+
+
+# -- the segment cache does not reveal other tenants' text ---------------------------------
+
+
+async def _app_client(aiohttp_client, tmp_path, engine):
+    from control_plane.api import create_app
+    from control_plane.api.state import SERVICES
+
+    settings = Settings(
+        data_dir=tmp_path, chunk_words=20, batch_words=20, log_format="text",
+        price_per_hour=3600.0,  # 1 USD per engine second: costs far above the rounding
+    )  # fmt: skip
+    app = create_app(settings, client=LocalInferenceClient(engine=engine))
+    client = await aiohttp_client(app)
+    svc = app[SERVICES]
+    for _ in range(200):
+        if svc.workers:
+            break
+        await asyncio.sleep(0.02)
+    return client, svc
+
+
+async def _run_job(client, headers, content):
+    """Submit, then poll until finished; returns (submit body, statuses seen, status view,
+    result view)."""
+    body = {"content": content, "source_language": "en", "target_language": "pt"}
+    r = await client.post("/api/v1/translate", json=body, headers=headers)
+    assert r.status == 202, await r.text()
+    sub = await r.json()
+    seen = [sub["status"]]
+    for _ in range(500):
+        view = await (await client.get(f"/api/v1/jobs/{sub['job_id']}", headers=headers)).json()
+        if view["status"] != seen[-1]:
+            seen.append(view["status"])
+        if view["status"] in ("completed", "failed", "cancelled"):
+            break
+        await asyncio.sleep(0.005)
+    res = await (await client.get(f"/api/v1/jobs/{sub['job_id']}/result", headers=headers)).json()
+    return sub, seen, view, res
+
+
+def _shape(d: dict) -> dict:
+    """Field -> type: what a client can tell apart without timing."""
+    return {k: type(v).__name__ for k, v in d.items()}
+
+
+async def test_a_cache_served_job_looks_like_a_translated_one(aiohttp_client, tmp_path):
+    engine = FakeEngine(delay_s=0.01)
+    client, svc = await _app_client(aiohttp_client, tmp_path, engine)
+    alice = {"Authorization": "Bearer " + create_user(svc.db.engine, "a@x.io", "pro")[1]}
+    bob = {"Authorization": "Bearer " + create_user(svc.db.engine, "b@x.io", "pro")[1]}
+    secret_text = "Alice's merger with Example Corp closes on Friday. Keep it quiet."
+    await _run_job(client, alice, secret_text)  # Alice's text is now in the cache
+    calls = len(engine.calls)
+    cached = await _run_job(client, bob, secret_text)  # Bob probes with the same text
+    assert len(engine.calls) == calls  # served from the cache indeed
+    fresh = await _run_job(client, bob, "A text nobody has sent before, about the weather.")
+    (c_sub, c_seen, c_view, c_res), (f_sub, _, f_view, f_res) = cached, fresh
+    assert c_sub["status"] == f_sub["status"] == "queued"
+    assert _shape(c_sub) == _shape(f_sub)
+    assert c_seen[0] == "queued" and c_seen[-1] == "completed"
+    assert set(c_seen) <= {"queued", "processing", "completed"}
+    assert _shape(c_view) == _shape(f_view) and "cached_segments" not in c_view
+    assert _shape(c_res) == _shape(f_res)
+    for res in (c_res, f_res):
+        assert res["cost_usd"] > 0 and res["processing_time_ms"] > 0
+        assert 0 < res["confidence_score"] <= 1
+        assert "cache" not in json.dumps(res).lower()
+    assert c_view["words_processed"] == c_view["word_count"]
+    assert c_view["started_at"] is not None and c_view["progress"] == f_view["progress"]

@@ -97,7 +97,8 @@ async def test_fully_cached_job_never_touches_engine(client, engine):
     seen = engine.segments_seen
     r = await client.post("/api/v1/translate", json=body, headers=h)
     second = await r.json()
-    assert second["status"] == "completed"
+    assert second["status"] == "queued"  # like any job (cache hits must not show)
+    assert (await wait_done(client, second["job_id"], h))["status"] == "completed"
     assert engine.segments_seen == seen
     metrics = await (await client.get("/metrics")).text()
     assert "mtb_cache_hit_ratio" in metrics
