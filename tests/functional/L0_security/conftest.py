@@ -34,6 +34,9 @@ def secure_service(model_dir, tmp_path_factory):
             "MTB_QUOTA_WORDS_PER_MINUTE_BASIC": str(QUOTA_MINUTE_BASIC),
             "MTB_CALLBACK_ALLOW_HOSTS": "127.0.0.1",
             "MTB_CALLBACK_BACKOFF_S": "0.2",
+            # 1 USD per engine second: a short job's cost stays far above the 6-decimal
+            # rounding, so "cost 0" cannot pass for "served from the cache" by accident
+            "MTB_PRICE_PER_HOUR": "3600",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -45,7 +48,12 @@ def secure_service(model_dir, tmp_path_factory):
     svc = Service("sqlite", f"http://127.0.0.1:{port}", env, proc, log_path)
     try:
         wait_until_ready(svc)
-        for who, tier in [("enterprise", "enterprise"), ("basic", "basic"), ("basic2", "basic")]:
+        for who, tier in [
+            ("enterprise", "enterprise"),
+            ("pro", "pro"),
+            ("basic", "basic"),
+            ("basic2", "basic"),
+        ]:
             svc.keys[who] = svc.new_user(tier)
         yield svc
     finally:

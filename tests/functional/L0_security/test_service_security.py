@@ -165,3 +165,48 @@ def test_word_quota_429_with_retry_after(secure_service):
     ok = post(svc, {"content": words(20, "c"), "source_language": "en",
                     "target_language": "pt"}, who="basic2")  # fmt: skip
     assert ok.status_code == 202, ok.text
+
+
+# -- the segment cache does not reveal other tenants' text -----------------------------
+
+
+def run_job(svc, who: str, content: str) -> tuple[dict, list[str], dict, dict]:
+    sub = post(svc, {"content": content, "source_language": "en", "target_language": "pt"},
+               who=who)  # fmt: skip
+    assert sub.status_code == 202, sub.text
+    body = sub.json()
+    seen = [body["status"]]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        view = requests.get(
+            f"{svc.url}/api/v1/jobs/{body['job_id']}", headers=svc.headers(who), timeout=10
+        ).json()
+        if view["status"] != seen[-1]:
+            seen.append(view["status"])
+        if view["status"] in ("completed", "failed", "cancelled"):
+            break
+        time.sleep(0.01)
+    res = requests.get(
+        f"{svc.url}/api/v1/jobs/{body['job_id']}/result", headers=svc.headers(who), timeout=10
+    ).json()
+    return body, seen, view, res
+
+
+def shape(d: dict) -> dict:
+    return {k: type(v).__name__ for k, v in d.items()}
+
+
+def test_a_job_served_from_another_tenants_cache_looks_translated(secure_service):
+    svc = secure_service
+    secret = "The board approves the acquisition of Northwind on the first of June."
+    run_job(svc, "enterprise", secret)  # another tenant's text is now in the cache
+    c_sub, c_seen, c_view, c_res = run_job(svc, "pro", secret)  # the probe
+    f_sub, _, f_view, f_res = run_job(svc, "pro", "Rain is expected over the hills tonight.")
+    assert c_sub["status"] == f_sub["status"] == "queued"
+    assert shape(c_sub) == shape(f_sub)
+    assert c_seen[0] == "queued" and c_seen[-1] == "completed", c_seen
+    assert shape(c_view) == shape(f_view) and "cached_segments" not in c_view
+    assert shape(c_res) == shape(f_res)
+    for res in (c_res, f_res):
+        assert res["processing_time_ms"] > 0 and res["cost_usd"] > 0, res
+        assert "cache" not in json.dumps(res).lower()
