@@ -48,6 +48,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -225,14 +226,31 @@ def read_env_file(path: str | Path | None = None) -> dict[str, str]:
         return {}
 
 
+def local_jwt_secret(cfg: Config) -> str:
+    """A random JWT secret for the local stack, kept in ``.services/jwt-secret`` (0600):
+    with PostgreSQL or Kafka configured `mtctl serve`/`worker` refuse to start without
+    MTB_JWT_SECRET, and every process of the local stack must share one."""
+    path = cfg.state_dir / "jwt-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".jwt-secret.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48) + "\n")
+        os.replace(tmp, path)
+    return path.read_text().strip()
+
+
 def refresh_env_file(cfg: Config) -> dict[str, str]:
-    """Rewrite ``.services/env`` from the services that run now (remove it when none)."""
+    """Rewrite ``.services/env`` from the services that run now (remove it when none),
+    plus the local stack's MTB_JWT_SECRET (``local_jwt_secret``)."""
     values: dict[str, str] = {}
     for name in SERVICES:
         state = running_state(cfg, name)
         if state:
             values.update(state.get("env", {}))
     if values:
+        values["MTB_JWT_SECRET"] = local_jwt_secret(cfg)
         _atomic_write(cfg.env_file, format_env_file(values))
     else:
         cfg.env_file.unlink(missing_ok=True)

@@ -25,7 +25,11 @@ Chunk message value (schema version 1)::
      "source_lang": "en", "target_lang": "pt", "word_count": 812, "attempt": 0,
      "enqueued_at": 1764130000.5}
 
-Dead-letter value::
+A chunk message is a pointer (job_id, chunk_index) plus scheduling hints: workers take the
+language pair, priority and size from the database, and the attempt count is capped by how
+often the database saw the chunk taken, so a forged message cannot fail or corrupt a job.
+
+Dead-letter value (API keys masked: ``redact_secrets``)::
 
     {"reason": "invalid_request", "message": "...", "details": [...] | null,
      "source_topic": "mtb.ingest", "source_partition": 0, "source_offset": 17,

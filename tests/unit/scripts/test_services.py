@@ -264,7 +264,10 @@ def test_leases_stop_a_test_started_server_after_its_last_user(tmp_path, monkeyp
 
     info = services.ensure_service("postgres", cfg, lease=True)
     assert info.started and info.alive()
-    assert services.read_env_file(cfg.env_file) == {"MTB_DATABASE_URL": "u"}
+    assert services.read_env_file(cfg.env_file) == {
+        "MTB_DATABASE_URL": "u",
+        "MTB_JWT_SECRET": services.local_jwt_secret(cfg),  # the local stack's shared secret
+    }
     # Another live test session holds a lease: releasing ours keeps the server.
     other = subprocess.Popen(["sleep", "60"])
     try:
