@@ -166,6 +166,7 @@ async def test_inference_outage_delays_never_fails(parts):
     await asyncio.wait_for(task, 5)
     assert await _status(jobs, user, first.id) == "completed"
     assert all(j.status == "completed" for j in finished) and len(finished) == 2
+    assert all(j.retry_count == 0 for j in finished)  # waiting out an outage is no retry
     assert held_seen[1:8] == [True] * 7  # retries ran while the queue was held
     assert not queue.held()
     with jobs.db.session() as s:
@@ -253,6 +254,7 @@ async def test_content_errors_keep_the_attempt_limit(parts):
     failed = await jobs.get(user.id, job.id)
     assert "after 2 attempts" in failed.error and "model failed" in failed.error
     assert len(tries) == settings.max_chunk_attempts
+    assert failed.retry_count == settings.max_chunk_attempts - 1  # content retries count
     assert queue.inflight() == 0 and not queue.held()
 
 
