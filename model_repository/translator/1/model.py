@@ -43,8 +43,9 @@ class TritonPythonModel:
             # one process per instance: pin ONNX Runtime's CUDA EP to this instance's GPU
             os.environ["CUDA_VISIBLE_DEVICES"] = str(args.get("model_instance_device_id", 0))
 
-        from control_plane.engine.store import ensure_default_models, load_engine
+        from control_plane.engine.store import load_engine
         from control_plane.settings import Settings
+        from export.provision import ensure_default_models
 
         settings = Settings.from_env()
         model_dir = _param(config, "model_dir") or str(settings.model_dir)

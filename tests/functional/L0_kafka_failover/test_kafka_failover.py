@@ -55,7 +55,7 @@ def test_kill9_worker_mid_document(stack, local_engine):
         assert time.monotonic() < deadline, "the document made no progress"
         time.sleep(0.1)
     running = stack.sql(
-        "select count(*) from chunks where job_id = %(j)s and status = 'running'", j=job_id
+        "select count(*) from chunks where job_id = %(j)s and status = 'processing'", j=job_id
     )[0][0]
     owner.kill9()
     t_kill = time.monotonic()
@@ -95,7 +95,7 @@ def test_sigterm_finishes_the_batch_in_hand(stack):
     job_id = sub["job_id"]
     deadline = time.monotonic() + 120
     while not stack.sql(
-        "select 1 from chunks where job_id = %(j)s and status = 'running'", j=job_id
+        "select 1 from chunks where job_id = %(j)s and status = 'processing'", j=job_id
     ):
         assert time.monotonic() < deadline, "no chunk was taken"
         time.sleep(0.02)

@@ -111,7 +111,7 @@ def test_estimates_follow_the_workers(stack):
     first = stack.submit(document(3_000, seed=77))
     assert stack.wait(first["job_id"])["status"] == "completed"
     deadline = time.monotonic() + 60
-    while stack.sql("select count(*) from chunks where status in ('queued', 'running')")[0][0]:
+    while stack.sql("select count(*) from chunks where status in ('queued', 'processing')")[0][0]:
         assert time.monotonic() < deadline, "other chunks still queued"
         time.sleep(0.2)
     time.sleep(3)  # one MTB_ESTIMATE_REFRESH_S (2 s) round
