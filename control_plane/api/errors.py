@@ -9,6 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from control_plane.db.engine import is_database_unavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -79,16 +81,34 @@ def error_middleware(metrics=None):  # noqa: ANN001, ANN201
                 message = f"no such endpoint: {request.method} {request.path}"
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             resp = error_response(exc.status, code, message, headers=headers)
-        except Exception:  # a bug: say so without leaking internals
+        except Exception as exc:
+            if is_database_unavailable(exc):  # an outage, not a bug: the client may retry
+                log.warning(
+                    "database unavailable", extra={"path": request.path, "error": repr(exc)}
+                )
+                if metrics is not None:
+                    metrics.errors.labels("database_unavailable").inc()
+                resp = error_response(
+                    503,
+                    "database_unavailable",
+                    "the database is not reachable right now; retry shortly",
+                    headers={"Retry-After": "5"},
+                )
+                return _observed(metrics, request, route_name, started, resp)
+            # a bug: say so without leaking internals
             log.exception("unhandled error", extra={"path": request.path})
             if metrics is not None:
                 metrics.errors.labels("http_500").inc()
             resp = error_response(500, "internal_error", "internal error; it has been logged")
-        if metrics is not None:
-            metrics.http_requests.labels(request.method, route_name, str(resp.status)).inc()
-            metrics.http_seconds.labels(request.method, route_name).observe(
-                time.perf_counter() - started
-            )
-        return resp
+        return _observed(metrics, request, route_name, started, resp)
 
     return middleware
+
+
+def _observed(metrics, request: web.Request, route_name: str, started: float, resp):  # noqa: ANN001, ANN202
+    if metrics is not None:
+        metrics.http_requests.labels(request.method, route_name, str(resp.status)).inc()
+        metrics.http_seconds.labels(request.method, route_name).observe(
+            time.perf_counter() - started
+        )
+    return resp

@@ -9,6 +9,7 @@ cannot break other scenarios or test sessions on the shared server."""
 from __future__ import annotations
 
 import pytest
+import requests
 
 from tests.conftest import mtb_services
 from tests.functional.kafka_stack import start_stack
@@ -56,11 +57,32 @@ def test_postgres_down_30s_mid_backlog(stack, private_pg, local_engine):
     backlog = submit_backlog(stack, jobs=4, words=900, seed=700)
     total = sum(s.chunks for s in backlog)
     done = wait_some_done(stack, total)
+    answers: list[tuple[int, str | None, str]] = []
+
+    def stop_and_ask_the_api() -> None:
+        """While the database is down the API answers 503 with Retry-After, never 500."""
+        mtb_services.stop_service("postgres", cfg)
+        job_id = backlog[0].job_id
+        for _ in range(3):
+            r = requests.get(
+                f"{stack.url}/api/v1/jobs/{job_id}", headers=stack.service.headers("enterprise"),
+                timeout=30,
+            )  # fmt: skip
+            answers.append((r.status_code, r.headers.get("Retry-After"), r.text))
+            r = requests.post(
+                f"{stack.url}/api/v1/translate", headers=stack.service.headers("enterprise"),
+                json={"content": "Is anybody there?", "source_language": "en",
+                      "target_language": "pt"}, timeout=30,
+            )  # fmt: skip
+            answers.append((r.status_code, r.headers.get("Retry-After"), r.text))
+
     t = outage(
-        lambda: mtb_services.stop_service("postgres", cfg),
+        stop_and_ask_the_api,
         lambda: mtb_services.ensure_service("postgres", cfg),
         OUTAGE_S,
     )
+    assert answers and all(code == 503 and retry for code, retry, _ in answers), answers
+    assert all("database_unavailable" in text for _, _, text in answers), answers
     finished = assert_like_clean_run(stack, backlog, local_engine)
     after = chunks_done(stack)
     log = stack.workers[0].log()
