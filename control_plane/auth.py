@@ -24,12 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from control_plane.db.models import TIERS, User, utcnow
+from control_plane.db.models import User, utcnow
+from control_plane.domain import TIERS, priority_allowed
 from control_plane.security import new_webhook_secret
 
 KEY_PREFIX = "mtb_"
-TIER_MAX_PRIORITY = {"basic": "normal", "pro": "high", "enterprise": "critical"}
-_RANK = {"critical": 0, "high": 1, "normal": 2}
 
 
 class AuthError(Exception):
@@ -49,7 +48,7 @@ class Principal:
     rate_limit_per_minute: int | None = None  # the user's own limit; None: the tier's
 
     def allows(self, priority: str) -> bool:
-        return _RANK[priority] >= _RANK[TIER_MAX_PRIORITY[self.tier]]
+        return priority_allowed(self.tier, priority)
 
 
 def hash_key(key: str) -> str:

@@ -12,7 +12,7 @@ from functools import cache
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
-from control_plane.db.models import JOB_STATUSES
+from control_plane.domain import JOB_STATUSES
 
 from . import protocol as p
 

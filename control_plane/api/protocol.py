@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from control_plane.db.models import JOB_STATUSES, PRIORITIES
+from control_plane.domain import JOB_STATUSES, PRIORITIES
 from control_plane.jobs.request import TranslateRequest  # noqa: F401 - in the OpenAPI document
 
 Priority = Literal[PRIORITIES]

@@ -1,52 +1,24 @@
-"""Everything a request handler needs, built once per app."""
+"""What a request handler needs: the process's ``Runtime`` and the caller's identity."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from aiohttp import web
 
-from control_plane.auth import Authenticator, AuthError, Forbidden, Principal, RateLimiter
-from control_plane.cache import SegmentCache
-from control_plane.callbacks import CallbackSender
-from control_plane.db import Database
-from control_plane.inference.base import InferenceClient
-from control_plane.jobs.service import JobService
-from control_plane.metrics import Metrics
-from control_plane.queue.base import ChunkQueue
-from control_plane.settings import Settings
+from control_plane.auth import AuthError, Forbidden, Principal, RateLimiter
+from control_plane.runtime import Runtime
 
 from .errors import ApiError
 
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    queue: ChunkQueue
-    client: InferenceClient
-    cache: SegmentCache
-    jobs: JobService
-    auth: Authenticator
-    limiter: RateLimiter
-    metrics: Metrics
-    callbacks: CallbackSender
-    workers: list = field(default_factory=list)  # asyncio tasks running Worker.run
-    runners: list = field(default_factory=list)  # the Worker objects (stop() drains them)
-    background: list = field(default_factory=list)  # other tasks, cancelled at stop
-    engine_error: str | None = None
+RUNTIME = web.AppKey("runtime", Runtime)
 
 
-SERVICES = web.AppKey("services", Services)
-
-
-def services(request: web.Request) -> Services:
-    return request.app[SERVICES]
+def runtime_of(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
 
 
 async def authenticate(request: web.Request) -> Principal:
     """401/403 for bad credentials, 429 (with Retry-After) over the key's rate limit."""
-    svc = services(request)
+    svc = runtime_of(request)
     header = request.headers.get("Authorization")
     try:
         who = svc.auth.cached(header) or await svc.db.run(svc.auth.authenticate, header)
@@ -68,3 +40,6 @@ async def authenticate(request: web.Request) -> Principal:
             headers={"Retry-After": retry},
         )
     return who
+
+
+services = runtime_of  # TEMPORARY: removed once every route uses runtime_of

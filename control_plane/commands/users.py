@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from control_plane.domain import TIERS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("users", help="manage API users and keys")
     us = p.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     c = us.add_parser("create", help="create a user; the API key is the last line of stdout")
     c.add_argument("--email", required=True)
-    c.add_argument("--tier", choices=["basic", "pro", "enterprise"], default="basic")
+    c.add_argument("--tier", choices=TIERS, default="basic")
     c.add_argument(
         "--rate-limit-per-minute",
         type=int,

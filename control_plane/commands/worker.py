@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int:  # noqa: ANN001
-    from control_plane.api.app import build_services, start_services, stop_services
+    from control_plane import runtime
     from control_plane.queue.ingest import IngestConsumer
     from control_plane.queue.kafka import KafkaChunkQueue
     from control_plane.queue.reconciler import Reconciler
@@ -95,7 +95,8 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
         loop.add_signal_handler(sig, stop.set)
 
     queue = KafkaChunkQueue(settings, consume=True)
-    svc = build_services(settings, queue=queue)  # finished jobs: metrics, log, webhook, results
+    # finished jobs: metrics, log, webhook, results topic
+    rt = runtime.build_runtime(settings, queue=queue)
     log.info(
         "worker starting",
         extra={"bootstrap": settings.kafka_bootstrap, "group": settings.kafka_group,
@@ -109,19 +110,19 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
     try:
         # migrate, start the queue (producer + consumer) and callbacks, load the client,
         # then MTB_WORKERS + MTB_URGENT_WORKERS (critical/high only) worker tasks
-        boot = await start_services(svc, run_workers=True)
+        boot = await runtime.start(rt, run_workers=True)
         await boot
-        if svc.engine_error:
-            log.error("inference backend failed", extra={"error": svc.engine_error})
+        if rt.engine_error:
+            log.error("inference backend failed", extra={"error": rt.engine_error})
             return 1
         if reconcile:
-            rec = Reconciler(svc.jobs, settings.reconcile_interval_s, settings.requeue_after_s)
+            rec = Reconciler(rt.jobs, settings.reconcile_interval_s, settings.requeue_after_s)
             tasks.append(asyncio.create_task(rec.run(), name="reconciler"))
         if ingest:
-            ingest_consumer = IngestConsumer(settings, queue, svc)
+            ingest_consumer = IngestConsumer(settings, queue, rt)
             await ingest_consumer.start()
             tasks.append(asyncio.create_task(ingest_consumer.run(), name="ingest"))
-        log.info("worker ready", extra={"pairs": str(svc.client.pairs())})
+        log.info("worker ready", extra={"pairs": str(rt.client.pairs())})
         await stop.wait()
         log.info("worker stopping")
     finally:
@@ -134,6 +135,6 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
             await ingest_consumer.close()
         # the worker tasks finish the batch in hand (MTB_DRAIN_TIMEOUT_S), then the offsets
         # are committed; a chunk still running after that is not acked and is redelivered
-        await stop_services(svc, boot)
+        await runtime.stop(rt, boot)
         log.info("worker stopped")
     return 0

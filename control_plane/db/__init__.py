@@ -2,10 +2,6 @@
 
 from control_plane.db.engine import Database, make_engine, migrate, normalize_url
 from control_plane.db.models import (
-    JOB_STATUSES,
-    PRIORITIES,
-    TERMINAL,
-    TIERS,
     Chunk,
     Job,
     SegmentCacheEntry,
@@ -23,8 +19,4 @@ __all__ = [
     "SegmentCacheEntry",
     "User",
     "utcnow",
-    "JOB_STATUSES",
-    "PRIORITIES",
-    "TERMINAL",
-    "TIERS",
 ]

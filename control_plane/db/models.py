@@ -16,12 +16,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-TIERS = ("basic", "pro", "enterprise")
-PRIORITIES = ("critical", "high", "normal")
-# the design's API contract names these; chunks use the same words (queued|processing|done|
-# failed|cancelled)
-JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 class User(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from control_plane.engine.base import Translation
 
@@ -33,6 +33,11 @@ class InferenceClient(Protocol):
         timeout: float | None = None,
     ) -> list[Translation]:
         """Translate single sentences in order. ``priority`` is critical|high|normal."""
+        ...
+
+    def bind_metrics(self, registry: Any) -> None:
+        """Register the client's own metrics (Triton: retries, circuit, fallback) in the
+        process's registry so /metrics shows them; a client without any does nothing."""
         ...
 
     async def close(self) -> None: ...

@@ -8,11 +8,11 @@ import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from control_plane.domain import PRIORITY_RANK
 from control_plane.engine.base import Translation, TranslationEngine, UnsupportedPair
 from control_plane.inference.base import InferenceUnavailable
 
 log = logging.getLogger(__name__)
-_RANK = {"critical": 0, "high": 1, "normal": 2}
 MAX_CALLS = 16  # calls handed to a laned engine at once (each holds an executor thread)
 
 
@@ -26,6 +26,9 @@ class LocalInferenceClient:
 
     ``engine`` may be given (tests, benchmarks) or a zero-argument factory that loads it
     (``open_engine(settings)``), called in the executor by ``start()``."""
+
+    def bind_metrics(self, registry) -> None:  # noqa: ANN001 - no metrics of its own
+        return None
 
     def __init__(self, engine: TranslationEngine | None = None, factory=None):  # noqa: ANN001
         if engine is None and factory is None:
@@ -96,7 +99,7 @@ class LocalInferenceClient:
             return []
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
-        rank = _RANK.get(priority, len(_RANK))
+        rank = PRIORITY_RANK.get(priority, len(PRIORITY_RANK))
         heapq.heappush(self._pending, (rank, next(self._seq), fut, list(segments), source, target))
         self._kick(loop)
         return await asyncio.wait_for(fut, timeout)

@@ -35,11 +35,14 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from control_plane.domain import PRIORITY_RANK
+
 MODEL_NAME = "translator"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 
-PRIORITY_LEVELS = {"critical": 1, "high": 2, "normal": 3}
+# Triton priority levels count from 1 (most urgent); 0 would mean "the default level"
+PRIORITY_LEVELS = {p: rank + 1 for p, rank in PRIORITY_RANK.items()}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from control_plane.auth import TIER_MAX_PRIORITY, Principal
+from control_plane.auth import Principal
+from control_plane.domain import TIER_MAX_PRIORITY
 from control_plane.jobs.chunking import count_words
 from control_plane.jobs.request import TranslateRequest, metadata_json
 from control_plane.jobs.service import SubmitRequest

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
-from control_plane.db.models import PRIORITIES
+from control_plane.domain import PRIORITIES
 
 Priority = Literal[PRIORITIES]
 LANG_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from control_plane.queue.base import PRIORITIES, ChunkMessage, ChunkQueue, Delivery
+from control_plane.domain import PRIORITIES
+from control_plane.queue.base import ChunkMessage, ChunkQueue, Delivery
 from control_plane.queue.memory import MemoryChunkQueue
 
 __all__ = ["PRIORITIES", "ChunkMessage", "ChunkQueue", "Delivery", "MemoryChunkQueue", "open_queue"]

@@ -12,8 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-PRIORITIES = ("critical", "high", "normal")  # strict order, most urgent first
-PRIORITY_RANK = {p: i for i, p in enumerate(PRIORITIES)}
+from control_plane.domain import PRIORITIES, PRIORITY_RANK  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -47,6 +46,10 @@ class Delivery:
 
 
 class ChunkQueue(Protocol):
+    # True: messages live only in this process (the memory queue): they die with it, so
+    # the process re-publishes unfinished chunks at start and translates them itself
+    in_process: bool
+
     async def start(self) -> None: ...
 
     async def publish(self, message: ChunkMessage) -> None:
@@ -71,6 +74,11 @@ class ChunkQueue(Protocol):
 
     def depth(self) -> dict[str, int]:
         """Messages waiting per priority (for metrics, estimates and autoscaling)."""
+        ...
+
+    async def publish_result(self, job: Any) -> None:
+        """Announce a finished job to other systems (Kafka: the results topic); the
+        in-process queue has nobody to tell."""
         ...
 
     async def close(self) -> None: ...

@@ -45,7 +45,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.queue.base import PRIORITIES, PRIORITY_RANK, ChunkMessage, Delivery
+from control_plane.domain import PRIORITIES, PRIORITY_RANK
+from control_plane.queue.base import ChunkMessage, Delivery
 from control_plane.queue.kafka_topics import (
     KafkaAuthError,
     MessageError,
@@ -123,6 +124,8 @@ def quiet_aiokafka_logs() -> None:
 
 
 class KafkaChunkQueue:
+    in_process = False  # the broker keeps messages across process restarts
+
     def __init__(self, settings, *, consume: bool = False, client_id: str | None = None):  # noqa: ANN001
         self.settings = settings
         self.topics = Topics.from_settings(settings)

@@ -57,7 +57,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from control_plane.queue.base import PRIORITIES, PRIORITY_RANK, ChunkMessage
+from control_plane.domain import PRIORITIES, PRIORITY_RANK
+from control_plane.queue.base import ChunkMessage
 
 SCHEMA_VERSION = 1
 MAX_DLQ_VALUE = 64 * 1024

@@ -7,7 +7,8 @@ import itertools
 import time
 from collections import deque
 
-from control_plane.queue.base import PRIORITIES, PRIORITY_RANK, ChunkMessage, Delivery
+from control_plane.domain import PRIORITIES, PRIORITY_RANK
+from control_plane.queue.base import ChunkMessage, Delivery
 
 
 class MemoryChunkQueue:
@@ -19,6 +20,8 @@ class MemoryChunkQueue:
 
     ``hold``: while a worker waits for a dependency that is down, ``consume`` hands out
     nothing (back-pressure: the work stays queued instead of piling up in workers)."""
+
+    in_process = True
 
     def __init__(self, aging_s: float = 30.0, clock=time.monotonic):  # noqa: ANN001
         self.aging_s = aging_s
@@ -138,6 +141,9 @@ class MemoryChunkQueue:
 
     def inflight(self) -> int:
         return len(self._inflight)
+
+    async def publish_result(self, job) -> None:  # noqa: ANN001 - nobody outside to tell
+        return None
 
     async def close(self) -> None:
         self._closed = True

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from control_plane.queue.base import PRIORITIES, PRIORITY_RANK
+from control_plane.domain import PRIORITIES, PRIORITY_RANK
 
 
 def levels_to_pause(

@@ -35,12 +35,13 @@ from opentelemetry.trace import Link, Status, StatusCode
 
 from control_plane import tracing
 from control_plane.db.engine import is_database_unavailable
+from control_plane.domain import PRIORITY_RANK
 from control_plane.engine.base import Translation, UnsupportedPair
 from control_plane.inference.base import InferenceClient, InferenceUnavailable
 from control_plane.jobs.chunking import Layout, count_words
 from control_plane.jobs.service import JobService, weighted_confidence
 from control_plane.metrics import Metrics
-from control_plane.queue.base import PRIORITY_RANK, ChunkQueue, Delivery
+from control_plane.queue.base import ChunkQueue, Delivery
 
 log = logging.getLogger(__name__)
 

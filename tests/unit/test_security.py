@@ -461,7 +461,7 @@ def test_secret_file_is_not_world_readable_even_if_loosened(tmp_path):
 
 async def _app_client(aiohttp_client, tmp_path, engine):
     from control_plane.api import create_app
-    from control_plane.api.state import SERVICES
+    from control_plane.api.state import RUNTIME
 
     settings = Settings(
         data_dir=tmp_path, chunk_words=20, batch_words=20, log_format="text",
@@ -469,7 +469,7 @@ async def _app_client(aiohttp_client, tmp_path, engine):
     )  # fmt: skip
     app = create_app(settings, client=LocalInferenceClient(engine=engine))
     client = await aiohttp_client(app)
-    svc = app[SERVICES]
+    svc = app[RUNTIME]
     for _ in range(200):
         if svc.workers:
             break

@@ -5,13 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from control_plane.db import Job
-from control_plane.db.models import JOB_STATUSES
+from control_plane.domain import JOB_STATUSES
 from control_plane.jobs.request import metadata_value
 from control_plane.jobs.service import JobConflict, JobNotFound, elapsed_speed
 
 from ..errors import ApiError
 from ..protocol import JobList, JobResult, JobView, job_links
-from ..state import authenticate, services
+from ..state import authenticate, runtime_of
 
 routes = web.RouteTableDef()
 
@@ -54,7 +54,7 @@ def _json(model, status: int = 200) -> web.Response:  # noqa: ANN001
 
 
 async def _load(request: web.Request, texts: bool = False) -> Job:
-    svc = services(request)
+    svc = runtime_of(request)
     who = await authenticate(request)
     job_id = request.match_info["job_id"]
     try:
@@ -100,7 +100,7 @@ async def get_result(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/jobs/{job_id}")
 async def cancel_job(request: web.Request) -> web.Response:
-    svc = services(request)
+    svc = runtime_of(request)
     who = await authenticate(request)
     job_id = request.match_info["job_id"]
     try:
@@ -132,7 +132,7 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 @routes.get("/api/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    svc = services(request)
+    svc = runtime_of(request)
     who = await authenticate(request)
     limit = _int_param(request, "limit", 20, 1, 100)
     offset = _int_param(request, "offset", 0, 0, 10_000_000)

@@ -9,14 +9,14 @@ from aiohttp import web
 from control_plane.metrics import CONTENT_TYPE_LATEST
 
 from ..protocol import LanguagePair, Languages
-from ..state import services
+from ..state import runtime_of
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/api/v1/languages")
 async def languages(request: web.Request) -> web.Response:
-    svc = services(request)
+    svc = runtime_of(request)
     ready = svc.client.ready()
     pairs = (
         [LanguagePair(source=s, target=t, model_version=svc.client.model_version(s, t))
@@ -34,7 +34,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    svc = services(request)
+    svc = runtime_of(request)
     checks: dict[str, str] = {}
     try:
         await asyncio.wait_for(svc.db.run(svc.db.ping), 5)
@@ -56,6 +56,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    svc = services(request)
+    svc = runtime_of(request)
     body = svc.metrics.render(svc.queue.depth())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

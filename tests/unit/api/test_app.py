@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from control_plane.api import create_app
-from control_plane.api.state import SERVICES
+from control_plane.api.state import RUNTIME
 from control_plane.auth import create_user, issue_jwt
 from control_plane.inference import LocalInferenceClient
 from control_plane.settings import Settings
@@ -36,7 +36,7 @@ def engine():
 async def client(aiohttp_client, settings, engine):
     app = create_app(settings, client=LocalInferenceClient(engine=engine))
     c = await aiohttp_client(app)
-    svc = app[SERVICES]
+    svc = app[RUNTIME]
     for _ in range(100):
         if svc.workers:
             break

@@ -10,13 +10,13 @@ import pytest
 from aiokafka.structs import TopicPartition
 from sqlmodel import select
 
-from control_plane.api.app import build_services
 from control_plane.auth import create_user
 from control_plane.db import Job
 from control_plane.inference.local import LocalInferenceClient
 from control_plane.queue.ingest import IngestConsumer
 from control_plane.queue.kafka_topics import Topics
 from control_plane.queue.priority import OffsetTracker
+from control_plane.runtime import build_runtime
 from control_plane.settings import Settings
 from tests.unit.api.fake_engine import FakeEngine
 
@@ -48,7 +48,7 @@ class FakeQueue:
 async def ingest(tmp_path):
     settings = Settings(data_dir=tmp_path, chunk_words=20, max_words=50, log_format="text")
     queue = FakeQueue()
-    svc = build_services(settings, client=LocalInferenceClient(engine=FakeEngine()), queue=queue)
+    svc = build_runtime(settings, client=LocalInferenceClient(engine=FakeEngine()), queue=queue)
     await svc.db.run(svc.db.migrate)
     await svc.client.start()
     consumer = IngestConsumer(settings, queue, svc)
