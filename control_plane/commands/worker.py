@@ -21,8 +21,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 
 log = logging.getLogger("control_plane.worker")
 
@@ -107,6 +109,7 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
     tasks: list[asyncio.Task] = []
     ingest_consumer = None
     boot = None
+    ready_file = None
     try:
         # migrate, start the queue (producer + consumer) and callbacks, load the client,
         # then MTB_WORKERS + MTB_URGENT_WORKERS (critical/high only) worker tasks
@@ -123,9 +126,12 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
             await ingest_consumer.start()
             tasks.append(asyncio.create_task(ingest_consumer.run(), name="ingest"))
         log.info("worker ready", extra={"pairs": str(rt.client.pairs())})
+        ready_file = _write_ready_file()
         await stop.wait()
         log.info("worker stopping")
     finally:
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)  # no longer taking work
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -138,3 +144,16 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
         await runtime.stop(rt, boot)
         log.info("worker stopped")
     return 0
+
+
+def _write_ready_file() -> Path | None:
+    """``MTB_READY_FILE`` (when set): created once the consumers are started, removed on
+    exit, so launchers (tests, bench, a probe) see readiness without reading the log."""
+    path = os.environ.get("MTB_READY_FILE")
+    if not path:
+        return None
+    ready = Path(path)
+    tmp = ready.with_name(f".{ready.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    tmp.replace(ready)  # atomic: a reader never sees an empty file
+    return ready
