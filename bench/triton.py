@@ -223,7 +223,9 @@ async def measure(args: argparse.Namespace, url: str) -> dict:
         triton_timeout_s=300,
     )
     sentences = _sources("en-pt", args.sentences)
-    engine = load_engine(args.model_dir, precision=args.precision, threads=args.local_threads)
+    engine = load_engine(
+        args.model_dir, precision=args.precision, threads=args.local_threads, tensorrt=args.tensorrt
+    )
     engine.translate(sentences[:8], "en", "pt")  # warm-up
     client = TritonInferenceClient(settings)
     await client.start()
@@ -348,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_default_models(args.model_dir)
     if args.kind == "gpu" and args.execution_provider:
         base = dataclasses.replace(base, execution_provider=args.execution_provider)
-    if args.kind == "gpu" and args.execution_provider == "tensorrt":
-        os.environ["MTB_TENSORRT"] = "1"  # the in-process engine takes the same provider
+    # the in-process engine takes the same provider
+    args.tensorrt = args.kind == "gpu" and args.execution_provider == "tensorrt"
     args.precision = base.precision
     cfg = dataclasses.replace(
         base,

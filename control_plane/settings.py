@@ -53,6 +53,7 @@ class Settings:
     engine_lanes: int = 0  # batches run side by side; 0: one 1-thread lane per core (max 8)
     max_batch_sentences: int = 32
     beam_size: int = 1
+    tensorrt: bool = False  # fp16 on a GPU: TensorRT execution provider before CUDA
     # service
     host: str = "127.0.0.1"
     port: int = 8080

@@ -51,6 +51,7 @@ class BergamotModel:
         beam_size: int = 1,
         use_shortlist: bool = True,
         lanes: int = 0,
+        tensorrt: bool = False,
     ) -> None:
         import sentencepiece as spm
 
@@ -61,10 +62,11 @@ class BergamotModel:
             have = ", ".join(self.meta["precisions"])
             raise ValueError(f"{self.folder.name}: no {precision} graphs (exported: {have})")
         self.precision = precision
-        self.lanes, lane_threads = plan_lanes(threads, lanes, uses_gpu(precision))
+        self.lanes, lane_threads = plan_lanes(threads, lanes, uses_gpu(precision, tensorrt))
         # one session per graph, shared by the lanes: InferenceSession.run is thread-safe
-        self.encoder = make_session(self.folder / files["encoder"], lane_threads, precision)
-        self.decoder = make_session(self.folder / files["decoder"], lane_threads, precision)
+        enc, dec = (self.folder / files[g] for g in ("encoder", "decoder"))
+        self.encoder = make_session(enc, lane_threads, precision, tensorrt)
+        self.decoder = make_session(dec, lane_threads, precision, tensorrt)
         self._lanes = Lanes(self.lanes) if self.lanes > 1 else None
         self.sp = spm.SentencePieceProcessor(model_file=str(self.folder / "vocab.spm"))
         self.emb = np.load(self.folder / "embeddings.npy")

@@ -9,14 +9,16 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def providers_for(precision: str) -> list[str]:
-    """CUDA (or TensorRT when MTB_TENSORRT=1) for fp16 graphs where present, else CPU."""
+def providers_for(precision: str, tensorrt: bool = False) -> list[str]:
+    """CUDA (TensorRT first when ``tensorrt``, Settings.tensorrt) for fp16 graphs if present,
+    else CPU. A parameter, not an environment variable read here, so one process can hold
+    engines configured differently and tests can say which they mean."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     chosen = []
     if precision == "fp16":
-        if os.environ.get("MTB_TENSORRT") == "1" and "TensorrtExecutionProvider" in available:
+        if tensorrt and "TensorrtExecutionProvider" in available:
             chosen.append("TensorrtExecutionProvider")
         if "CUDAExecutionProvider" in available:
             chosen.append("CUDAExecutionProvider")
@@ -24,8 +26,8 @@ def providers_for(precision: str) -> list[str]:
     return chosen
 
 
-def uses_gpu(precision: str) -> bool:
-    return any(p != "CPUExecutionProvider" for p in providers_for(precision))
+def uses_gpu(precision: str, tensorrt: bool = False) -> bool:
+    return any(p != "CPUExecutionProvider" for p in providers_for(precision, tensorrt))
 
 
 def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int, int]:
@@ -45,7 +47,7 @@ def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int
     return n, max(1, cores // n)
 
 
-def make_session(path: Path, threads: int = 0, precision: str = "fp32"):
+def make_session(path: Path, threads: int = 0, precision: str = "fp32", tensorrt: bool = False):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -58,7 +60,7 @@ def make_session(path: Path, threads: int = 0, precision: str = "fp32"):
     # sentences/s under such load, with it off at 70-87.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    providers = providers_for(precision)
+    providers = providers_for(precision, tensorrt)
     if precision == "fp16" and providers == ["CPUExecutionProvider"]:
         log.warning("fp16 graphs on CPU are slow; use int8 or fp32 without a GPU")
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)

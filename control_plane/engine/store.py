@@ -42,12 +42,14 @@ class LocalEngine:
         max_batch: int = 32,
         beam_size: int = 1,
         lanes: int = 0,
+        tensorrt: bool = False,
     ) -> None:
         self.root = Path(root)
         self.precision = precision
         self.threads = threads
+        self.tensorrt = tensorrt
         # batches a Bergamot model runs side by side (HF models: one at a time)
-        self.lanes = plan_lanes(threads, lanes, uses_gpu(precision))[0]
+        self.lanes = plan_lanes(threads, lanes, uses_gpu(precision, tensorrt))[0]
         self.max_batch = max_batch
         self.beam_size = beam_size
         self._meta: dict[tuple[str, str], tuple[Path, dict]] = {}
@@ -97,6 +99,7 @@ class LocalEngine:
             max_batch=self.max_batch,
             beam_size=self.beam_size,
             lanes=self.lanes,
+            tensorrt=self.tensorrt,
         )
 
     def translate(
@@ -131,8 +134,9 @@ def load_engine(
     max_batch: int = 32,
     beam_size: int = 1,
     lanes: int = 0,
+    tensorrt: bool = False,
 ) -> LocalEngine:
-    return LocalEngine(Path(model_root), precision, threads, max_batch, beam_size, lanes)
+    return LocalEngine(Path(model_root), precision, threads, max_batch, beam_size, lanes, tensorrt)
 
 
 def open_engine(settings) -> LocalEngine:  # noqa: ANN001 - Settings, avoids an import cycle
@@ -146,4 +150,5 @@ def open_engine(settings) -> LocalEngine:  # noqa: ANN001 - Settings, avoids an 
         settings.max_batch_sentences,
         settings.beam_size,
         settings.engine_lanes,
+        settings.tensorrt,
     )

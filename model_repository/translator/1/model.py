@@ -37,8 +37,6 @@ class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         provider = _param(config, "execution_provider", "cpu")
-        if provider == "tensorrt":
-            os.environ["MTB_TENSORRT"] = "1"  # read by control_plane.engine.onnx_session
         if args.get("model_instance_kind") == "GPU":
             # one process per instance: pin ONNX Runtime's CUDA EP to this instance's GPU
             os.environ["CUDA_VISIBLE_DEVICES"] = str(args.get("model_instance_device_id", 0))
@@ -57,6 +55,7 @@ class TritonPythonModel:
             max_batch=int(_param(config, "engine_batch", str(settings.max_batch_sentences))),
             beam_size=int(_param(config, "beam_size", "1")),
             lanes=int(_param(config, "lanes", str(settings.engine_lanes))),
+            tensorrt=provider == "tensorrt",
         )
         self.pairs = set(self.engine.pairs())
         t0 = time.monotonic()
