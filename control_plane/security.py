@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from control_plane.domain import TIERS
+
 log = logging.getLogger(__name__)
 
 MIN_SECRET_BYTES = 32
@@ -58,7 +60,7 @@ class ConfigError(Exception):
 def production_mode(settings: Any) -> bool:
     """True with ``MTB_PRODUCTION`` set, or PostgreSQL or Kafka configured: a deployment
     that is more than one process on a laptop."""
-    if getattr(settings, "production", False):
+    if settings.production:
         return True
     url = (settings.database_url or "").lower()
     return url.startswith("postgres") or settings.queue == "kafka"
@@ -148,7 +150,7 @@ class UnsafeCallback(ValueError):
 
 
 def allow_hosts(settings: Any) -> frozenset[str]:
-    raw = getattr(settings, "callback_allow_hosts", "") or ""
+    raw = settings.callback_allow_hosts or ""
     return frozenset(h.strip().lower().strip("[]") for h in raw.split(",") if h.strip())
 
 
@@ -304,9 +306,9 @@ class WordQuota:
 
     def __init__(self, settings: Any):
         self.limits: dict[str, dict[str, int]] = {}
-        for tier in ("basic", "pro", "enterprise"):
+        for tier in TIERS:  # MTB_QUOTA_WORDS_PER_{MINUTE,DAY}_{TIER}
             self.limits[tier] = {
-                name: int(getattr(settings, f"quota_words_per_{name}_{tier}", 0) or 0)
+                name: int(getattr(settings, f"quota_words_per_{name}_{tier}") or 0)
                 for name, _ in WINDOWS
             }
 
@@ -364,7 +366,7 @@ def kafka_client_kwargs(settings: Any) -> dict[str, Any]:
     (``MTB_KAFKA_SECURITY_PROTOCOL``, ``MTB_KAFKA_SASL_*``, ``MTB_KAFKA_SSL_*``).
     PLAINTEXT (the default, for the local broker) adds nothing. Raises ConfigError for
     settings that cannot work, before any connection is tried."""
-    protocol = (getattr(settings, "kafka_security_protocol", "") or "PLAINTEXT").upper()
+    protocol = (settings.kafka_security_protocol or "PLAINTEXT").upper()
     if protocol not in KAFKA_PROTOCOLS:
         raise ConfigError(
             f"MTB_KAFKA_SECURITY_PROTOCOL={protocol!r}; choose one of {', '.join(KAFKA_PROTOCOLS)}"

@@ -21,7 +21,7 @@ _configured = False
 
 def configure(settings) -> None:  # noqa: ANN001
     global _configured
-    mode = getattr(settings, "tracing", "off")
+    mode = settings.tracing
     if _configured or mode == "off":
         return
     from opentelemetry.sdk.resources import Resource

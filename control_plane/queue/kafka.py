@@ -134,7 +134,7 @@ class KafkaChunkQueue:
         self.client_kwargs = kafka_client_kwargs(settings)
         self.consuming = consume
         self.client_id = client_id or f"mtb-{socket.gethostname()}-{os.getpid()}"
-        self.aging_s = float(getattr(settings, "aging_s", 30.0))
+        self.aging_s = float(settings.aging_s)
         self._producer = None
         self._consumer = None
         self._poller: asyncio.Task | None = None
@@ -152,7 +152,7 @@ class KafkaChunkQueue:
         self.stats = {"published": 0, "publish_errors": 0, "retried": 0, "dead_lettered": 0}
         self._group_lag: dict[str, int] = {p: 0 for p in PRIORITIES}
         self._lag_task: asyncio.Task | None = None
-        self.lag_interval_s = float(getattr(settings, "kafka_lag_interval_s", 5.0))
+        self.lag_interval_s = float(settings.kafka_lag_interval_s)
 
     # -- lifecycle -------------------------------------------------------------------
 
