@@ -61,10 +61,10 @@ test-kafka: venv models
 # Real PostgreSQL, Kafka (KRaft) and Triton on loopback ports; state and logs in .services/.
 # Settings for shells and tests: set -a; . .services/env; set +a
 services: venv
-	$(PY) scripts/services.py up
+	$(PY) -m devstack up
 
 services-down:
-	$(PY) scripts/services.py down
+	$(PY) -m devstack down
 
 bench: venv models
 	$(PY) -m bench --all

@@ -13,20 +13,6 @@ RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def services():
-    """``scripts/services.py`` (a script, not a package) loaded as module ``mtb_services``:
-    the benchmarks start and lease PostgreSQL, Kafka and Triton with it."""
-    import importlib.util
-
-    name = "mtb_services"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "services.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def machine() -> dict:
     cpu = platform.processor()
     try:

@@ -1,6 +1,6 @@
 """The production stack end to end: REST -> PostgreSQL -> Kafka -> `mtctl worker` ->
 inference -> result, on the real local PostgreSQL and Kafka (started through
-scripts/services.py when they are not running).
+devstack when they are not running).
 
 Two numbers:
 
@@ -31,7 +31,6 @@ import random
 import resource
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,8 +38,9 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import REPO, machine, run_json, save, services
-from bench.server import MTCTL, free_port, wait_ready
+import devstack
+from bench.common import REPO, machine, run_json, save
+from devstack.processes import MtctlProcess, new_user, serve_env, start_serve, start_worker
 
 SUBJECTS = [
     "The engineer",
@@ -164,9 +164,8 @@ class Stack:
         self.requests = requests
         self.args = args
         self.workdir = workdir
-        self.procs: list[subprocess.Popen] = []
-        self.names: list[str] = []
-        svc = services()
+        self.procs: list[MtctlProcess] = []
+        svc = devstack
         self.cfg = svc.Config.from_env()
         self.leased = []
         self.service_pids: dict[str, int] = {}
@@ -182,62 +181,49 @@ class Stack:
         triton_url = args.triton_url
         if args.inference == "triton" and not triton_url:
             # a private tritonserver on the committed model repository, reading our model store
-            os.environ.setdefault("MTB_MODEL_DIR", str(args.model_dir))
-            self.triton = svc.start_triton(REPO / "model_repository", workdir=workdir / "triton")
+            self.triton = svc.start_triton(
+                REPO / "model_repository",
+                workdir=workdir / "triton",
+                extra_env={"MTB_MODEL_DIR": str(args.model_dir)},
+            )
             triton_url = self.triton.url
         prefix = f"bench{uuid.uuid4().hex[:6]}."
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "MTB_QUEUE": "kafka",
-            "MTB_INFERENCE": args.inference,
-            "MTB_DATABASE_URL": svc.create_database("mtb_bench_stack", pg_url),
-            "MTB_KAFKA_BOOTSTRAP": bootstrap,
-            "MTB_KAFKA_TOPIC_PREFIX": prefix,
-            "MTB_KAFKA_GROUP": f"{prefix}workers",
-            "MTB_KAFKA_PARTITIONS": str(args.partitions),
-            "MTB_DATA_DIR": str(workdir),
-            "MTB_PORT": str(self.port),
-            "MTB_HOST": "127.0.0.1",
-            "MTB_MAX_WORDS": "200000",
-            "MTB_RATE_LIMIT_ENTERPRISE": "1000000",
-            "MTB_JWT_SECRET": "bench-secret-bench-secret-bench-secret",
+        self.env = serve_env(
+            os.environ,
+            workdir,
+            args.model_dir,  # Settings.from_env().model_dir: what serve would pick itself
+            MTB_QUEUE="kafka",
+            MTB_INFERENCE=args.inference,
+            MTB_DATABASE_URL=svc.create_database("mtb_bench_stack", pg_url),
+            MTB_KAFKA_BOOTSTRAP=bootstrap,
+            MTB_KAFKA_TOPIC_PREFIX=prefix,
+            MTB_KAFKA_GROUP=f"{prefix}workers",
+            MTB_KAFKA_PARTITIONS=str(args.partitions),
+            MTB_MAX_WORDS="200000",
+            MTB_RATE_LIMIT_ENTERPRISE="1000000",
+            MTB_JWT_SECRET="bench-secret-bench-secret-bench-secret",
             # throughput is measured here, not fair use: no word quota
-            "MTB_QUOTA_WORDS_PER_MINUTE_ENTERPRISE": "0",
-            "MTB_QUOTA_WORDS_PER_DAY_ENTERPRISE": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
+            MTB_QUOTA_WORDS_PER_MINUTE_ENTERPRISE="0",
+            MTB_QUOTA_WORDS_PER_DAY_ENTERPRISE="0",
+        )
+        self.port = int(self.env["MTB_PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
         if triton_url:
             self.env["MTB_TRITON_URL"] = triton_url
         self.prefix = prefix
 
-    def spawn(self, name: str, *argv: str) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process
-        proc = subprocess.Popen([*MTCTL, *argv], env=self.env, cwd=REPO, stdout=log, stderr=log)
-        self.procs.append(proc)
-        self.names.append(name)
-        return proc
-
     def start(self) -> None:
-        serve = self.spawn("serve", "serve")
-        deadline = time.monotonic() + 300
-        log = self.workdir / "serve.log"
-        wait_ready(self.url, serve, 300, lambda: log.read_text(errors="replace")[-4000:])
-        out = subprocess.run(
-            [*MTCTL, "users", "create", "--email", f"bench-{uuid.uuid4().hex[:6]}@example.com",
-             "--tier", "enterprise"],
-            env=self.env, cwd=REPO, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        self.key = out.stdout.strip().splitlines()[-1]
-        for i in range(self.args.workers):
-            self.spawn(f"worker-{i}", "worker", "--no-ingest")
+        serve = start_serve(self.env, self.workdir / "serve.log", name="serve")
+        self.procs.append(serve)
+        serve.wait_ready(300)
+        email = f"bench-{uuid.uuid4().hex[:6]}@example.com"
+        self.key = new_user(self.env, "enterprise", email).key
         for i in range(self.args.workers):
             log = self.workdir / f"worker-{i}.log"
-            while '"worker ready"' not in log.read_text(errors="replace"):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"worker not ready; see {log}")
-                time.sleep(0.25)
+            worker = start_worker(self.env, log, name=f"worker-{i}", args=("--no-ingest",))
+            self.procs.append(worker)
+        for worker in self.procs[1:]:
+            worker.wait_ready(300)
 
     def submit(self, text: str, priority: str) -> str:
         r = self.requests.post(
@@ -266,23 +252,18 @@ class Stack:
 
     def cpu_seconds(self) -> dict[str, float]:
         """user+system CPU seconds used so far by serve and each worker process."""
-        used = {name: _cpu_s(p.pid) for name, p in zip(self.names, self.procs, strict=True)}
+        used = {p.name: _cpu_s(p.proc.pid) for p in self.procs}
         return {name: round(s, 1) for name, s in used.items() if s is not None}
 
     def close(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            proc.signal(signal.SIGTERM)
         for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.stop(30)
         if self.triton is not None:
             self.triton.stop()
-        svc = services()
         for name in self.leased:
-            svc.release_service(name, self.cfg)
+            devstack.release_service(name, self.cfg)
 
 
 def _cpu_s(pid: int, tree: bool = False) -> float | None:

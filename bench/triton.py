@@ -35,7 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, RESULTS, machine, save, services
+import devstack
+from bench.common import REPO, RESULTS, machine, save
 from bench.make_eval_sets import load_tsv
 
 DATA = Path(__file__).parent / "data"
@@ -371,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             url = args.url
         else:
             repo = make_repository(work / "repo", cfg)
-            server = services().start_triton(repo, workdir=work / "server")
+            server = devstack.start_triton(repo, workdir=work / "server")
             url = server.url
             print(f"tritonserver pid {server.pid} on {url} ({server.startup_s:.1f}s)", flush=True)
         report = asyncio.run(measure(args, url))

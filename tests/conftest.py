@@ -1,19 +1,18 @@
 """Shared pytest fixtures.
 
-Sections: (1) real local services (PostgreSQL, Kafka, Triton) from scripts/services.py.
+Sections: (1) real local services (PostgreSQL, Kafka, Triton) from ``devstack``.
 Add new groups of fixtures as new sections below.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+import devstack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,22 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # starts it. At the end a server that test sessions started is stopped once no other live
 # test session uses it; one started by `make services` stays. MTB_TEST_REUSE_SERVICES=1
 # keeps everything running for the next run (stop it with `make services-down`).
-# Ports and the state folder follow scripts/services.py (MTB_PG_PORT, ... MTB_SERVICES_DIR).
-
-
-def load_services_module() -> ModuleType:
-    """scripts/services.py as module ``mtb_services`` (scripts/ is not a package)."""
-    name = "mtb_services"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / "services.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while executing it
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-mtb_services = load_services_module()
+# Ports and the state folder follow devstack.Config (MTB_PG_PORT, ... MTB_SERVICES_DIR).
 
 
 def _keep_services() -> bool:
@@ -48,8 +32,8 @@ def _keep_services() -> bool:
 
 @pytest.fixture(scope="session")
 def services_config():
-    """scripts/services.py's Config (ports, .services/ folder) from the environment."""
-    return mtb_services.Config.from_env()
+    """devstack's Config (ports, .services/ folder) from the environment."""
+    return devstack.Config.from_env()
 
 
 def _session_service(request: pytest.FixtureRequest, name: str, cfg):
@@ -58,11 +42,11 @@ def _session_service(request: pytest.FixtureRequest, name: str, cfg):
     # MTB_TEST_REUSE_SERVICES=1: no lease, as with `make services`: the server stays up.
     lease = not _keep_services()
     try:
-        info = mtb_services.ensure_service(name, cfg, lease=lease)
-    except mtb_services.ServiceError as exc:
+        info = devstack.ensure_service(name, cfg, lease=lease)
+    except devstack.ServiceError as exc:
         pytest.fail(f"could not start {name}: {exc}", pytrace=False)
     if lease:
-        request.addfinalizer(lambda: mtb_services.release_service(name, cfg))
+        request.addfinalizer(lambda: devstack.release_service(name, cfg))
     return info
 
 
@@ -70,7 +54,7 @@ def _session_service(request: pytest.FixtureRequest, name: str, cfg):
 def postgres_url(request, services_config) -> str:
     """URL of database ``mtb`` (user mtb) on the local PostgreSQL.
 
-    For a throwaway database: ``mtb_services.create_database("name", postgres_url)``.
+    For a throwaway database: ``devstack.create_database("name", postgres_url)``.
     """
     return _session_service(request, "postgres", services_config).url
 
@@ -79,7 +63,7 @@ def postgres_url(request, services_config) -> str:
 def kafka_bootstrap(request, services_config) -> str:
     """``127.0.0.1:PORT`` of the local single-node Kafka (KRaft).
 
-    Topics: ``mtb_services.create_topics(kafka_bootstrap, [...], partitions)``.
+    Topics: ``devstack.create_topics(kafka_bootstrap, [...], partitions)``.
     """
     return _session_service(request, "kafka", services_config).url
 
@@ -107,7 +91,7 @@ def triton_factory(tmp_path_factory) -> Iterator[Callable[..., object]]:
 
     def start(model_repository, **kwargs):
         kwargs.setdefault("workdir", tmp_path_factory.mktemp("triton"))
-        server = mtb_services.start_triton(model_repository, **kwargs)
+        server = devstack.start_triton(model_repository, **kwargs)
         started.append(server)
         return server
 

@@ -3,56 +3,55 @@ on a PostgreSQL database of its own, `mtctl worker` subprocesses, and small Kafk
 helpers. Each scenario gets its own database, topic prefix and consumer group on the
 shared local broker, so scenarios never see each other's messages.
 
-Reuses the L0_service helpers (Service, wait_for, free_port, MTCTL) for the REST side.
+Processes are booted with ``devstack.processes`` (readiness: /readyz for serve, the
+MTB_READY_FILE for workers); ``make_stack`` (tests/functional/conftest.py) is the usual
+way in, ``start_stack`` the one for a stack of a single test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import signal
-import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import REPO_ROOT, mtb_services
-from tests.functional.L0_service.conftest import (
-    MTCTL,
+import devstack
+from devstack.processes import MtctlProcess, ProcessError, serve_env, start_worker
+from tests.functional.api_service import (
+    JWT_SECRET,
     Service,
-    free_port,
+    boot_service,
+    shutdown_problems,
     wait_for,
-    wait_until_ready,
 )
 
-__all__ = ["KafkaStack", "WorkerProc", "start_stack", "wait_for"]
+__all__ = ["KafkaStack", "WorkerProc", "private_broker", "start_stack", "wait_for"]
 
 
 @dataclass
-class WorkerProc:
-    name: str
-    proc: subprocess.Popen
-    log_path: Path
+class WorkerProc(MtctlProcess):
+    """An `mtctl worker` whose failures fail the test (with its log tail)."""
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    @classmethod
+    def of(cls, proc: MtctlProcess) -> WorkerProc:
+        return cls(**{f.name: getattr(proc, f.name) for f in dataclasses.fields(proc)})
 
-    def log_tail(self, n: int = 4000) -> str:
-        return self.log()[-n:]
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while '"worker ready"' not in self.log():
-            if self.proc.poll() is not None:
-                pytest.fail(f"{self.name} exited {self.proc.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name} not ready in {timeout} s:\n{self.log_tail()}")
-            time.sleep(0.2)
+    def wait_ready(self, timeout: float = 180) -> WorkerProc:
+        try:
+            super().wait_ready(timeout)
+        except ProcessError as exc:
+            pytest.fail(str(exc))
+        return self
 
     def assigned(self) -> set[str]:
         """Partitions of its last 'partitions assigned' log line (``topic[n]``)."""
@@ -64,21 +63,12 @@ class WorkerProc:
                 parts = set()
         return parts
 
-    def kill9(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
     def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                pytest.fail(f"{self.name} ignored SIGTERM for {timeout} s:\n{self.log_tail()}")
-        return self.proc.returncode
+        was_running = self.proc.poll() is None
+        rc = super().stop(timeout)
+        if was_running and self.ignored_sigterm:
+            pytest.fail(f"{self.name} ignored SIGTERM for {timeout} s:\n{self.log_tail()}")
+        return rc
 
 
 @dataclass
@@ -100,16 +90,7 @@ class KafkaStack:
 
     def start_worker(self, name: str | None = None, wait: bool = True, **env: str) -> WorkerProc:
         name = name or f"worker-{len(self.workers)}"
-        log_path = self.tmp / f"{name}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [*MTCTL, "worker"],
-                env={**self.env, **env},
-                cwd=REPO_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        w = WorkerProc(name, proc, log_path)
+        w = WorkerProc.of(start_worker({**self.env, **env}, self.tmp / f"{name}.log", name=name))
         self.workers.append(w)
         if wait:
             w.wait_ready()
@@ -157,15 +138,7 @@ class KafkaStack:
             rc = w.stop()
             if rc not in (0, -signal.SIGKILL):
                 problems.append(f"{w.name} exited {rc}:\n{w.log_tail()}")
-        proc = self.service.proc
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                problems.append("mtctl serve ignored SIGTERM")
+        problems += shutdown_problems(self.service.server, expect_exit_0=False)
         if problems:
             pytest.fail("\n".join(problems))
 
@@ -216,45 +189,44 @@ def start_stack(
     """`mtctl serve` on database ``mtb_<name>`` and topics ``t<hex>.``; no workers yet.
     Users: enterprise, other (enterprise), basic."""
     prefix = f"t{uuid.uuid4().hex[:8]}-{name}."
-    database_url = mtb_services.create_database(f"mtb_kafka_{name}", postgres_url)
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "MTB_QUEUE": "kafka",
-        "MTB_INFERENCE": "local",  # L0_kafka_triton passes MTB_INFERENCE=triton
-        "MTB_KAFKA_BOOTSTRAP": bootstrap,
-        "MTB_KAFKA_TOPIC_PREFIX": prefix,
-        "MTB_KAFKA_GROUP": f"{prefix}workers",
-        "MTB_KAFKA_PARTITIONS": "3",
-        "MTB_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "MTB_KAFKA_LAG_INTERVAL_S": "1",
-        "MTB_DATABASE_URL": database_url,
-        "MTB_DATA_DIR": str(tmp),
-        "MTB_MODEL_DIR": str(model_dir),
-        "MTB_HOST": "127.0.0.1",
-        "MTB_PORT": str(port),
-        "MTB_RATE_LIMIT_ENTERPRISE": "100000",
-        "MTB_MAX_WORDS": "20000",
-        "MTB_JWT_SECRET": "functional-tests-secret-at-least-32-bytes",
-        "PYTHONUNBUFFERED": "1",
+    database_url = devstack.create_database(f"mtb_kafka_{name}", postgres_url)
+    full_env = serve_env(
+        os.environ,
+        tmp,
+        model_dir,
+        MTB_QUEUE="kafka",
+        MTB_INFERENCE="local",  # L0_kafka_triton passes MTB_INFERENCE=triton
+        MTB_KAFKA_BOOTSTRAP=bootstrap,
+        MTB_KAFKA_TOPIC_PREFIX=prefix,
+        MTB_KAFKA_GROUP=f"{prefix}workers",
+        MTB_KAFKA_PARTITIONS="3",
+        MTB_KAFKA_SESSION_TIMEOUT_MS="6000",
+        MTB_KAFKA_LAG_INTERVAL_S="1",
+        MTB_DATABASE_URL=database_url,
+        MTB_RATE_LIMIT_ENTERPRISE="100000",
+        MTB_MAX_WORDS="20000",
+        MTB_JWT_SECRET=JWT_SECRET,
         **env,
-    }
-    log_path = tmp / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*MTCTL, "serve"], env=full_env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-    svc = Service("postgres", f"http://127.0.0.1:{port}", full_env, proc, log_path)
-    stack = KafkaStack(svc, full_env, tmp, prefix, bootstrap, database_url)
+    )
+    users = [("enterprise", "enterprise"), ("other", "enterprise"), ("basic", "basic")]
+    svc = boot_service("postgres", full_env, tmp / "serve.log", users)
+    return KafkaStack(svc, full_env, tmp, prefix, bootstrap, database_url)
+
+
+@contextlib.contextmanager
+def private_broker(state: Path, shared: devstack.Config) -> Iterator[tuple[devstack.Config, str]]:
+    """A Kafka broker of its own (state folder ``state``, free ports) that a scenario may
+    stop and start without touching the shared one; it reuses the shared broker's jars
+    (``shared`` must run, so they are in place). Yields its Config and bootstrap."""
+    cfg = devstack.Config.from_env(
+        state_dir=state,
+        kafka_port=devstack.free_port(),
+        kafka_controller_port=devstack.free_port(),
+    )
+    (state / "kafka").mkdir(parents=True)
+    (state / "kafka" / "libs").symlink_to(shared.service_dir("kafka") / "libs")
+    info = devstack.ensure_service("kafka", cfg)
     try:
-        wait_until_ready(svc)
-        for who, tier in [
-            ("enterprise", "enterprise"),
-            ("other", "enterprise"),
-            ("basic", "basic"),
-        ]:
-            svc.keys[who] = svc.new_user(tier)
-    except BaseException:
-        stack.close()
-        raise
-    return stack
+        yield cfg, info.url
+    finally:
+        devstack.stop_service("kafka", cfg)

@@ -1,5 +1,5 @@
 """Restart the Kafka broker in the middle of a run (stop + start through the
-scripts/services.py API): REST keeps answering, and every job, including those submitted
+devstack API): REST keeps answering, and every job, including those submitted
 while the broker was down, completes with each chunk written once. A private broker
 (own state folder and ports, the shared jars) keeps other test sessions unaffected."""
 
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.conftest import mtb_services
-from tests.functional.kafka_stack import start_stack
+import devstack
+from tests.functional.kafka_stack import private_broker
 from tests.functional.L0_service.documents import document
 
 pytestmark = [pytest.mark.services]
@@ -20,38 +20,19 @@ pytestmark = [pytest.mark.services]
 def private_kafka(kafka_bootstrap, services_config, tmp_path_factory):
     # kafka_bootstrap: the shared broker runs, so its Maven jars are in place to share
     state = tmp_path_factory.mktemp("kafka-restart-state")
-    cfg = mtb_services.Config.from_env(
-        state_dir=state,
-        kafka_port=mtb_services.free_port(),
-        kafka_controller_port=mtb_services.free_port(),
-    )
-    (state / "kafka").mkdir(parents=True)
-    (state / "kafka" / "libs").symlink_to(services_config.service_dir("kafka") / "libs")
-    info = mtb_services.ensure_service("kafka", cfg)
-    try:
-        yield cfg, info.url
-    finally:
-        mtb_services.stop_service("kafka", cfg)
+    with private_broker(state, services_config) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_url, private_kafka, model_dir, tmp_path_factory):
-    _, bootstrap = private_kafka
-    s = start_stack(
-        tmp_path_factory.mktemp("kafka-restart"),
-        postgres_url,
-        bootstrap,
-        model_dir,
+def stack(private_kafka, make_stack):
+    return make_stack(
         "restart",
+        bootstrap=private_kafka[1],
         MTB_REQUEUE_AFTER_S="10",
         MTB_RECONCILE_INTERVAL_S="2",
         MTB_KAFKA_PUBLISH_TIMEOUT_S="5",
     )
-    try:
-        s.start_worker("worker-0")
-        yield s
-    finally:
-        s.close()
 
 
 def test_broker_restart_loses_no_job(stack, private_kafka):
@@ -63,7 +44,7 @@ def test_broker_restart_loses_no_job(stack, private_kafka):
         time.sleep(0.1)
 
     t0 = time.monotonic()
-    assert mtb_services.stop_service("kafka", cfg)
+    assert devstack.stop_service("kafka", cfg)
     stopped = time.monotonic() - t0
     during = []
     for i, priority in enumerate(["normal", "high", "critical"]):
@@ -72,7 +53,7 @@ def test_broker_restart_loses_no_job(stack, private_kafka):
         assert time.monotonic() - t < 15, "REST blocked on the missing broker"
     time.sleep(2.0)
     t1 = time.monotonic()
-    info = mtb_services.ensure_service("kafka", cfg)
+    info = devstack.ensure_service("kafka", cfg)
     assert info.started
     print(f"\nbroker stopped in {stopped:.1f} s, down {t1 - t0:.1f} s, restarted in "
           f"{time.monotonic() - t1:.1f} s")  # fmt: skip

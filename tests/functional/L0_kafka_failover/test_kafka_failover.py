@@ -10,27 +10,17 @@ import time
 import pytest
 
 from control_plane.jobs.chunking import Layout
-from tests.functional.kafka_stack import start_stack
 from tests.functional.L0_service.documents import document
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_url, kafka_bootstrap, model_dir, tmp_path_factory):
-    s = start_stack(
-        tmp_path_factory.mktemp("kafka-failover"),
-        postgres_url,
-        kafka_bootstrap,
-        model_dir,
-        "failover",
-        MTB_KAFKA_PARTITIONS="1",  # one normal partition: exactly one worker owns the document
-        MTB_KAFKA_SESSION_TIMEOUT_MS="6000",
+def stack(make_stack):
+    # one normal partition: exactly one worker owns the document
+    return make_stack(
+        "failover", workers=0, MTB_KAFKA_PARTITIONS="1", MTB_KAFKA_SESSION_TIMEOUT_MS="6000"
     )
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def test_kill9_worker_mid_document(stack, local_engine):

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from control_plane.queue.kafka_topics import redact_secrets
-from tests.functional.kafka_stack import start_stack
 
 pytestmark = pytest.mark.services
 
@@ -25,19 +24,8 @@ def sentence(i: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_url, kafka_bootstrap, model_dir, tmp_path_factory):
-    s = start_stack(
-        tmp_path_factory.mktemp("kafka-ingest"),
-        postgres_url,
-        kafka_bootstrap,
-        model_dir,
-        "ingest",
-    )
-    try:
-        s.start_worker("worker-0")
-        yield s
-    finally:
-        s.close()
+def stack(make_stack):
+    return make_stack("ingest")
 
 
 def test_bulk_ingest_1000_jobs_complete(stack):

@@ -12,7 +12,6 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.kafka_stack import start_stack
 from tests.functional.L0_service.documents import document
 
 pytestmark = pytest.mark.services
@@ -27,23 +26,14 @@ def queue_depth(stack, priority: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_url, kafka_bootstrap, model_dir, tmp_path_factory):
-    s = start_stack(
-        tmp_path_factory.mktemp("kafka-priorities"),
-        postgres_url,
-        kafka_bootstrap,
-        model_dir,
+def stack(make_stack):
+    return make_stack(
         "priorities",
         MTB_RETRY_BACKOFF_S="0.2",
         MTB_MAX_CHUNK_ATTEMPTS="3",
         # far shorter than the backlog below takes: polling must never wait for the work
         MTB_KAFKA_MAX_POLL_INTERVAL_MS="3000",
     )
-    try:
-        s.start_worker("worker-0")
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.mark.parametrize("priority", ["critical", "high", "normal"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from control_plane.jobs.chunking import Layout
-from tests.functional.kafka_stack import start_stack
 from tests.functional.L0_triton.test_service_triton import _segments_total
 
 pytestmark = pytest.mark.services
@@ -21,21 +20,8 @@ def triton(translator_triton):
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_url, kafka_bootstrap, model_dir, triton, tmp_path_factory):
-    s = start_stack(
-        tmp_path_factory.mktemp("kafka-triton"),
-        postgres_url,
-        kafka_bootstrap,
-        model_dir,
-        "triton",
-        MTB_INFERENCE="triton",
-        MTB_TRITON_URL=triton.url,
-    )
-    try:
-        s.start_worker("worker-0")
-        yield s
-    finally:
-        s.close()
+def stack(triton, make_stack):
+    return make_stack("triton", MTB_INFERENCE="triton", MTB_TRITON_URL=triton.url)
 
 
 @pytest.mark.parametrize("priority", ["critical", "high", "normal"])

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.conftest import mtb_services
-from tests.functional.kafka_stack import start_stack
+import devstack
+from tests.functional.kafka_stack import private_broker
 from tests.functional.L0_outages.outage import (
     OUTAGE_S,
     SLOW_LANE,
@@ -32,39 +32,20 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 def private_kafka(kafka_bootstrap, services_config, tmp_path_factory):
     # kafka_bootstrap: the shared broker runs, so its Maven jars are in place to share
     state = tmp_path_factory.mktemp("kafka-outage-state")
-    cfg = mtb_services.Config.from_env(
-        state_dir=state,
-        kafka_port=mtb_services.free_port(),
-        kafka_controller_port=mtb_services.free_port(),
-    )
-    (state / "kafka").mkdir(parents=True)
-    (state / "kafka" / "libs").symlink_to(services_config.service_dir("kafka") / "libs")
-    info = mtb_services.ensure_service("kafka", cfg)
-    try:
-        yield cfg, info.url
-    finally:
-        mtb_services.stop_service("kafka", cfg)
+    with private_broker(state, services_config) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_url, private_kafka, model_dir, tmp_path_factory):
-    _, bootstrap = private_kafka
-    s = start_stack(
-        tmp_path_factory.mktemp("kafka-outage"),
-        postgres_url,
-        bootstrap,
-        model_dir,
+def stack(private_kafka, make_stack):
+    return make_stack(
         "brokeroutage",
+        bootstrap=private_kafka[1],
         MTB_REQUEUE_AFTER_S="10",
         MTB_RECONCILE_INTERVAL_S="2",
         MTB_KAFKA_PUBLISH_TIMEOUT_S="5",
         **SLOW_LANE,
     )
-    try:
-        s.start_worker("worker-0")
-        yield s
-    finally:
-        s.close()
 
 
 def test_broker_down_30s_mid_backlog(stack, private_kafka, local_engine):
@@ -73,7 +54,7 @@ def test_broker_down_30s_mid_backlog(stack, private_kafka, local_engine):
     total = sum(s.chunks for s in backlog)
     done = wait_some_done(stack, total)
     t0 = time.monotonic()
-    assert mtb_services.stop_service("kafka", cfg)
+    assert devstack.stop_service("kafka", cfg)
     for i in range(2):  # submitted while the broker is away: REST still answers
         t = time.monotonic()
         text = document(400, seed=950 + i)
@@ -82,7 +63,7 @@ def test_broker_down_30s_mid_backlog(stack, private_kafka, local_engine):
         assert time.monotonic() - t < 15, "REST blocked on the missing broker"
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t0)))
     t1 = time.monotonic()
-    assert mtb_services.ensure_service("kafka", cfg).started
+    assert devstack.ensure_service("kafka", cfg).started
     back = time.monotonic()
     finished = assert_like_clean_run(stack, backlog, local_engine)
     print(

@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.conftest import mtb_services
-from tests.functional.kafka_stack import start_stack
+import devstack
 from tests.functional.L0_outages.outage import (
     OUTAGE_S,
     SLOW_LANE,
@@ -28,28 +27,19 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def private_pg(tmp_path_factory):
-    cfg = mtb_services.Config.from_env(
-        state_dir=tmp_path_factory.mktemp("pg-outage-state"), pg_port=mtb_services.free_port()
+    cfg = devstack.Config.from_env(
+        state_dir=tmp_path_factory.mktemp("pg-outage-state"), pg_port=devstack.free_port()
     )
-    info = mtb_services.ensure_service("postgres", cfg)
+    info = devstack.ensure_service("postgres", cfg)
     try:
         yield cfg, info.url
     finally:
-        mtb_services.stop_service("postgres", cfg, purge=True)
+        devstack.stop_service("postgres", cfg, purge=True)
 
 
 @pytest.fixture(scope="module")
-def stack(private_pg, kafka_bootstrap, model_dir, tmp_path_factory):
-    _, url = private_pg
-    s = start_stack(
-        tmp_path_factory.mktemp("pg-outage"), url, kafka_bootstrap, model_dir, "pgoutage",
-        **SLOW_LANE,
-    )  # fmt: skip
-    try:
-        s.start_worker("worker-0")
-        yield s
-    finally:
-        s.close()
+def stack(private_pg, make_stack):
+    return make_stack("pgoutage", postgres_url=private_pg[1], **SLOW_LANE)
 
 
 def test_postgres_down_30s_mid_backlog(stack, private_pg, local_engine):
@@ -61,7 +51,7 @@ def test_postgres_down_30s_mid_backlog(stack, private_pg, local_engine):
 
     def stop_and_ask_the_api() -> None:
         """While the database is down the API answers 503 with Retry-After, never 500."""
-        mtb_services.stop_service("postgres", cfg)
+        devstack.stop_service("postgres", cfg)
         job_id = backlog[0].job_id
         for _ in range(3):
             r = requests.get(
@@ -78,7 +68,7 @@ def test_postgres_down_30s_mid_backlog(stack, private_pg, local_engine):
 
     t = outage(
         stop_and_ask_the_api,
-        lambda: mtb_services.ensure_service("postgres", cfg),
+        lambda: devstack.ensure_service("postgres", cfg),
         OUTAGE_S,
     )
     assert answers and all(code == 503 and retry for code, retry, _ in answers), answers

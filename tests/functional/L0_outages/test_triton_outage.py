@@ -8,12 +8,10 @@ A private tritonserver (own ports and folder) is stopped, not the session's shar
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.conftest import REPO_ROOT, mtb_services
-from tests.functional.kafka_stack import start_stack
+import devstack
+from devstack import REPO_ROOT
 from tests.functional.L0_outages.outage import (
     OUTAGE_S,
     SLOW_LANE,
@@ -33,26 +31,19 @@ class PrivateTriton:
     def __init__(self, workdir, model_dir) -> None:  # noqa: ANN001
         self.workdir = workdir
         self.model_dir = model_dir
-        self.ports = {k: mtb_services.free_port() for k in ("http", "grpc", "metrics")}
+        self.ports = {k: devstack.free_port() for k in ("http", "grpc", "metrics")}
         self.server = None
         self.url = f"127.0.0.1:{self.ports['grpc']}"
 
     def start(self) -> None:
-        saved = os.environ.get("MTB_MODEL_DIR")
-        os.environ["MTB_MODEL_DIR"] = str(self.model_dir)  # the server's model.py reads it
-        try:
-            self.server = mtb_services.start_triton(
-                REPO_ROOT / "model_repository",
-                http_port=self.ports["http"],
-                grpc_port=self.ports["grpc"],
-                metrics_port=self.ports["metrics"],
-                workdir=self.workdir,
-            )
-        finally:
-            if saved is None:
-                os.environ.pop("MTB_MODEL_DIR", None)
-            else:
-                os.environ["MTB_MODEL_DIR"] = saved
+        self.server = devstack.start_triton(
+            REPO_ROOT / "model_repository",
+            http_port=self.ports["http"],
+            grpc_port=self.ports["grpc"],
+            metrics_port=self.ports["metrics"],
+            workdir=self.workdir,
+            extra_env={"MTB_MODEL_DIR": str(self.model_dir)},  # the server's model.py reads it
+        )
 
     def stop(self) -> None:
         if self.server is not None:
@@ -71,23 +62,14 @@ def private_triton(model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_url, kafka_bootstrap, model_dir, private_triton, tmp_path_factory):
-    s = start_stack(
-        tmp_path_factory.mktemp("triton-outage"),
-        postgres_url,
-        kafka_bootstrap,
-        model_dir,
+def stack(private_triton, make_stack):
+    return make_stack(
         "tritonoutage",
         MTB_INFERENCE="triton",
         MTB_TRITON_URL=private_triton.url,
         MTB_TRITON_FALLBACK="0",
         **SLOW_LANE,
     )
-    try:
-        s.start_worker("worker-0")
-        yield s
-    finally:
-        s.close()
 
 
 def test_triton_down_30s_mid_backlog(stack, private_triton, local_engine):

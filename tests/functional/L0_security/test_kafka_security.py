@@ -20,11 +20,11 @@ import uuid
 
 import pytest
 
-from tests.conftest import mtb_services
+import devstack
+from devstack.processes import MTCTL
 from tests.functional.kafka_stack import start_stack
 
 from ..conftest import REPO
-from ..L0_service.conftest import MTCTL
 
 pytestmark = pytest.mark.services
 
@@ -37,7 +37,7 @@ QUOTA_MINUTE_BASIC = 30
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory):
     password = secrets.token_urlsafe(18)
-    info = mtb_services.start_kafka_sasl(tmp_path_factory.mktemp("kafka-sasl"), password=password)
+    info = devstack.start_kafka_sasl(tmp_path_factory.mktemp("kafka-sasl"), password=password)
     try:
         yield info
     finally:
@@ -91,20 +91,13 @@ def stack_read_plain(bootstrap: str, topic: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_url, kafka_bootstrap, model_dir, tmp_path_factory):
-    s = start_stack(
-        tmp_path_factory.mktemp("kafka-security"),
-        postgres_url,
-        kafka_bootstrap,
-        model_dir,
+def stack(make_stack):
+    return make_stack(
         "security",
+        workers=0,
         MTB_QUOTA_WORDS_PER_MINUTE_BASIC=str(QUOTA_MINUTE_BASIC),
         MTB_RATE_LIMIT_BASIC="100000",
     )
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def chunk_message(job_id: str, index: int, **fields) -> bytes:

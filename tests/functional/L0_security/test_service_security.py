@@ -16,9 +16,10 @@ import pytest
 import requests
 
 from control_plane.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from devstack.processes import MTCTL
+from tests.functional.api_service import wait_for
 
 from ..conftest import REPO
-from ..L0_service.conftest import MTCTL, wait_for
 from .conftest import QUOTA_MINUTE_BASIC
 
 

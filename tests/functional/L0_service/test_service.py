@@ -387,33 +387,23 @@ def test_sigint_and_sigterm_shut_down_cleanly(service, tmp_path):
     if service.backend != "sqlite":
         pytest.skip("one backend is enough for signal handling")
     import signal
-    import subprocess
 
-    from .conftest import MTCTL, REPO, free_port
+    from devstack import free_port
+    from devstack.processes import new_user, start_serve
 
     env = {**service.env, "MTB_DATA_DIR": str(tmp_path), "MTB_DATABASE_URL": ""}
 
     def boot():
         env["MTB_PORT"] = str(free_port())
-        url = f"http://127.0.0.1:{env['MTB_PORT']}"
-        proc = subprocess.Popen(
-            [*MTCTL, "serve"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for _ in range(600):
-            try:
-                if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                    return proc, url
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        proc.kill()
-        raise AssertionError("second server did not become ready")
+        server = start_serve(env, tmp_path / "serve.log")
+        try:
+            server.wait_ready(60)
+        except RuntimeError as exc:
+            server.kill9()
+            raise AssertionError("second server did not become ready") from exc
+        return server.proc, server.url
 
-    key = subprocess.run(
-        [*MTCTL, "users", "create", "--email", "sig@example.com", "--tier", "pro"],
-        env=env, cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    key = new_user(env, "pro", "sig@example.com").key
     h = {"Authorization": f"Bearer {key}"}
     proc, url = boot()
     sub = requests.post(

@@ -9,9 +9,10 @@ import textwrap
 import urllib.request
 import uuid
 
-import mtb_services as services  # scripts/services.py, registered by tests/conftest.py
 import numpy as np
 import pytest
+
+import devstack as services
 
 pytestmark = pytest.mark.services
 
@@ -89,7 +90,8 @@ def test_cli_status_sees_the_servers(postgres_url, kafka_bootstrap, services_con
     out = subprocess.run(
         [
             sys.executable,
-            str(services.REPO_ROOT / "scripts" / "services.py"),
+            "-m",
+            "devstack",
             "status",
             "--only",
             "postgres,kafka",

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 import requests
 
-from bench.server import free_port, wait_ready
-
-from ..conftest import REPO
+from devstack.processes import serve_env
+from tests.functional.api_service import JWT_SECRET, running_service
 
 pytestmark = pytest.mark.services
 
-MTCTL = [sys.executable, "-m", "control_plane.cli"]
 TEXT = "The meeting starts at noon.\n\nPlease save your changes before closing the file."
 
 
@@ -30,34 +25,25 @@ def _segments_total(metrics_url: str) -> float:
 
 
 def test_service_translates_through_triton(server, model_dir, tmp_path):
-    port = free_port()
-    env = {
-        **os.environ,
-        "MTB_INFERENCE": "triton",
-        "MTB_TRITON_URL": server.url,
-        "MTB_DATA_DIR": str(tmp_path),
-        "MTB_MODEL_DIR": str(model_dir),
-        "MTB_DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}",
-        "MTB_QUEUE": "memory",
-        "MTB_HOST": "127.0.0.1",
-        "MTB_PORT": str(port),
-        "MTB_JWT_SECRET": "functional-tests-secret-at-least-32-bytes",
-        "PYTHONUNBUFFERED": "1",
-    }
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "serve.log"
+    env = serve_env(
+        os.environ,
+        tmp_path,
+        model_dir,
+        MTB_INFERENCE="triton",
+        MTB_TRITON_URL=server.url,
+        MTB_DATABASE_URL=f"sqlite:///{tmp_path / 'service.db'}",
+        MTB_QUEUE="memory",
+        MTB_JWT_SECRET=JWT_SECRET,
+    )
     before = _segments_total(server.urls["metrics"])
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*MTCTL, "serve"], env=env, cwd=REPO, stdout=log, stderr=log)
-    try:
-        wait_ready(url, proc, 120, lambda: log_path.read_text()[-3000:])
+    users = [("enterprise", "enterprise")]
+    with running_service(
+        "sqlite", env, tmp_path / "serve.log", users, expect_exit_0=False, timeout=120
+    ) as svc:
+        url = svc.url
         r = requests.get(url + "/readyz", timeout=2)
         assert r.json()["checks"]["inference"] == "ok"
-        out = subprocess.run(
-            [*MTCTL, "users", "create", "--email", "t@example.com", "--tier", "enterprise"],
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
-        )  # fmt: skip
-        headers = {"Authorization": f"Bearer {out.stdout.strip().splitlines()[-1]}"}
+        headers = svc.headers("enterprise")
         body = {"text": TEXT, "source_lang": "en", "target_lang": "pt", "priority": "critical"}
         r = requests.post(url + "/api/v1/translate", json=body, headers=headers, timeout=30)
         assert r.status_code == 202, r.text
@@ -77,10 +63,3 @@ def test_service_translates_through_triton(server, model_dir, tmp_path):
         metrics = requests.get(url + "/metrics", timeout=10).text
         assert 'mtb_triton_requests_total{outcome="ok"}' in metrics
         assert "mtb_triton_fallback_total 0.0" in metrics
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
