@@ -190,24 +190,21 @@ def start_stack(
     Users: enterprise, other (enterprise), basic."""
     prefix = f"t{uuid.uuid4().hex[:8]}-{name}."
     database_url = devstack.create_database(f"mtb_kafka_{name}", postgres_url)
-    full_env = serve_env(
-        os.environ,
-        tmp,
-        model_dir,
-        MTB_QUEUE="kafka",
-        MTB_INFERENCE="local",  # L0_kafka_triton passes MTB_INFERENCE=triton
-        MTB_KAFKA_BOOTSTRAP=bootstrap,
-        MTB_KAFKA_TOPIC_PREFIX=prefix,
-        MTB_KAFKA_GROUP=f"{prefix}workers",
-        MTB_KAFKA_PARTITIONS="3",
-        MTB_KAFKA_SESSION_TIMEOUT_MS="6000",
-        MTB_KAFKA_LAG_INTERVAL_S="1",
-        MTB_DATABASE_URL=database_url,
-        MTB_RATE_LIMIT_ENTERPRISE="100000",
-        MTB_MAX_WORDS="20000",
-        MTB_JWT_SECRET=JWT_SECRET,
-        **env,
-    )
+    settings = {
+        "MTB_QUEUE": "kafka",
+        "MTB_INFERENCE": "local",  # L0_kafka_triton passes MTB_INFERENCE=triton
+        "MTB_KAFKA_BOOTSTRAP": bootstrap,
+        "MTB_KAFKA_TOPIC_PREFIX": prefix,
+        "MTB_KAFKA_GROUP": f"{prefix}workers",
+        "MTB_KAFKA_PARTITIONS": "3",
+        "MTB_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "MTB_KAFKA_LAG_INTERVAL_S": "1",
+        "MTB_DATABASE_URL": database_url,
+        "MTB_RATE_LIMIT_ENTERPRISE": "100000",
+        "MTB_MAX_WORDS": "20000",
+        "MTB_JWT_SECRET": JWT_SECRET,
+    }
+    full_env = serve_env(os.environ, tmp, model_dir, **{**settings, **env})
     users = [("enterprise", "enterprise"), ("other", "enterprise"), ("basic", "basic")]
     svc = boot_service("postgres", full_env, tmp / "serve.log", users)
     return KafkaStack(svc, full_env, tmp, prefix, bootstrap, database_url)
