@@ -74,3 +74,14 @@ def make_stack(request, model_dir, tmp_path_factory) -> Iterator[Callable[..., o
 
     with closing:  # every stack is closed, even when closing another one fails
         yield make
+
+
+@pytest.fixture(scope="module")
+def private_kafka(kafka_bootstrap, services_config, tmp_path_factory):
+    """``(Config, bootstrap)`` of a broker of the module's own that its scenario may stop
+    and start (broker restart, broker outage) without touching the shared one.
+    kafka_bootstrap: the shared broker runs, so its Maven jars are in place to share."""
+    from tests.functional.kafka_stack import private_broker
+
+    with private_broker(tmp_path_factory.mktemp("kafka-private-state"), services_config) as b:
+        yield b

@@ -14,7 +14,6 @@ import time
 import pytest
 
 import devstack
-from tests.functional.kafka_stack import private_broker
 from tests.functional.L0_outages.outage import (
     OUTAGE_S,
     SLOW_LANE,
@@ -26,14 +25,6 @@ from tests.functional.L0_outages.outage import (
 from tests.functional.L0_service.documents import document
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def private_kafka(kafka_bootstrap, services_config, tmp_path_factory):
-    # kafka_bootstrap: the shared broker runs, so its Maven jars are in place to share
-    state = tmp_path_factory.mktemp("kafka-outage-state")
-    with private_broker(state, services_config) as broker:
-        yield broker
 
 
 @pytest.fixture(scope="module")
