@@ -177,7 +177,11 @@ def address_problem(address: str) -> str | None:
     return None
 
 
-def _split(url: str, production: bool) -> tuple[str, str, int]:
+def _split(
+    url: str, production: bool, allowed: frozenset[str] = frozenset()
+) -> tuple[str, str, int]:
+    """(scheme, host, port). An allow-listed host (MTB_CALLBACK_ALLOW_HOSTS: tests, a
+    trusted internal receiver) may use plain http even in production mode."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -186,11 +190,11 @@ def _split(url: str, production: bool) -> tuple[str, str, int]:
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise UnsafeCallback("callback_url must be an http(s) URL")
-    if production and scheme != "https":
-        raise UnsafeCallback("callback_url must use https")
     host = (parts.hostname or "").lower()
     if not host:
         raise UnsafeCallback("callback_url has no host")
+    if production and scheme != "https" and host not in allowed:
+        raise UnsafeCallback("callback_url must use https")
     return scheme, host, port or (443 if scheme == "https" else 80)
 
 
@@ -218,8 +222,9 @@ async def resolve(host: str, port: int) -> list[str]:
 
 async def vet_callback_url(url: str, settings: Any) -> None:
     """Raise UnsafeCallback unless ``url`` may be called (see the module docstring)."""
-    _, host, port = _split(url, production_mode(settings))
-    if host in allow_hosts(settings):
+    allowed = allow_hosts(settings)
+    _, host, port = _split(url, production_mode(settings), allowed)
+    if host in allowed:
         return
     try:
         ipaddress.ip_address(host)
@@ -259,7 +264,7 @@ def literal_problem(url: str, production: bool, allowed: frozenset[str]) -> str 
     """Delivery-time check of what the resolver never sees: the scheme, and hosts that are
     IP literals (aiohttp connects to those without resolving)."""
     try:
-        _, host, _ = _split(url, production)
+        _, host, _ = _split(url, production, allowed)
     except UnsafeCallback as exc:
         return str(exc)
     if host in allowed:

@@ -134,6 +134,11 @@ async def test_https_only_in_production_and_the_allow_list():
     await vet_callback_url("http://localhost:8/hook", allow)
     with pytest.raises(UnsafeCallback):
         await vet_callback_url("http://127.0.0.2/hook", allow)
+    # an allow-listed receiver may stay on http in production; nobody else may
+    prod_allow = Settings(production=True, callback_allow_hosts="127.0.0.1")
+    await vet_callback_url("http://127.0.0.1:8/hook", prod_allow)
+    with pytest.raises(UnsafeCallback, match="https"):
+        await vet_callback_url("http://8.8.8.8/hook", prod_allow)
 
 
 async def test_resolution_does_not_block_the_event_loop(monkeypatch):
