@@ -31,7 +31,7 @@ from control_plane.auth import Authenticator, RateLimiter
 from control_plane.cache import SegmentCache
 from control_plane.callbacks import CallbackSender
 from control_plane.db import Database, Job
-from control_plane.domain import URGENT_PRIORITIES
+from control_plane.domain import TIERS, URGENT_PRIORITIES
 from control_plane.inference import open_inference
 from control_plane.inference.base import InferenceClient
 from control_plane.jobs.service import JobService
@@ -82,39 +82,37 @@ def build_runtime(
     )
     client = client or open_inference(settings)
     client.bind_metrics(metrics.registry)  # Triton: retries, circuit, fallback on /metrics
-    rt = Runtime(
+    callbacks = CallbackSender(
+        settings.effective_callback_secret,
+        attempts=settings.callback_attempts,
+        backoff_s=settings.callback_backoff_s,
+        timeout_s=settings.callback_timeout_s,
+        on_result=lambda ok: metrics.callbacks.labels("ok" if ok else "gave_up").inc(),
+        allow_hosts=allow_hosts(settings),
+        production=production_mode(settings),
+    )
+    return Runtime(
         settings=settings,
         db=db,
         queue=queue,
         client=client,
         cache=cache,
-        jobs=JobService(db, queue, cache, settings),
+        jobs=JobService(
+            db, queue, cache, settings, on_finished=_finisher(metrics, callbacks, db, queue)
+        ),
         auth=Authenticator(db.engine, settings.jwt_secret, settings.auth_cache_s),
-        limiter=RateLimiter(
-            {
-                "basic": settings.rate_limit_basic,
-                "pro": settings.rate_limit_pro,
-                "enterprise": settings.rate_limit_enterprise,
-            }
-        ),
+        limiter=RateLimiter({tier: getattr(settings, f"rate_limit_{tier}") for tier in TIERS}),
         metrics=metrics,
-        callbacks=CallbackSender(
-            settings.effective_callback_secret,
-            attempts=settings.callback_attempts,
-            backoff_s=settings.callback_backoff_s,
-            timeout_s=settings.callback_timeout_s,
-            on_result=lambda ok: metrics.callbacks.labels("ok" if ok else "gave_up").inc(),
-            allow_hosts=allow_hosts(settings),
-            production=production_mode(settings),
-        ),
+        callbacks=callbacks,
     )
-    rt.jobs.on_finished = _finisher(rt)
-    return rt
 
 
-def _finisher(rt: Runtime):  # noqa: ANN202
+def _finisher(metrics: Metrics, callbacks: CallbackSender, db: Database, queue: ChunkQueue):  # noqa: ANN202
+    """What happens once per finished job in whichever process finished it: metrics, the
+    log line with the design's fields, the signed webhook, the results topic."""
+
     async def on_finished(job: Job) -> None:
-        m = rt.metrics
+        m = metrics
         m.jobs_finished.labels(job.priority, job.status).inc()
         if job.status == "completed":
             if job.completed_at and job.created_at:
@@ -132,11 +130,11 @@ def _finisher(rt: Runtime):  # noqa: ANN202
         )  # fmt: skip
         if job.callback_url and job.status in ("completed", "failed"):
             try:  # signed with the owner's own secret (control_plane.callbacks)
-                secret = await rt.db.run(webhook_secret_for, rt.db.engine, job.user_id)
+                secret = await db.run(webhook_secret_for, db.engine, job.user_id)
             except Exception as exc:  # noqa: BLE001 - DB away: the fallback, never the JWT secret
                 log.warning("webhook secret lookup failed", extra={"error": repr(exc)})
                 secret = None
-            rt.callbacks.send(
+            callbacks.send(
                 job.callback_url,
                 {
                     "event": f"job.{job.status}",
@@ -156,7 +154,7 @@ def _finisher(rt: Runtime):  # noqa: ANN202
             )
         if job.status in ("completed", "failed"):  # Kafka: the results topic
             # from the process whose worker finished it
-            await rt.queue.publish_result(job)
+            await queue.publish_result(job)
 
     return on_finished
 
@@ -173,11 +171,11 @@ async def _boot(rt: Runtime, run_workers: bool) -> None:
         # and the reconciler re-publishes what was lost
         await rt.jobs.recover()
     if run_workers:
-        lanes: list[tuple[str, tuple[str, ...] | None]] = [
+        roles: list[tuple[str, tuple[str, ...] | None]] = [
             (f"worker-{i}", None) for i in range(max(1, rt.settings.workers))
         ]
-        lanes += [(f"urgent-{i}", URGENT_PRIORITIES) for i in range(rt.settings.urgent_workers)]
-        for name, levels in lanes:
+        roles += [(f"urgent-{i}", URGENT_PRIORITIES) for i in range(rt.settings.urgent_workers)]
+        for name, levels in roles:  # levels None: every priority
             w = Worker(name, rt.queue, rt.jobs, rt.client, rt.metrics, rt.settings, levels)
             rt.runners.append(w)
             rt.workers.append(asyncio.create_task(w.run(), name=name))

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,10 +24,12 @@ from control_plane import tracing
 from control_plane.cache import SegmentCache
 from control_plane.db import Chunk, Database, Job, utcnow
 from control_plane.jobs.chunking import Layout, count_words, split_chunks
-from control_plane.queue.base import PRIORITY_RANK, ChunkMessage, ChunkQueue
+from control_plane.domain import ACTIVE_STATUSES as ACTIVE
+from control_plane.domain import PRIORITY_RANK
+from control_plane.engine.base import Translation
+from control_plane.queue.base import ChunkMessage, ChunkQueue
 
 log = logging.getLogger(__name__)
-ACTIVE = ("queued", "processing")
 
 
 class JobNotFound(LookupError):
@@ -80,8 +83,24 @@ class Throughput:
             self.wps = 0.8 * self.wps + 0.2 * (words / seconds)
 
 
+async def _nobody_listens(job: Job) -> None:
+    return None
+
+
 class JobService:
-    def __init__(self, db: Database, queue: ChunkQueue, cache: SegmentCache, settings):  # noqa: ANN001
+    """Jobs for the API (submit, read, cancel) and for workers (claim, complete, fail,
+    cached segments, throughput): workers use only these methods, never the database,
+    cache or counters behind them. ``on_finished`` is awaited once per job that reaches
+    completed/failed/cancelled (metrics, webhook, results topic)."""
+
+    def __init__(
+        self,
+        db: Database,
+        queue: ChunkQueue,
+        cache: SegmentCache,
+        settings,  # noqa: ANN001 - Settings
+        on_finished: Callable[[Job], Awaitable[None]] = _nobody_listens,
+    ):
         self.db = db
         self.queue = queue
         self.cache = cache
@@ -89,7 +108,7 @@ class JobService:
         self.throughput = Throughput(settings.throughput_wps)
         self.pending_words = {p: 0 for p in PRIORITY_RANK}
         self.cancelled: set[str] = set()
-        self.on_finished = None  # async callable(job) set by the app (metrics, callbacks)
+        self.on_finished = on_finished
 
     # -- estimates -----------------------------------------------------------------
 
@@ -305,11 +324,67 @@ class JobService:
     async def cancel(self, user_id: str, job_id: str) -> Job:
         job = await self.db.run(self._cancel, user_id, job_id)
         self.cancelled.add(job_id)
-        if self.on_finished is not None:
-            await self.on_finished(job)
+        await self.on_finished(job)
         return job
 
     # -- worker side ---------------------------------------------------------------
+    # Async wrappers run the blocking methods below on the database's threads.
+
+    async def claim(self, job_id: str, chunk_index: int) -> Claim | None:
+        return await self.db.run(self.claim_chunk, job_id, chunk_index)
+
+    async def complete(
+        self,
+        job_id: str,
+        chunk_index: int,
+        result: str,
+        words: int,
+        engine_seconds: float = 0.0,
+        confidence: float | None = None,
+        instance: str | None = None,
+    ) -> Job | None:
+        return await self.db.run(
+            self.complete_chunk,
+            job_id,
+            chunk_index,
+            result,
+            words,
+            engine_seconds,
+            confidence,
+            instance,
+        )
+
+    async def fail(self, job_id: str, chunk_index: int, error: str) -> Job | None:
+        return await self.db.run(self.fail_chunk, job_id, chunk_index, error)
+
+    async def cached_segments(
+        self, texts: list[str], source: str, target: str, model_version: str
+    ) -> dict[int, Translation]:
+        return await self.db.run(self.cache.get_many, texts, source, target, model_version)
+
+    def remember_segments(
+        self,
+        texts: list[str],
+        translations: list[Translation],
+        source: str,
+        target: str,
+        model_version: str,
+    ) -> asyncio.Future:
+        """Write translations to the cache in the background; await the future before
+        the chunks they belong to are finished."""
+        return asyncio.ensure_future(
+            self.db.run(self.cache.put_many, texts, translations, source, target, model_version)
+        )
+
+    async def drop_cancelled(self, job_ids: list[str]) -> set[str]:
+        return await self.db.run(self.refresh_cancelled, job_ids)
+
+    def observe_throughput(self, words: int, seconds: float) -> None:
+        self.throughput.observe(words, seconds)
+
+    @property
+    def words_per_second(self) -> float:
+        return max(self.throughput.wps, 1e-3)
 
     def claim_chunk(self, job_id: str, chunk_index: int) -> Claim | None:
         """Blocking. The chunk to work on with its job's language pair and priority and its

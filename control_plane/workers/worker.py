@@ -222,14 +222,13 @@ class Worker:
         self._settled.add(id(delivery))
 
     async def process(self, deliveries: list[Delivery]) -> None:
-        db = self.jobs.db
         works: list[_Work] = []
         for d in deliveries:
             m = d.message
             held = self._claimed.get(id(d))
             chunk = held[1] if held is not None and held[0] is d else None
             if chunk is None:
-                chunk = await db.run(self.jobs.claim_chunk, m.job_id, m.chunk_index)
+                chunk = await self.jobs.claim(m.job_id, m.chunk_index)
                 if chunk is not None:
                     self._claimed[id(d)] = (d, chunk)
             if chunk is None:  # cancelled, finished, or already written: nothing to do
@@ -246,11 +245,11 @@ class Worker:
             m.attempt = min(m.attempt, chunk.attempts)
             if m.attempt >= self.settings.max_chunk_attempts:  # handed back by errors
                 error = f"chunk {m.chunk_index} failed {m.attempt} times; giving up"
-                job = await db.run(self.jobs.fail_chunk, m.job_id, m.chunk_index, error)
+                job = await self.jobs.fail(m.job_id, m.chunk_index, error)
                 self.jobs.chunk_done(m)
                 m.headers["error"] = error
                 await self._nack(d, requeue=False)
-                if job is not None and self.jobs.on_finished is not None:
+                if job is not None:
                     await self.jobs.on_finished(job)
                 continue
             layout = Layout.loads(chunk.layout) if chunk.layout else None  # parsed at submit
@@ -289,10 +288,10 @@ class Worker:
         for (src, tgt), group in by_pair.items():
             version = self.client.model_version(src, tgt)
             texts = [s for w in group for s in w.layout.segments]
-            hits = await self.jobs.db.run(self.jobs.cache.get_many, texts, src, tgt, version)
+            hits = await self.jobs.cached_segments(texts, src, tgt, version)
             self.metrics.record_cache(len(hits), len(texts) - len(hits))
             pos = 0
-            wps = max(self.jobs.throughput.wps, 1e-3)
+            wps = self.jobs.words_per_second
             for w in group:
                 for i, seg in enumerate(w.layout.segments):
                     if pos + i in hits:
@@ -335,7 +334,7 @@ class Worker:
         for pair, segs in wanted.items():
             order = sorted(segs, key=lambda s: urgency[(pair, s)])
             job_ids = list({w.msg.job_id for s in order for w, _ in segs[s]})
-            await self.jobs.db.run(self.jobs.refresh_cancelled, job_ids)
+            await self.jobs.drop_cancelled(job_ids)
             batch = [
                 s
                 for s in order
@@ -368,7 +367,7 @@ class Worker:
         self.metrics.batch_size.observe(len(batch))
         self.metrics.segments_translated.labels(f"{pair[0]}-{pair[1]}").inc(len(batch))
         words = sum(count_words(s) for s in batch) or 1
-        self.jobs.throughput.observe(words, elapsed)
+        self.jobs.observe_throughput(words, elapsed)
         for seg, tr in zip(batch, out, strict=True):
             # one segment wanted by several chunks: they split its engine time
             share = elapsed * count_words(seg) / words / len(segs[seg])
@@ -376,11 +375,7 @@ class Worker:
                 w.translations[i] = tr
                 w.engine_seconds += share
         version = self.client.model_version(*pair)
-        writes.append(
-            asyncio.ensure_future(
-                self.jobs.db.run(self.jobs.cache.put_many, batch, out, pair[0], pair[1], version)
-            )
-        )
+        writes.append(self.jobs.remember_segments(batch, out, pair[0], pair[1], version))
 
     async def _finish(self, w: _Work) -> None:
         m = w.msg
@@ -393,8 +388,7 @@ class Worker:
         outs = [w.translations[i] for i in range(len(w.layout.segments))]
         text = w.layout.render([t.text for t in outs])
         confidence = weighted_confidence(w.layout.segments, [t.score for t in outs])
-        job = await self.jobs.db.run(
-            self.jobs.complete_chunk,
+        job = await self.jobs.complete(
             m.job_id,
             m.chunk_index,
             text,
@@ -409,7 +403,7 @@ class Worker:
         self.metrics.record_words(f"{m.source_lang}-{m.target_lang}", w.words)
         self.jobs.chunk_done(m)
         await self._ack(w.delivery)
-        if job is not None and self.jobs.on_finished is not None:
+        if job is not None:
             await self.jobs.on_finished(job)
 
     async def _retry_or_fail(self, works: list[_Work], exc: BaseException) -> None:
@@ -432,12 +426,12 @@ class Worker:
                 retry.append(w)
                 continue
             error = f"translation failed after {m.attempt + 1} attempts: {exc}"
-            job = await self.jobs.db.run(self.jobs.fail_chunk, m.job_id, m.chunk_index, error)
+            job = await self.jobs.fail(m.job_id, m.chunk_index, error)
             self.jobs.chunk_done(m)
             m.headers["error"] = error  # the dead-letter reason (Kafka: dead-letter topic)
             await self._nack(w.delivery, requeue=False)
             log.error("chunk failed for good", extra={"job_id": m.job_id, "error": error})
-            if job is not None and self.jobs.on_finished is not None:
+            if job is not None:
                 await self.jobs.on_finished(job)
         if retry:
             await asyncio.sleep(max(min(2**w.msg.attempt, 10) * 0.5 for w in retry))

@@ -34,7 +34,7 @@ async def parts(tmp_path):
     async def on_finished(job):
         finished.append(job)
 
-    jobs.on_finished = on_finished
+    jobs.on_finished = on_finished  # a test listener in place of the runtime's
     engine = FakeEngine()
     client = LocalInferenceClient(engine=engine)
     worker = Worker("w", queue, jobs, client, Metrics(), settings)
