@@ -50,17 +50,6 @@ def _words(texts: list[str]) -> int:
     return sum(len(t.split()) for t in texts)
 
 
-def make_repository(dest: Path, cfg) -> Path:  # noqa: ANN001 - TranslatorConfig
-    """A model repository with the translator's model.py and ``cfg`` as its config."""
-    from control_plane.inference.triton_config import MODEL_NAME, render
-
-    src = REPO / "model_repository" / MODEL_NAME
-    model = dest / MODEL_NAME
-    shutil.copytree(src, model, ignore=shutil.ignore_patterns("__pycache__", "configs"))
-    (model / "config.pbtxt").write_text(render(cfg))
-    return dest
-
-
 async def model_stats(client, model: str = "translator") -> tuple[int, int]:  # noqa: ANN001
     stats = await client.get_inference_statistics(model, as_json=True)
     s = stats["model_stats"][0]
@@ -303,7 +292,7 @@ def table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from control_plane.inference.triton_config import CPU, GPU
+    from control_plane.inference.triton_config import CPU, GPU, copy_repository
 
     ap = argparse.ArgumentParser(prog="python -m bench triton", description=__doc__.split("\n")[0])
     ap.add_argument("--sentences", type=int, default=200)
@@ -371,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url = args.url
         else:
-            repo = make_repository(work / "repo", cfg)
+            repo = copy_repository(work / "repo", cfg)
             server = devstack.start_triton(repo, workdir=work / "server")
             url = server.url
             print(f"tritonserver pid {server.pid} on {url} ({server.startup_s:.1f}s)", flush=True)

@@ -214,6 +214,22 @@ def write(repository: Path = MODEL_REPOSITORY) -> list[Path]:
     return written
 
 
+def copy_repository(dest: Path, cfg: TranslatorConfig) -> Path:
+    """A private model repository at ``dest``: the translator's model.py with ``cfg`` as
+    its only config (benchmarks and tests that try a configuration without touching the
+    committed one)."""
+    import shutil
+
+    model = dest / MODEL_NAME
+    shutil.copytree(
+        MODEL_REPOSITORY / MODEL_NAME,
+        model,
+        ignore=shutil.ignore_patterns("__pycache__", "configs"),
+    )
+    (model / "config.pbtxt").write_text(render(cfg))
+    return dest
+
+
 def drift(repository: Path = MODEL_REPOSITORY) -> list[Path]:
     """Committed config files that differ from what this module renders."""
     return [

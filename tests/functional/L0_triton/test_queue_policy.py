@@ -8,10 +8,9 @@ import dataclasses
 
 import pytest
 
-from bench.triton import make_repository
 from control_plane.inference.base import InferenceUnavailable
 from control_plane.inference.triton import TritonInferenceClient
-from control_plane.inference.triton_config import CPU, QueuePolicy
+from control_plane.inference.triton_config import CPU, QueuePolicy, copy_repository
 from control_plane.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -25,7 +24,7 @@ def small_queue_server(triton_factory, model_dir, tmp_path_factory):
         CPU, queue_policies=policies, max_batch_size=2, preferred_batch_sizes=(2,),
         model_dir=str(model_dir),
     )  # fmt: skip
-    return triton_factory(make_repository(tmp_path_factory.mktemp("repo"), cfg))
+    return triton_factory(copy_repository(tmp_path_factory.mktemp("repo"), cfg))
 
 
 async def test_full_normal_queue_rejects_critical_still_served(small_queue_server):
