@@ -217,8 +217,8 @@ class SegmentCache:
         if not rows or self.engine is None:
             return
         # One INSERT ... ON CONFLICT executemany: no read of existing keys first and
-        # no ORM objects (a worker writes every batch it translated; per-row ORM inserts
-        # after a SELECT cost ~3 CPU-s per 100,000 words on the worker's event-loop host).
+        # no ORM objects: a worker writes every batch it translated, and per-row ORM
+        # inserts after a SELECT were a visible share of the worker's CPU.
         now = utcnow()
         expires, _ = self._expires()
         values = [

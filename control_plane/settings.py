@@ -84,9 +84,9 @@ class Settings:
     urgent_workers: int = 1  # extra in-process workers that take only critical/high chunks
     # A worker task takes ready chunks until it holds this many words (less when less is
     # queued, so a light load still gets small batches): the engine sorts a whole batch by
-    # length, and the larger the batch the less padding. Stack bench, 2 cores: 1,000 ->
-    # 164-166k words/min, 4,000 -> 191k, 10,000 -> 199k. Critical/high work does not wait
-    # behind it: urgent worker tasks take it, and the engine's lanes run its batches first.
+    # length, and the larger the batch the less padding (measured: README, "Benchmarks",
+    # stack). Critical/high work does not wait behind it: urgent worker tasks take it,
+    # and the engine's lanes run its batches first.
     batch_words: int = 8000
     aging_s: float = 30.0  # a waiting chunk climbs one priority level per aging_s
     inference_timeout_s: float = 300.0

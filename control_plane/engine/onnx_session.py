@@ -37,9 +37,8 @@ def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int
     default is one single-threaded lane per core (up to 8): a decoding step multiplies
     matrices of at most 32 x 256, too small for intra-op threads to pay for their
     hand-offs, and the Python part of every step (argmax, finished rows) keeps one core
-    while ORT waits. On the 2-core bench VM, 2 lanes x 1 thread translated 218-224k
-    words/min where 1 lane x 2 threads gave 162-180k, on the same 1,000-word chunks. A GPU
-    runs one lane: its kernels already fill the card."""
+    while ORT waits; lanes beat intra-op threads on the same chunks (README, "Engine
+    quality and speed"). A GPU runs one lane: its kernels already fill the card."""
     cores = threads if threads > 0 else (os.cpu_count() or 1)
     if gpu:
         return 1, cores
@@ -55,9 +54,9 @@ def make_session(path: Path, threads: int = 0, precision: str = "fp32", tensorrt
     opts.intra_op_num_threads = threads if threads > 0 else (os.cpu_count() or 1)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # No busy-waiting between ops: the engine shares 2 cores with the event loop, the DB
-    # and other engine calls; with spinning on, int8 batch 32 on 2 threads ran at 36-45
-    # sentences/s under such load, with it off at 70-87.
+    # No busy-waiting between ops: the engine shares its cores with the event loop, the
+    # DB and other engine calls, and spinning threads take the CPU those need (about half
+    # the throughput under such load when it was on).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     providers = providers_for(precision, tensorrt)

@@ -446,8 +446,7 @@ class TritonInferenceClient:
         # MTB_TRITON_INFLIGHT_REQUESTS > 0 keeps only that many of a call's requests in
         # Triton's queue: executions get smaller, so a critical request (which waits for the
         # execution in progress, then shares its own with queued normal ones) gets through
-        # sooner, at a throughput cost. Stack bench, 2 cores, worker batches of 8,000 words:
-        # no cap 180k words/min with critical jobs in 0.9-1.7 s; a cap of 4 152k, 0.36-0.68 s.
+        # sooner, at a throughput cost (README, "Benchmarks", stack through Triton).
         limit = self.settings.triton_inflight_requests
         slots = asyncio.Semaphore(limit if limit > 0 else len(pieces))
 

@@ -327,8 +327,7 @@ class Worker:
         # One call per language pair at the batch's most urgent priority (its chunks all
         # finish together, at the end of the batch): the engine sorts the whole call by
         # length, cuts its own batches (token budget included) and runs them on its lanes.
-        # Windows of 32 cut here padded worse: on 2 cores, 1,000-word chunks in sorted
-        # windows of 32 gave ~1,600 words per CPU-second, one call per chunk ~1,900. A
+        # Windows cut here pad worse than the engine's own batches over the whole call. A
         # segment's output does not depend on its batch neighbours, so this changes no
         # result. Cancelled jobs are dropped before each call.
         for pair, segs in wanted.items():
