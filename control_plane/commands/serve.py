@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)
     tracing.configure(settings)
     log = logging.getLogger("control_plane.serve")
-    from control_plane.queue.kafka_topics import KafkaAuthError
+    from control_plane.queue.kafka.topics import KafkaAuthError
     from control_plane.security import ConfigError, kafka_client_kwargs, resolve_jwt_secret
 
     try:  # no known default secret: generated (embedded) or required (PostgreSQL/Kafka)

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.queue != "kafka":
         log.warning("MTB_QUEUE is %r; `mtctl worker` always uses Kafka", settings.queue)
         settings.queue = "kafka"
-    from control_plane.queue.kafka_topics import KafkaAuthError
+    from control_plane.queue.kafka.topics import KafkaAuthError
     from control_plane.security import ConfigError, kafka_client_kwargs, resolve_jwt_secret
 
     try:  # Kafka: MTB_JWT_SECRET is required (the worker signs nothing with it, but one

@@ -25,7 +25,7 @@ from control_plane.jobs.service import JobService, SubmitRequest
 from control_plane.metrics import Metrics
 from control_plane.queue import MemoryChunkQueue
 from control_plane.queue.base import ChunkMessage
-from control_plane.queue.kafka_topics import dead_letter_value, redact_secrets
+from control_plane.queue.kafka.topics import dead_letter_value, redact_secrets
 from control_plane.security import (
     JWT_SECRET_FILE,
     ConfigError,
