@@ -60,6 +60,39 @@ _HTTP_CODES = {
 }
 
 
+def _printable_ascii(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
+def _plain_text(value: str) -> bool:
+    """No NUL or other control character and no lone surrogate (aiohttp decodes a path's
+    %-escapes; PostgreSQL refuses NUL in a query parameter, and nothing encodes a lone
+    surrogate)."""
+    return value.isprintable() or not any(
+        c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in value
+    )
+
+
+def check_request(request: web.Request) -> None:
+    """Reject, before any handler runs, what no handler can use: an Authorization header
+    that is not printable ASCII (credentials are; other bytes arrive decoded with
+    surrogate escapes and made the key hash a 500), and path parameters with control
+    characters or lone surrogates (no resource is named so: 404)."""
+    auth = request.headers.get("Authorization")
+    if auth is not None and not _printable_ascii(auth):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "the Authorization header must be 'Bearer <api key or JWT>' in printable ASCII",
+            headers={"WWW-Authenticate": 'Bearer realm="mtb"'},
+        )
+    for name, value in request.match_info.items():
+        if not _plain_text(value):
+            raise ApiError(
+                404, "not_found", f"no such resource: {name} {value[:100]!r} is not plain text"
+            )
+
+
 def error_middleware(metrics=None):  # noqa: ANN001, ANN201
     @web.middleware
     async def middleware(request: web.Request, handler):  # noqa: ANN001, ANN202
@@ -67,6 +100,7 @@ def error_middleware(metrics=None):  # noqa: ANN001, ANN201
         route_name = route.canonical if route is not None else "unmatched"
         started = time.perf_counter()
         try:
+            check_request(request)
             resp = await handler(request)
         except ApiError as exc:
             resp = error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)

@@ -1,4 +1,4 @@
-"""Sentence-aware chunking that gives every byte of layout back.
+"""Sentence-aware chunking that gives every byte of layout back, in time linear in the input.
 
 Two levels:
 
@@ -10,14 +10,48 @@ Two levels:
   which are what the engine translates. ``layout.render(translations)`` puts the
   translations back where the sentences were, so paragraph structure survives exactly.
 
+``plan(text, target_words, lang)`` does both for one submission, sharing one pysbd budget.
+
 Sentences come from pysbd (rule-based, maintained, ~0.5 ms per sentence on this machine,
 handles abbreviations such as "Dr." and "e.g." and decimals). Sentences never cross a line
 break: hard-wrapped prose is translated line by line so that every line break stays where
 it was. Languages pysbd lacks use the closest rule set (Portuguese: Spanish rules plus a
 short abbreviation list). Quality on the tricky cases in tests/unit/jobs/test_chunking.py:
 English 12/12, Portuguese 8/8 (5/8 with Spanish rules alone, 3/8 with English rules).
-Speed: pysbd's cost grows faster than linearly with the length of one call (1,000 sentences
-in one call: 4 s), so it only ever sees one line of at most about a chunk.
+
+Hostile input (issue 10): pysbd's cost grows faster than linearly with the length of one
+call (8,000 characters of "a. " repeated: 0.7 s; 1,000 sentences: 4 s), and a regex holds
+the GIL for the whole of its call (the final-run regex this module used took 4.8 s on a
+run of 20,000 dots), so nothing here hands a regex or pysbd an input whose cost is not
+bounded. Every step is linear in the text:
+
+- pysbd sees at most ``PYSBD_WINDOW_CHARS`` characters and ``PYSBD_WINDOW_TERMINATORS``
+  terminators per call (30 ms at worst on fuzzed input). A longer line is segmented in
+  windows: the sentences of a window's last quarter, which the window's end may have
+  cut short or opened a parenthesis on, are segmented again at the start of the next
+  window. On the gettext corpus and the test documents (lines of up to 40,000
+  characters) this gives exactly what one pysbd call per line gives.
+- One document may spend ``PYSBD_BUDGET`` of pysbd work (``Budget``: about microseconds
+  here). A 200,000-word document of ordinary prose uses half of it. Past the budget the
+  rest of the document falls back to a cheap splitter (a sentence ends after . ! ? and
+  the like followed by a space, or after a CJK full stop; sentences shorter than
+  ``CHEAP_MIN_CHARS`` are joined, so a flood of "a." does not make millions of
+  segments). Deterministic: the same text always gives the same segments.
+- A segment is at most ``MAX_SEGMENT_CHARS`` characters: a longer sentence is cut at its
+  last space before the limit (one huge "word" is cut where no combining mark follows).
+- A chunk is at most ``max(MIN_CHUNK_CHARS, CHUNK_CHARS_PER_WORD * target_words)``
+  characters; a line without any sentence end is cut every ``target_words`` words, and
+  after ``CONFIRM_TRIES`` candidate cuts that pysbd refuses the next is taken as it is.
+- Runs of blank lines are one regex step, lines without a word character are literal
+  without pysbd, no regex here can backtrack (possessive quantifiers; the final run of
+  terminators is found with str.rstrip), and a scan of a long text looks at
+  ``SCAN_CHARS`` per call, so no single call holds the GIL for more than a few ms.
+
+Worst inputs found (8 MiB bodies, this 2-core machine): 8 MiB of "a。" takes 4 s to plan
+(it took minutes per 100 KB before); 200,000 one-word sentences 2.7 s; a 200,000-word
+document of prose 3.5-4.5 s. control_plane.jobs.planner runs plans of large texts in a
+child process. tests/unit/jobs/test_chunking_limits.py checks the bounds and that windowed
+segmentation matches one pysbd call on real sentences.
 """
 
 from __future__ import annotations
@@ -25,6 +59,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 
 import pysbd
@@ -34,6 +69,16 @@ _PYSBD_LANGS = {
     "da", "fr", "my", "el", "it", "ja", "de", "kk", "sk",
 }  # fmt: skip
 _FALLBACK = {"pt": "es", "gl": "es", "ca": "es", "uk": "ru", "be": "ru", "cs": "sk", "no": "da"}
+
+MAX_SEGMENT_CHARS = 2000  # longer sentences are cut at a space (the engine cuts at 256 tokens)
+PYSBD_WINDOW_CHARS = 4000  # pysbd never sees more characters in one call ...
+PYSBD_WINDOW_TERMINATORS = 64  # ... or more sentence terminators (30 ms at worst here)
+PYSBD_BUDGET = 4_000_000  # pysbd work per document, about microseconds (see Budget)
+CHUNK_CHARS_PER_WORD = 40  # a chunk holds at most this many characters per target word
+MIN_CHUNK_CHARS = 4096
+CONFIRM_TRIES = 8  # pysbd checks of candidate cuts in a long line before a cheap cut
+CHEAP_MIN_CHARS = 64  # the cheap splitter joins a shorter sentence with the next
+SCAN_CHARS = 1 << 18  # a regex scan of a long text looks at this much per call (a few ms)
 
 # indentation, then an optional list marker / heading / quote marker followed by spaces
 _MARKER = re.compile(
@@ -54,9 +99,33 @@ _LAST_TOKEN = re.compile(r"(\w+)\.$")
 _HAS_WORD = re.compile(r"\w")
 _local = threading.local()
 
+# str.splitlines() breaks lines at these ("\r\n" counts as one break)
+_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_BREAK = re.compile(f"[{_BREAKS}]")
+# one or more whole lines holding nothing but spaces (str.isspace), each with its break
+_BLANK_LINES = re.compile(rf"(?:[^\S{_BREAKS}]*+(?:\r\n|[{_BREAKS}]))++")
+_LAST_BREAK = re.compile(rf"(?s).*(?:\r\n|[{_BREAKS}])")  # up to the last line break
+_LAST_SPACE = re.compile(r"(?s).*\s")  # up to the last space
+_NOT_SPACE = re.compile(r"\S")
+
+# What str.isspace() (so str.split() and regex \s) counts as a space, beyond ASCII.
+_WIDE_SPACES = "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"  # noqa: E501
+_HAS_WIDE_SPACE = re.compile(f"[{_WIDE_SPACES}]")
+# bytes -> b" " for an ASCII space (str.isspace), b"x" for anything else (UTF-8 included)
+_WORD_BYTES = bytes(32 if chr(b).isspace() else 120 for b in range(128)) + b"x" * 128
+
 
 def count_words(text: str) -> int:
-    return len(text.split())
+    """``len(text.split())`` without building the list: 4-10x faster on large texts (it is
+    called on the event loop for a whole request)."""
+    if text.isascii():
+        raw = text.encode("ascii")
+    elif _HAS_WIDE_SPACE.search(text) is None:  # every non-ASCII character is a letter
+        raw = text.encode("utf-8", "surrogatepass")
+    else:
+        return len(text.split())
+    classes = raw.translate(_WORD_BYTES)
+    return classes.count(b" x") + (classes[:1] == b"x")
 
 
 def _segmenter(lang: str) -> pysbd.Segmenter:
@@ -77,25 +146,74 @@ def _segmenter(lang: str) -> pysbd.Segmenter:
 # (pysbd compiles a regex per sentence: 3.3 CPU-s per 100k gettext words). pysbd never
 # split such a line at ';' or ':' in the 3,000 gettext lines (1,569 of them with a final
 # terminator). tests/unit/jobs/test_chunking.py checks the shortcut against pysbd.
-_TERMINATORS = re.compile(r"[.!?\u2026\u3002\uff01\uff1f\uff61\u061f\u203d]")
-_FINAL_RUN = re.compile(
-    r"[.!?\u2026\u3002\uff01\uff1f\uff61\u061f\u203d]+[\"'\u201d\u2019\u00bb)\]]*\s*$"
+_TERMINATOR_CHARS = ".!?\u2026\u3002\uff01\uff1f\uff61\u061f\u203d"
+_CLOSERS = "\"'\u201d\u2019\u00bb)]"
+_CLOSERS_RE = "\"'\u201d\u2019\u00bb)\\]"  # the same as a regex character class body
+_TERMINATORS = re.compile(f"[{_TERMINATOR_CHARS}]")
+# a cheap sentence end: a run of terminators and closing quotes followed by a space or the
+# end of the line, or any run of CJK full stops (those need no space)
+_CJK_STOPS = "\u3002\uff01\uff1f\uff61"
+_CHEAP_END = re.compile(
+    rf"(?<![{_TERMINATOR_CHARS}])[{_TERMINATOR_CHARS}]++[{_CLOSERS_RE}]*+(?=\s|\Z)"
+    rf"|[{_CJK_STOPS}]++[{_CLOSERS_RE}\u300d\u300f]*+"
 )
+# where a long line may be cut between two sentences (then checked with pysbd)
+_CANDIDATE = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*+\s++(?=\S)")
+
+
+def _count_terminators(text: str) -> int:
+    return sum(map(text.count, _TERMINATOR_CHARS))
 
 
 def _one_sentence(text: str) -> bool:
-    m = _FINAL_RUN.search(text)
-    return not _TERMINATORS.search(text[: m.start()] if m else text)
+    """No terminator before the line's final run of terminators, closing quotes and spaces.
+    (The regex ``[terminators]+[closers]*\\s*$`` this replaces took quadratic time on a
+    long run of dots; stripping from the end finds the same run in linear time.)"""
+    stripped = text.rstrip()
+    unquoted = stripped.rstrip(_CLOSERS)
+    body = unquoted.rstrip(_TERMINATOR_CHARS)
+    return not _TERMINATORS.search(body if len(body) < len(unquoted) else text)
 
 
-def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence in a single line, trailing spaces excluded."""
+class Budget:
+    """The pysbd work one document may spend, in microseconds of this machine's pysbd as
+    measured on gettext prose and on floods of "a. ": a call costs 100, a character 1, a
+    terminator 20 plus 0.08 per character of the call (pysbd searches the whole text for
+    every sentence it found). Once a call does not fit, the budget is spent and the rest of
+    the document uses the cheap splitter. Deterministic, unlike a time limit."""
+
+    def __init__(self, units: int = PYSBD_BUDGET):
+        self.left = units
+
+    def take(self, text: str) -> bool:
+        terminators = _count_terminators(text)
+        cost = 100 + len(text) + terminators * (20 + len(text) // 12)
+        if cost > self.left:
+            self.left = 0
+            return False
+        self.left -= cost
+        return True
+
+
+def sentence_spans(text: str, lang: str, budget: Budget | None = None) -> list[tuple[int, int]]:
+    """(start, end) of each sentence in a single line, trailing spaces excluded; none longer
+    than MAX_SEGMENT_CHARS."""
     if not text.strip():
         return []
     if _one_sentence(text):
-        stripped = text.strip()
-        start = text.find(stripped)
-        return [(start, start + len(stripped))]
+        spans = [(len(text) - len(text.lstrip()), len(text.rstrip()))]
+    else:
+        if budget is None:
+            budget = Budget()
+        if len(text) <= PYSBD_WINDOW_CHARS and _count_terminators(text) <= PYSBD_WINDOW_TERMINATORS:
+            spans = _pysbd_spans(text, lang) if budget.take(text) else _cheap_spans(text)
+        else:
+            spans = _window_spans(text, lang, budget)
+        spans = _merge_abbreviations(text, spans, lang)
+    return _bounded(text, spans)
+
+
+def _pysbd_spans(text: str, lang: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     pos = 0
     for span in _segmenter(lang).segment(text):
@@ -112,17 +230,188 @@ def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
             return spans
         spans.append((start, start + len(sent)))
         pos = start + len(sent)
-    abbreviations = _ABBREVIATIONS.get(lang.lower().split("-")[0])
-    if abbreviations and len(spans) > 1:
-        merged = [spans[0]]
-        for start, end in spans[1:]:
-            m = _LAST_TOKEN.search(text[merged[-1][0] : merged[-1][1]])
-            if m and m.group(1).lower() in abbreviations:
-                merged[-1] = (merged[-1][0], end)
-            else:
-                merged.append((start, end))
-        spans = merged
     return spans
+
+
+def _merge_abbreviations(
+    text: str, spans: list[tuple[int, int]], lang: str
+) -> list[tuple[int, int]]:
+    abbreviations = _ABBREVIATIONS.get(lang.lower().split("-")[0])
+    if not abbreviations or len(spans) < 2:
+        return spans
+    merged = [spans[0]]
+    for start, end in spans[1:]:
+        prev_start, prev_end = merged[-1]
+        # only the sentence's last 64 characters: a longer word is no abbreviation, and
+        # (\w+)\.$ over a long run of letters would take quadratic time
+        m = _LAST_TOKEN.search(text, max(prev_start, prev_end - 64), prev_end)
+        if m and m.group(1).lower() in abbreviations:
+            merged[-1] = (prev_start, end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _cheap_spans(text: str, lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
+    """Sentences of text[lo:hi] by punctuation alone (no abbreviations), each at least
+    CHEAP_MIN_CHARS long where it can be (so a flood of "a." makes few segments); linear."""
+    hi = len(text) if hi is None else hi
+    spans: list[tuple[int, int]] = []
+    start = lo
+    for m in _CHEAP_END.finditer(text, lo, hi):
+        if m.end() - start >= CHEAP_MIN_CHARS:  # shorter ones go with the next sentence
+            _add_span(spans, text, start, m.end())
+            start = m.end()
+    _add_span(spans, text, start, hi)
+    return spans
+
+
+def _add_span(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
+    """Append text[start:end] without its surrounding spaces, if anything is left."""
+    m = _search(_NOT_SPACE, text, start, end)
+    if m is None:
+        return
+    start = m.start()
+    spans.append((start, start + len(text[start:end].rstrip())))
+
+
+def _window_end(text: str, start: int) -> int:
+    """End of the pysbd window from ``start``: the window's character limit, or just before
+    its (PYSBD_WINDOW_TERMINATORS + 1)-th terminator."""
+    hi = min(len(text), start + PYSBD_WINDOW_CHARS)
+    for i, m in enumerate(_TERMINATORS.finditer(text, start, hi)):
+        if i >= PYSBD_WINDOW_TERMINATORS:
+            return m.start()
+    return hi
+
+
+def _window_spans(text: str, lang: str, budget: Budget) -> list[tuple[int, int]]:
+    """pysbd over a long line in bounded windows. Every window but the last gives back its
+    last sentence (the window's end may have cut it short), and the next window starts at
+    that sentence; a window without any sentence boundary (one sentence longer than the
+    window) is cut at its last space."""
+    spans: list[tuple[int, int]] = []
+    n = len(text)
+    m = _search(_NOT_SPACE, text, 0)
+    pos = m.start() if m else n
+    while pos < n:
+        end = _window_end(text, pos)
+        window = text[pos:end]
+        if end < n and not _HAS_WORD.search(window):  # nothing to translate in it
+            m = _search(_NOT_SPACE, text, end)
+            pos = m.start() if m else n
+            continue
+        if not budget.take(window):
+            spans.extend(_cheap_spans(text, pos, n))
+            break
+        found = [(pos + s, pos + e) for s, e in _pysbd_spans(window, lang)]
+        if end >= n:
+            spans.extend(found)
+            break
+        if len(found) >= 2:
+            # keep the sentences that end in the window's first three quarters (a
+            # parenthesis or quotation the window's end cuts open can move the cuts
+            # before it), or at least all but the last
+            limit = end - (end - pos) // 4
+            keep = next((i for i, (_, e) in enumerate(found) if e > limit), len(found) - 1)
+            keep = min(max(keep, 1), len(found) - 1)
+            spans.extend(found[:keep])
+            pos = found[keep][0]
+            continue
+        cut = _cut_before(text, pos, end)
+        _add_span(spans, text, pos, cut)
+        m = _search(_NOT_SPACE, text, cut)
+        pos = m.start() if m else n
+    return spans
+
+
+def _cut_before(text: str, lo: int, hi: int, last: re.Pattern = _LAST_SPACE) -> int:
+    """A cut in text[lo:hi] near hi: just after the last match of ``last`` in its second
+    half, else ``_hard_cut``."""
+    cut = _last_end(text, lo, hi, last)
+    return cut if cut is not None else _hard_cut(text, lo, hi)
+
+
+def _last_end(text: str, lo: int, hi: int, last: re.Pattern) -> int | None:
+    """End of the last match of ``last`` in the second half of text[lo:hi], or None."""
+    m = last.match(text, lo + (hi - lo) // 2, hi)
+    return m.end() if m is not None and m.end() > lo else None
+
+
+def _hard_cut(text: str, lo: int, hi: int) -> int:
+    """hi, moved back (at most 32 characters) so that the next piece does not start with a
+    combining mark, a joiner or a variation selector."""
+    cut = hi
+    while cut < len(text) and cut > lo + 1 and hi - cut < 32 and _joins_previous(text[cut]):
+        cut -= 1
+    return cut
+
+
+def _joins_previous(ch: str) -> bool:
+    return (
+        unicodedata.combining(ch) != 0
+        or unicodedata.category(ch) in ("Mn", "Mc", "Me", "Cs")
+        or ch in "\u200c\u200d\ufe0e\ufe0f"
+    )
+
+
+def _bounded(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans cut so that none is longer than MAX_SEGMENT_CHARS."""
+    if all(end - start <= MAX_SEGMENT_CHARS for start, end in spans):
+        return spans
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        while end - start > MAX_SEGMENT_CHARS:
+            cut = _cut_before(text, start, start + MAX_SEGMENT_CHARS)
+            _add_span(out, text, start, cut)
+            m = _search(_NOT_SPACE, text, cut, end)
+            start = m.start() if m else end
+        if start < end:
+            out.append((start, end))
+    return out
+
+
+def _search(pattern: re.Pattern, text: str, lo: int, hi: int | None = None) -> re.Match | None:
+    """``pattern.search(text, lo, hi)`` for a one-character pattern, SCAN_CHARS at a time:
+    a regex call holds the GIL, so none may scan a whole 8 MiB text."""
+    hi = len(text) if hi is None else hi
+    while lo < hi:
+        m = pattern.search(text, lo, min(hi, lo + SCAN_CHARS))
+        if m is not None:
+            return m
+        lo += SCAN_CHARS
+    return None
+
+
+def _finditer(pattern: re.Pattern, text: str, overlap: int = 64):  # noqa: ANN202
+    """``pattern.finditer(text)`` SCAN_CHARS at a time, for short matches: each slice is
+    searched ``overlap`` characters further, and a match counts in the slice it starts in."""
+    lo, n = 0, len(text)
+    while lo < n:
+        hi = lo + SCAN_CHARS
+        for m in pattern.finditer(text, lo, min(n, hi + overlap)):
+            if m.start() >= hi:
+                break
+            yield m
+            lo = max(lo, m.end())
+        lo = max(lo, hi)
+
+
+def _line_runs(text: str):  # noqa: ANN202 - Iterator[tuple[int, int, bool]]
+    """(start, end, blank) per line of ``text`` as str.splitlines(keepends=True) cuts it,
+    except that a run of blank lines comes as one item (or a few: one regex step looks at
+    SCAN_CHARS at most), so a text of a million empty lines costs no Python loop."""
+    pos, n = 0, len(text)
+    while pos < n:
+        m = _BLANK_LINES.match(text, pos, min(n, pos + SCAN_CHARS))
+        if m is not None:
+            yield pos, m.end(), True
+            pos = m.end()
+            continue
+        m = _search(_BREAK, text, pos)
+        end = n if m is None else m.end() + (text[m.start() : m.end() + 1] == "\r\n")
+        yield pos, end, _search(_NOT_SPACE, text, pos, end) is None
+        pos = end
 
 
 @dataclass
@@ -152,113 +441,180 @@ class Layout:
         return cls([(bool(is_seg), t) for is_seg, t in json.loads(data)])
 
     @classmethod
-    def parse(cls, text: str, lang: str) -> Layout:
-        layout = cls()
-        add = layout._add
-        for line in text.splitlines(keepends=True):
+    def parse(cls, text: str, lang: str, budget: Budget | None = None) -> Layout:
+        """``budget``: the document's pysbd budget (``plan`` shares one between chunks);
+        None gives this call its own."""
+        budget = budget if budget is not None else Budget()
+        pieces: list[tuple[bool, str]] = []
+        literal: list[str] = []  # adjacent literal pieces, joined once (never s += t)
+
+        def add(is_seg: bool, piece: str) -> None:
+            if not piece:
+                return
+            if not is_seg:
+                literal.append(piece)
+                return
+            if literal:
+                pieces.append((False, "".join(literal)))
+                literal.clear()
+            pieces.append((True, piece))
+
+        for start, end, blank in _line_runs(text):
+            if blank:
+                add(False, text[start:end])
+                continue
+            line = text[start:end]
             body = line.rstrip("\r\n")
             eol = line[len(body) :]
             m = _MARKER.match(body)
             head = m.group(0) if m else ""
             rest = body[len(head) :]
             add(False, head)
-            pos = 0
-            for start, end in sentence_spans(rest, lang):
-                add(False, rest[pos:start])
-                sent = rest[start:end]
-                add(bool(_HAS_WORD.search(sent)), sent)
-                pos = end
-            add(False, rest[pos:])
+            if _HAS_WORD.search(rest) is None:  # nothing to translate: all literal
+                add(False, rest)
+            else:
+                pos = 0
+                for s, e in sentence_spans(rest, lang, budget):
+                    add(False, rest[pos:s])
+                    sent = rest[s:e]
+                    add(bool(_HAS_WORD.search(sent)), sent)
+                    pos = e
+                add(False, rest[pos:])
             add(False, eol)
-        return layout
-
-    def _add(self, is_seg: bool, text: str) -> None:
-        if not text:
-            return
-        if not is_seg and self.pieces and not self.pieces[-1][0]:
-            self.pieces[-1] = (False, self.pieces[-1][1] + text)
-        else:
-            self.pieces.append((is_seg, text))
+        if literal:
+            pieces.append((False, "".join(literal)))
+        return cls(pieces)
 
 
 def _blocks(text: str) -> list[str]:
     """Paragraphs, each with the blank lines that follow it."""
     blocks: list[str] = []
-    cur: list[str] = []
+    start = 0
     seen_blank = False
-    for line in text.splitlines(keepends=True):
-        blank = not line.strip()
+    for line_start, _, blank in _line_runs(text):
         if seen_blank and not blank:
-            blocks.append("".join(cur))
-            cur = []
+            blocks.append(text[start:line_start])
+            start = line_start
             seen_blank = False
-        cur.append(line)
         seen_blank = seen_blank or blank
-    if cur:
-        blocks.append("".join(cur))
+    if start < len(text):
+        blocks.append(text[start:])
     return blocks
 
 
-_CANDIDATE = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*\s+(?=\S)")
-
-
-def _is_sentence_start(line: str, pos: int, lang: str) -> bool:
+def _is_sentence_start(line: str, pos: int, lang: str, budget: Budget) -> bool:
     """Does pysbd start a sentence at ``pos``? Checked on a small window (pysbd's cost grows
     faster than linearly with text length, so it never sees a whole huge line)."""
     lo = max(0, pos - 400)
     window = line[lo : pos + 400]
-    return any(lo + start == pos for start, _ in sentence_spans(window, lang))
+    return any(lo + start == pos for start, _ in sentence_spans(window, lang, budget))
 
 
-def _sentence_pieces(line: str, lang: str, target_words: int) -> list[str]:
+def _sentence_pieces(line: str, lang: str, target_words: int, budget: Budget) -> list[str]:
     """Cut one long line into pieces of about ``target_words`` words at sentence starts
-    (exact concatenation). A line without any sentence boundary stays whole."""
+    (exact concatenation). pysbd confirms a cut; after CONFIRM_TRIES refusals in a row the
+    next candidate is taken as it is. A stretch without any sentence end is cut every
+    ``target_words`` words."""
     pieces: list[str] = []
     prev = 0
     words_since = 0
     last = 0
-    for m in _CANDIDATE.finditer(line):
+    tries = 0
+    for m in _finditer(_CANDIDATE, line):
         cut = m.end()
-        words_since += len(line[last:cut].split())
+        words_since += count_words(line[last:cut])
         last = cut
-        if words_since >= target_words and _is_sentence_start(line, cut, lang):
+        if words_since < target_words:
+            continue
+        tries += 1
+        if tries > CONFIRM_TRIES or _is_sentence_start(line, cut, lang, budget):
             pieces.append(line[prev:cut])
             prev = cut
             words_since = 0
+            tries = 0
     pieces.append(line[prev:])
-    return pieces
+    out: list[str] = []
+    for piece in pieces:
+        if count_words(piece) > 2 * target_words:
+            out.extend(_word_pieces(piece, target_words))
+        else:
+            out.append(piece)
+    return out
 
 
-def split_chunks(text: str, target_words: int = 1000, lang: str = "en") -> list[str]:
+_WORD = re.compile(r"\S{1,4096}+")  # a word (a longer one counts as several)
+
+
+def _word_pieces(text: str, words: int) -> list[str]:
+    """``text`` cut before every ``words``-th word (exact concatenation)."""
+    cuts = [m.start() for i, m in enumerate(_WORD.finditer(text)) if i and i % words == 0]
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def _cut_chars(text: str, limit: int) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters (exact concatenation), cut after
+    a line break if the piece's second half has one, else after a space, else anywhere
+    but before a combining mark."""
+    out: list[str] = []
+    pos, n = 0, len(text)
+    while n - pos > limit:
+        hi = pos + limit
+        cut = _last_end(text, pos, hi, _LAST_BREAK) or _last_end(text, pos, hi, _LAST_SPACE)
+        if cut is None:
+            cut = _hard_cut(text, pos, hi)
+        if text[cut - 1 : cut + 1] == "\r\n" and cut - 1 > pos:  # never between \r and \n
+            cut -= 1
+        out.append(text[pos:cut])
+        pos = cut
+    out.append(text[pos:])
+    return out
+
+
+def split_chunks(
+    text: str, target_words: int = 1000, lang: str = "en", budget: Budget | None = None
+) -> list[str]:
     """Cut ``text`` into chunks of about ``target_words`` words; joins back to ``text``."""
     if not text:
         return []
+    budget = budget if budget is not None else Budget()
+    max_chars = max(MIN_CHUNK_CHARS, CHUNK_CHARS_PER_WORD * target_words)
     units: list[str] = []
     for block in _blocks(text):
         if count_words(block) <= target_words:
             units.append(block)
             continue
-        for line in block.splitlines(keepends=True):
-            if count_words(line) <= target_words:
+        for start, end, blank in _line_runs(block):
+            line = block[start:end]
+            if blank or count_words(line) <= target_words:
                 units.append(line)
             else:
-                units.extend(_sentence_pieces(line, lang, max(1, target_words // 2)))
+                units.extend(_sentence_pieces(line, lang, max(1, target_words // 2), budget))
     chunks: list[str] = []
     cur: list[str] = []
-    words = 0
+    words = chars = 0
     for unit in units:
-        n = count_words(unit)
-        if cur and words + n > target_words * 1.2:
-            chunks.append("".join(cur))
-            cur, words = [], 0
-        cur.append(unit)
-        words += n
-        if words >= target_words:
-            chunks.append("".join(cur))
-            cur, words = [], 0
+        for part in _cut_chars(unit, max_chars) if len(unit) > max_chars else (unit,):
+            n = count_words(part)
+            if cur and (words + n > target_words * 1.2 or chars + len(part) > max_chars):
+                chunks.append("".join(cur))
+                cur, words, chars = [], 0, 0
+            cur.append(part)
+            words += n
+            chars += len(part)
+            if words >= target_words:
+                chunks.append("".join(cur))
+                cur, words, chars = [], 0, 0
     if cur:
-        if chunks and words == 0:  # trailing whitespace only: keep it with the last chunk
-            chunks[-1] += "".join(cur)
+        if chunks and words == 0 and chars + len(chunks[-1]) <= max_chars:
+            chunks[-1] += "".join(cur)  # trailing whitespace only: keep it with the last chunk
         else:
             chunks.append("".join(cur))
     return chunks
+
+
+def plan(text: str, target_words: int, lang: str) -> tuple[list[str], list[Layout]]:
+    """A submission's chunks and their layouts, with one pysbd budget for the document."""
+    budget = Budget()
+    chunks = split_chunks(text, target_words, lang, budget)
+    return chunks, [Layout.parse(c, lang, budget) for c in chunks]

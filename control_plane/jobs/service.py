@@ -23,10 +23,11 @@ from sqlalchemy.orm import defer
 from control_plane import tracing
 from control_plane.cache import SegmentCache
 from control_plane.db import Chunk, Database, Job, utcnow
-from control_plane.jobs.chunking import Layout, count_words, split_chunks
 from control_plane.domain import ACTIVE_STATUSES as ACTIVE
 from control_plane.domain import PRIORITY_RANK
 from control_plane.engine.base import Translation
+from control_plane.jobs.chunking import count_words
+from control_plane.jobs.planner import PROCESS_CHARS, plan_stored
 from control_plane.queue.base import ChunkMessage, ChunkQueue
 
 log = logging.getLogger(__name__)
@@ -156,13 +157,11 @@ class JobService:
     # -- submit --------------------------------------------------------------------
 
     def _plan(self, req: SubmitRequest, model_version: str):  # noqa: ANN202
-        chunks = split_chunks(req.text, self.settings.chunk_words, req.source_lang)
-        layouts = [Layout.parse(c, req.source_lang) for c in chunks]
-        segments = [s for lay in layouts for s in lay.segments]
+        # linear in the text; a large one is planned in a child process (jobs.planner)
+        chunks, stored, segments = plan_stored(req.text, self.settings.chunk_words, req.source_lang)
         # Counted for the operator (jobs.cached_segments, never shown to users). A job is
         # never completed here, even when every segment is cached: see ``_submit``.
         hits = self.cache.get_many(segments, req.source_lang, req.target_lang, model_version)
-        stored = [lay.dumps() for lay in layouts]
         return chunks, len(segments), len(hits), None, stored, None
 
     def _insert(
@@ -228,7 +227,11 @@ class JobService:
         engine throughput, so its submit response, status transitions and result fields
         are those of a translated job. (Timing remains: it finishes sooner.)"""
         planned = await asyncio.to_thread(self._plan, req, model_version)
-        words = count_words(req.text)
+        words = (  # 8 MiB: ~20 ms, off the loop; a short text is not worth the thread hop
+            count_words(req.text)
+            if len(req.text) < PROCESS_CHARS
+            else await asyncio.to_thread(count_words, req.text)
+        )
         est_s, cost = self.estimate(words, req.priority)
         job = await self.db.run(self._insert, req, model_version, planned, est_s, cost)
         await self._publish_chunks(job, planned[0])

@@ -47,16 +47,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
 
+from control_plane.jobs.json_body import THREAD_BYTES, BodyError, parse_json
 from control_plane.queue.kafka_topics import headers_to_dict, redact_secrets
 from control_plane.queue.priority import OffsetTracker
 from control_plane.security import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
+MAX_API_KEY_CHARS = 4096  # an API key is 47 characters, a JWT a few hundred
 INGEST_NAMESPACE = uuid.UUID("8a0c1f0e-4d5b-4b7e-9a51-2c6f5d1e7b10")
 
 
@@ -81,20 +82,31 @@ QUOTA_RETRY_MAX_S = 300.0  # an over-quota message is tried again at least this 
 
 
 def parse_message(value: bytes | None, max_bytes: int) -> tuple[dict, str, str | None]:
-    """(request body for TranslateRequest, api_key, request_id) or Rejected."""
+    """(request body for TranslateRequest, api_key, request_id) or Rejected. The JSON is
+    read as REST reads a body (control_plane.jobs.json_body: bounded nesting and size, no
+    NaN, no huge numbers, no duplicate keys, no unpaired surrogates): whatever the bytes,
+    the answer is a body or a Rejected with a reason, never another exception (which the
+    consumer would take for an outage and retry for ever)."""
     if value is None:
         raise Rejected("malformed_json", "ingest message has no value")
     if len(value) > max_bytes:
         raise Rejected("content_too_large", f"message over the {max_bytes}-byte limit")
     try:
-        body = json.loads(value.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise Rejected("malformed_json", f"message is not valid JSON: {exc}") from exc
+        body = parse_json(value)
+    except BodyError as exc:
+        raise Rejected(exc.code, exc.message.replace("request body", "message", 1)) from exc
     if not isinstance(body, dict):
         raise Rejected("invalid_request", "message must be a JSON object")
     api_key = body.pop("api_key", None)
     if not isinstance(api_key, str) or not api_key.strip():
         raise Rejected("unauthorized", "api_key is missing (the submitting user's API key)")
+    api_key = api_key.strip()
+    if len(api_key) > MAX_API_KEY_CHARS or not (api_key.isascii() and api_key.isprintable()):
+        raise Rejected(
+            "unauthorized",
+            f"api_key must be an API key or a JWT: printable ASCII, at most "
+            f"{MAX_API_KEY_CHARS} characters",
+        )
     request_id = body.pop("request_id", None)
     if request_id is not None and (
         not isinstance(request_id, str) or not 0 < len(request_id) <= 200
@@ -104,7 +116,15 @@ def parse_message(value: bytes | None, max_bytes: int) -> tuple[dict, str, str |
             "request_id must be a string of 1 to 200 characters",
             [{"field": "request_id", "message": "invalid request_id", "type": "value_error"}],
         )
-    return body, api_key.strip(), request_id
+    return body, api_key, request_id
+
+
+async def parse_message_async(value: bytes | None, max_bytes: int) -> tuple[dict, str, str | None]:
+    """``parse_message``, in a thread for a value over THREAD_BYTES (an 8 MiB message is
+    not parsed on the event loop)."""
+    if value is not None and THREAD_BYTES < len(value) <= max_bytes:
+        return await asyncio.to_thread(parse_message, value, max_bytes)
+    return parse_message(value, max_bytes)
 
 
 def job_id_for(
@@ -117,7 +137,7 @@ def job_id_for(
 class IngestConsumer:
     """Admits ingest messages as jobs (see the module docstring)."""
 
-    def __init__(self, settings, queue, svc):  # noqa: ANN001 - queue: KafkaChunkQueue; svc: api Services
+    def __init__(self, settings, queue, svc):  # noqa: ANN001 - queue: KafkaChunkQueue; svc: runtime.Runtime
         self.settings = settings
         self.queue = queue
         self.svc = svc
@@ -304,7 +324,9 @@ class IngestConsumer:
         from control_plane.jobs.admission import admit
 
         svc = self.svc
-        body, api_key, request_id = parse_message(rec.value, self.settings.max_body_bytes)
+        body, api_key, request_id = await parse_message_async(
+            rec.value, self.settings.max_body_bytes
+        )
         try:
             who = await svc.db.run(svc.auth.authenticate, f"Bearer {api_key}")
         except AuthError as exc:

@@ -3,32 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
 
 from control_plane.jobs.admission import Rejected, admit
 from control_plane.jobs.chunking import count_words
+from control_plane.jobs.json_body import THREAD_BYTES, BodyError, check_media_type, parse_json
 from control_plane.jobs.request import metadata_value
 from control_plane.security import QuotaExceeded, UnsafeCallback, WordQuota, vet_callback_url
 
 from ..errors import ApiError
 from ..protocol import SubmitResponse, job_links
-from ..state import authenticate, services
+from ..state import authenticate, runtime_of
 
 routes = web.RouteTableDef()
 
 
 async def read_json(request: web.Request, limit: int) -> object:
+    """The body as a JSON value (control_plane.jobs.json_body): 413 over ``limit`` bytes,
+    415 for form data, 400 with the reason for anything else that is not a bounded JSON
+    document. Bodies over 64 KiB are parsed in a thread, off the event loop."""
+    try:
+        check_media_type(request.headers.get("Content-Type"))
+    except BodyError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
     raw = await request.read()
     if len(raw) > limit:
         raise ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from exc
+        if len(raw) > THREAD_BYTES:
+            return await asyncio.to_thread(parse_json, raw)
+        return parse_json(raw)
+    except BodyError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
 
 
 async def vet_submission(svc, who, req) -> None:  # noqa: ANN001
@@ -58,7 +67,7 @@ async def vet_submission(svc, who, req) -> None:  # noqa: ANN001
 
 @routes.post("/api/v1/translate")
 async def submit(request: web.Request) -> web.Response:
-    svc = services(request)
+    svc = runtime_of(request)
     who = await authenticate(request)
     body = await read_json(request, svc.settings.max_body_bytes)
     try:

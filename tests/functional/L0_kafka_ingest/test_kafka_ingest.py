@@ -106,6 +106,10 @@ def test_malformed_messages_are_dead_lettered_with_a_reason(stack):
         "dlq-extra": (req(colour="blue"), "invalid_request"),
         "dlq-tier": (req(api_key=basic, priority="critical"), "priority_not_allowed"),
         "dlq-big": (req(text="word " * 20_001), "content_too_large"),
+        # issue 10: Python's json let these through to a 500 / a retry for ever
+        "dlq-bigint": (req(priority="P").replace(b'"P"', b"9" * 5000), "malformed_json"),
+        "dlq-surrogate": (req(text="lone \ud800 surrogate"), "malformed_json"),
+        "dlq-deep": (b"[" * 50_000, "json_too_complex"),
     }
     good = req(text="This valid request sits between bad ones.", request_id="between")
     keys = [*bad, "good"]

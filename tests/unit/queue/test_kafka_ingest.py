@@ -3,7 +3,9 @@ often it is delivered); invalid ones are dead-lettered with REST's error code.""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -116,3 +118,75 @@ async def test_invalid_requests_are_dead_lettered_with_the_rest_code(ingest, mak
     assert (meta["source_topic"], meta["partition"], meta["offset"]) == ("t.ingest", 2, 5)
     assert meta["value"] == raw
     assert not queue.published
+
+
+def raw_body(key, tail: bytes = b"", text: bytes = b'"Hello there."') -> bytes:
+    return (
+        b'{"api_key": "' + key.encode() + b'", "text": ' + text
+        + b', "source_lang": "en", "target_lang": "pt"' + tail + b"}"
+    )  # fmt: skip
+
+
+HOSTILE = [  # (name, message from the keys, dead-letter reason)
+    ("5000-digit integer", lambda k: raw_body(k["pro"], b', "priority": ' + b"9" * 5000),
+     "malformed_json"),
+    ("lone surrogate in text", lambda k: raw_body(k["pro"], text=b'"hi \\ud800"'),
+     "malformed_json"),
+    ("lone surrogate in a key", lambda k: raw_body(k["pro"], b', "\\udc00": 1'), "malformed_json"),
+    ("lone surrogate in api_key", lambda k: body(b"mtb_\\ud800".decode("unicode_escape")),
+     "malformed_json"),
+    ("NaN", lambda k: raw_body(k["pro"], b', "metadata": {"x": NaN}'), "malformed_json"),
+    ("Infinity", lambda k: raw_body(k["pro"], b', "metadata": {"x": -Infinity}'),
+     "malformed_json"),
+    ("duplicate keys", lambda k: raw_body(k["pro"], b', "text": "again"'), "malformed_json"),
+    ("invalid UTF-8", lambda k: raw_body(k["pro"], text=b'"\xc3\x28"'), "malformed_json"),
+    ("raw control character", lambda k: raw_body(k["pro"], text=b'"a\x01b"'), "malformed_json"),
+    ("empty", lambda k: b"", "malformed_json"),
+    ("no value", lambda k: None, "malformed_json"),
+    ("deep nesting", lambda k: b"[" * 100_000, "json_too_complex"),
+    ("many keys", lambda k: raw_body(k["pro"], b"".join(b', "k%d": 0' % i for i in range(20_000))),
+     "json_too_complex"),
+    ("8 MiB of arrays", lambda k: b"[" + b"[]," * 2_500_000 + b"[]]", "json_too_complex"),
+    ("over the size limit", lambda k: b"[" + b" " * (8 * 1024 * 1024) + b"]", "content_too_large"),
+    ("a string", lambda k: b'"hello"', "invalid_request"),
+    ("null", lambda k: b"null", "invalid_request"),
+    ("non-ASCII api_key", lambda k: body("mtb_\u00e9\u00e9\u00e9"), "unauthorized"),
+    ("huge api_key", lambda k: body("mtb_" + "a" * 100_000), "unauthorized"),
+    ("api_key a number", lambda k: raw_body(k["pro"]).replace(
+        b'"api_key": "' + k["pro"].encode() + b'"', b'"api_key": 12'), "unauthorized"),
+    ("NUL in text", lambda k: body(k["pro"], text="a\u0000b"), "invalid_request"),
+    ("text a number", lambda k: raw_body(k["pro"], text=b"12"), "invalid_request"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "reason"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+async def test_hostile_messages_are_dead_lettered_quickly(ingest, make, reason):
+    """Whatever the bytes: a dead letter with a reason, at once (never an exception the
+    consumer would retry for ever, never a long stall)."""
+    consumer, queue, svc, keys = ingest
+    raw = make(keys)
+    t0 = time.perf_counter()
+    await asyncio.wait_for(deliver(consumer, raw, offset=9), 10)
+    assert time.perf_counter() - t0 < 3.0
+    assert [d[0] for d in queue.dead] == [reason], queue.dead
+    assert queue.dead[0][1]  # a readable message
+    assert not queue.published and consumer.admitted == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u202e\u05d0\u05d1 RTL \u200b\u200d zero-width, a\u0301\u0301 combining, \U0001f600.",
+        "escaped controls \u0001\u001b[31m are text.",
+        "a" * 1_000_000,  # one 1 MB word: cut into bounded segments and chunks
+    ],
+    ids=["rtl-zero-width-combining", "control-characters", "1-mb-word"],
+)
+async def test_odd_but_valid_text_becomes_a_job(ingest, text):
+    consumer, queue, svc, keys = ingest
+    raw = b"\xef\xbb\xbf" + body(keys["pro"], text=text)  # with a BOM, which is skipped
+    await asyncio.wait_for(deliver(consumer, raw, offset=11), 30)
+    assert not queue.dead and consumer.admitted == 1
+    with svc.db.session() as s:
+        job = s.exec(select(Job)).one()
+    assert job.word_count == len(text.split()) and len(queue.published) == job.chunk_count

@@ -1,0 +1,84 @@
+"""A submission's chunks and layouts, planned in a worker process when the text is large.
+
+``plan_stored(text, target_words, lang)`` returns ``(chunks, layouts as stored JSON,
+segments)``. Chunking is linear in the text (control_plane.jobs.chunking) but still a few
+seconds of pure Python for the worst 8 MiB documents (8 MiB of "a。": 4-5 s), and in the
+API process those seconds compete for the GIL with the event loop and, through the
+objects they create, set off full garbage collections (50-130 ms each here): /healthz
+took up to 160 ms during such a submit with the plan in a thread. A text of
+``PROCESS_CHARS`` or more is therefore planned in a child process (spawned on first use,
+``PROCESS_WORKERS`` of them); the API process only unpickles a few long strings. Shorter
+texts, nearly every request, are planned in the calling thread: a round trip to the child
+costs more than their plan. If the child dies (killed for memory, say) or cannot start,
+the plan runs in the calling thread and the next large text starts a new child.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+
+from control_plane.jobs import chunking
+
+log = logging.getLogger(__name__)
+
+PROCESS_CHARS = 256 * 1024
+PROCESS_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+
+
+def _plan_here(text: str, target_words: int, lang: str) -> tuple[list[str], list[str], str]:
+    chunks, layouts = chunking.plan(text, target_words, lang)
+    # segments never hold a line break (they lie within a line): one string to pickle
+    segments = "\n".join(s for layout in layouts for s in layout.segments)
+    return chunks, [layout.dumps() for layout in layouts], segments
+
+
+def _executor() -> ProcessPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(
+                PROCESS_WORKERS, mp_context=multiprocessing.get_context("spawn")
+            )
+        return _pool
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    global _pool
+    with _lock:
+        if _pool is pool:
+            _pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def plan_stored(text: str, target_words: int, lang: str) -> tuple[list[str], list[str], list[str]]:
+    """(chunks, ``Layout.dumps()`` of each chunk, the segments in order). Blocking: call it
+    from a thread."""
+    planned = None
+    if len(text) >= PROCESS_CHARS:
+        pool = _executor()
+        try:
+            planned = pool.submit(_plan_here, text, target_words, lang).result()
+        except Exception as exc:  # noqa: BLE001 - the child died or could not start
+            log.warning(
+                "planner process failed; planning in this process", extra={"error": repr(exc)}
+            )
+            _discard(pool)
+    if planned is None:
+        planned = _plan_here(text, target_words, lang)
+    chunks, stored, segments = planned
+    return chunks, stored, segments.split("\n") if segments else []
+
+
+def shutdown() -> None:
+    """Stop the planner processes (they also end with this process)."""
+    with _lock:
+        pool = _pool
+    if pool is not None:
+        _discard(pool)
