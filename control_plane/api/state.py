@@ -41,5 +41,3 @@ async def authenticate(request: web.Request) -> Principal:
         )
     return who
 
-
-services = runtime_of  # TEMPORARY: removed once every route uses runtime_of
