@@ -40,4 +40,3 @@ async def authenticate(request: web.Request) -> Principal:
             headers={"Retry-After": retry},
         )
     return who
-
