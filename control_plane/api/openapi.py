@@ -72,9 +72,14 @@ def document() -> dict:
                 },
                 "responses": {
                     "202": _json(_ref("SubmitResponse"), "Job accepted"),
-                    "400": _err("Malformed JSON, or unsupported language pair"),
+                    "400": _err(
+                        "malformed_json (not valid or not bounded JSON: huge numbers, NaN, "
+                        "duplicate keys, lone surrogates), json_too_complex (nesting or "
+                        "token limits), or unsupported_language_pair"
+                    ),
                     **AUTH_ERRORS,
                     "413": _err("Body or word count over the configured limit"),
+                    "415": _err("Form or multipart body; send application/json"),
                     "422": _err(
                         "Invalid fields (priority, languages, content, callback_url, metadata)"
                     ),
