@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int:  # noqa: ANN001
     from control_plane import runtime
-    from control_plane.queue.ingest import IngestConsumer
+    from control_plane.jobs.ingest import IngestConsumer
     from control_plane.queue.kafka import KafkaChunkQueue
     from control_plane.queue.reconciler import Reconciler
 

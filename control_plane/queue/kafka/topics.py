@@ -11,7 +11,7 @@ Topics (``MTB_KAFKA_TOPIC_PREFIX``, default ``mtb.``; created by ``ensure_topics
                             header (exponential backoff), carry their own priority
 ``<p>dead-letter``          chunks that failed ``max_chunk_attempts`` times and malformed
                             ingest or chunk messages, each with a reason
-``<p>ingest``               bulk job requests (schema in ``control_plane.queue.ingest``)
+``<p>ingest``               bulk job requests (schema in ``control_plane.jobs.ingest``)
 ``<p>results``              one event per finished job (completed / failed)
 ==========================  =============================================================
 

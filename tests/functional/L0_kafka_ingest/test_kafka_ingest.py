@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from control_plane.queue.kafka_topics import redact_secrets
+from control_plane.queue.kafka.topics import redact_secrets
 
 pytestmark = pytest.mark.services
 

@@ -1,11 +1,13 @@
-"""Ingest admission without a broker: a valid request becomes exactly one job (however
-often it is delivered); invalid ones are dead-lettered with REST's error code."""
+"""Ingest admission without a broker: a message parses to a request or a reason, a valid
+request becomes exactly one job (however often it is delivered); invalid ones are
+dead-lettered with REST's error code."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -15,12 +17,50 @@ from sqlmodel import select
 from control_plane.auth import create_user
 from control_plane.db import Job
 from control_plane.inference.local import LocalInferenceClient
-from control_plane.queue.ingest import IngestConsumer
-from control_plane.queue.kafka_topics import Topics
-from control_plane.queue.priority import OffsetTracker
+from control_plane.jobs.ingest import IngestConsumer, Rejected, job_id_for, parse_message
+from control_plane.queue.kafka.offsets import OffsetTracker
+from control_plane.queue.kafka.topics import Topics
 from control_plane.runtime import build_runtime
 from control_plane.settings import Settings
 from tests.unit.api.fake_engine import FakeEngine
+
+
+def test_ingest_message_parsing():
+    body, key, rid = parse_message(
+        json.dumps(
+            {
+                "api_key": " k1 ",
+                "request_id": "r-1",
+                "text": "Hi.",
+                "source_lang": "en",
+                "target_lang": "pt",
+            }  # fmt: skip
+        ).encode(),
+        10_000,
+    )
+    assert key == "k1" and rid == "r-1"
+    assert body == {"text": "Hi.", "source_lang": "en", "target_lang": "pt"}
+    cases = [
+        (b"{x", "malformed_json"),
+        (b'"just a string"', "invalid_request"),
+        (b'{"text": "Hi."}', "unauthorized"),
+        (b'{"api_key": "k", "request_id": 5}', "invalid_request"),
+        (b"x" * 20_000, "content_too_large"),
+        (None, "malformed_json"),
+    ]
+    for raw, reason in cases:
+        with pytest.raises(Rejected) as err:
+            parse_message(raw, 10_000)
+        assert err.value.reason == reason, raw
+
+
+def test_ingest_job_ids_are_deterministic():
+    a = job_id_for("u1", "r1", "t", 0, 5)
+    assert a == job_id_for("u1", "r1", "t", 3, 99)  # same user + request id: same job
+    assert a != job_id_for("u2", "r1", "t", 0, 5)
+    assert job_id_for("u1", None, "t", 0, 5) == job_id_for("u1", None, "t", 0, 5)
+    assert job_id_for("u1", None, "t", 0, 5) != job_id_for("u1", None, "t", 0, 6)
+    uuid.UUID(a)
 
 
 class FakeQueue:

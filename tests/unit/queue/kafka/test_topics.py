@@ -1,4 +1,5 @@
-"""Kafka message (de)serialization: chunk messages, trace headers, dead letters, ingest."""
+"""Kafka message (de)serialization: chunk messages, trace headers, dead letters (the ingest
+message schema: tests/unit/jobs/test_ingest.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import uuid
 import pytest
 
 from control_plane.queue.base import ChunkMessage
-from control_plane.queue.ingest import Rejected, job_id_for, parse_message
-from control_plane.queue.kafka_topics import (
+from control_plane.queue.kafka.topics import (
     MessageError,
     Topics,
     dead_letter_value,
@@ -125,41 +125,3 @@ def test_dead_letter_value_keeps_the_original_and_the_reason():
     )
     assert body["value"].endswith("{bad") and body["key"] == "k"
     assert body["failed_at"]
-
-
-def test_ingest_message_parsing():
-    body, key, rid = parse_message(
-        json.dumps(
-            {
-                "api_key": " k1 ",
-                "request_id": "r-1",
-                "text": "Hi.",
-                "source_lang": "en",
-                "target_lang": "pt",
-            }  # fmt: skip
-        ).encode(),
-        10_000,
-    )
-    assert key == "k1" and rid == "r-1"
-    assert body == {"text": "Hi.", "source_lang": "en", "target_lang": "pt"}
-    cases = [
-        (b"{x", "malformed_json"),
-        (b'"just a string"', "invalid_request"),
-        (b'{"text": "Hi."}', "unauthorized"),
-        (b'{"api_key": "k", "request_id": 5}', "invalid_request"),
-        (b"x" * 20_000, "content_too_large"),
-        (None, "malformed_json"),
-    ]
-    for raw, reason in cases:
-        with pytest.raises(Rejected) as err:
-            parse_message(raw, 10_000)
-        assert err.value.reason == reason, raw
-
-
-def test_ingest_job_ids_are_deterministic():
-    a = job_id_for("u1", "r1", "t", 0, 5)
-    assert a == job_id_for("u1", "r1", "t", 3, 99)  # same user + request id: same job
-    assert a != job_id_for("u2", "r1", "t", 0, 5)
-    assert job_id_for("u1", None, "t", 0, 5) == job_id_for("u1", None, "t", 0, 5)
-    assert job_id_for("u1", None, "t", 0, 5) != job_id_for("u1", None, "t", 0, 6)
-    uuid.UUID(a)

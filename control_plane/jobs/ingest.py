@@ -36,7 +36,7 @@ dead-lettered but waits (its offset is not committed) and is tried again when th
 has room, at most every 5 minutes; while it waits it holds no admission slot, so other
 users' messages go on. At most ``MTB_INGEST_QUOTA_BACKLOG`` messages wait at once; beyond
 that the consumer pauses (bounded memory). Dead letters never carry the API key: the
-record's value is redacted (``kafka_topics.redact_secrets``), malformed JSON included.
+record's value is redacted (``queue.kafka.topics.redact_secrets``), malformed JSON included.
 
 The consumer (group ``<MTB_KAFKA_GROUP>-ingest``) admits up to ``MTB_INGEST_CONCURRENCY``
 messages at a time and commits an offset only once its job is in the database (or its
@@ -48,12 +48,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
+from typing import Any
 
 from control_plane.jobs.json_body import THREAD_BYTES, BodyError, parse_json
-from control_plane.queue.kafka_topics import headers_to_dict, redact_secrets
-from control_plane.queue.priority import OffsetTracker
+from control_plane.queue.kafka.consumer import GroupConsumer
+from control_plane.queue.kafka.offsets import OffsetTracker
+from control_plane.queue.kafka.topics import headers_to_dict, redact_secrets
 from control_plane.security import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
@@ -134,127 +135,61 @@ def job_id_for(
     return str(uuid.uuid5(INGEST_NAMESPACE, name))
 
 
-class IngestConsumer:
-    """Admits ingest messages as jobs (see the module docstring)."""
+class IngestConsumer(GroupConsumer):
+    """Admits ingest messages as jobs (see the module docstring); group membership,
+    polling and commits come from ``GroupConsumer``."""
+
+    label = "ingest"
+    max_records = 200
 
     def __init__(self, settings, queue, svc):  # noqa: ANN001 - queue: KafkaChunkQueue; svc: runtime.Runtime
-        self.settings = settings
+        super().__init__(
+            settings,
+            topics=[queue.topics.ingest],
+            group_id=f"{settings.kafka_group}-ingest",
+            client_id=f"{queue.client_id}-ingest",
+            client_kwargs=kafka_client_kwargs(settings),
+        )
         self.queue = queue
         self.svc = svc
         self.topic = queue.topics.ingest
         self.admitted = 0
         self.duplicates = 0
         self.rejected = 0
-        self._consumer = None
-        self._trackers: dict = {}
         self._sem = asyncio.Semaphore(max(1, settings.ingest_concurrency))
         self._tasks: set[asyncio.Task] = set()
         self._quota_waiting = 0  # tasks sleeping for their user's word quota
         self.quota_waits = 0
-        self._closed = False
 
-    async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.abc import ConsumerRebalanceListener
-
-        outer = self
-
-        class Listener(ConsumerRebalanceListener):
-            async def on_partitions_revoked(self, revoked):  # noqa: ANN001, ANN202
-                with contextlib.suppress(Exception):
-                    await outer._commit()
-                for tp in revoked:
-                    outer._trackers.pop(tp, None)
-
-            async def on_partitions_assigned(self, assigned):  # noqa: ANN001, ANN202
-                for tp in assigned:
-                    outer._trackers[tp] = OffsetTracker()
-
-        s = self.settings
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
-            client_id=f"{self.queue.client_id}-ingest",
-            group_id=f"{s.kafka_group}-ingest",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=s.kafka_session_timeout_ms,
-            heartbeat_interval_ms=max(500, s.kafka_session_timeout_ms // 4),
-            max_poll_interval_ms=s.kafka_max_poll_interval_ms,
-            fetch_max_wait_ms=100,
-            request_timeout_ms=max(40_000, s.kafka_session_timeout_ms + 5_000),
-            **kafka_client_kwargs(s),
+    async def before_poll(self) -> None:
+        # back-pressure: stop fetching while the admission slots are all taken
+        # (messages waiting for their user's word quota hold no slot, but at most
+        # MTB_INGEST_QUOTA_BACKLOG of them are kept)
+        client = self.client
+        active = len(self._tasks) - self._quota_waiting
+        busy = active >= 4 * max(1, self.settings.ingest_concurrency) or (
+            self._quota_waiting >= max(1, self.settings.ingest_quota_backlog)
         )
-        self._consumer.subscribe([self.topic], listener=Listener())
-        await self._consumer.start()
+        assigned = set(self.trackers)
+        if busy and assigned:
+            client.pause(*assigned)
+        elif client.paused():
+            client.resume(*(set(client.paused()) & assigned))
 
-    async def run(self) -> None:
-        from aiokafka.errors import KafkaError
-
-        consumer = self._consumer
-        last_commit = 0.0
-        while not self._closed:
-            try:
-                # back-pressure: stop fetching while the admission slots are all taken
-                # (messages waiting for their user's word quota hold no slot, but at most
-                # MTB_INGEST_QUOTA_BACKLOG of them are kept)
-                active = len(self._tasks) - self._quota_waiting
-                busy = active >= 4 * max(1, self.settings.ingest_concurrency) or (
-                    self._quota_waiting >= max(1, self.settings.ingest_quota_backlog)
-                )
-                assigned = set(self._trackers)
-                if busy and assigned:
-                    consumer.pause(*assigned)
-                elif consumer.paused():
-                    consumer.resume(*(set(consumer.paused()) & assigned))
-                data = await consumer.getmany(timeout_ms=100, max_records=200)
-                for tp, records in data.items():
-                    tracker = self._trackers.get(tp)
-                    if tracker is None:
-                        continue
-                    for rec in records:
-                        tracker.add(rec.offset)
-                        task = asyncio.create_task(self._handle(tp, rec, tracker))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
-                now = time.monotonic()
-                if now - last_commit >= 0.2:
-                    last_commit = now
-                    await self._commit()
-            except asyncio.CancelledError:
-                raise
-            except KafkaError as exc:
-                log.warning("ingest poll failed; retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(0.5)
-            except Exception:  # noqa: BLE001
-                log.exception("ingest loop error")
-                await asyncio.sleep(0.5)
-
-    async def _commit(self) -> None:
-        from aiokafka.errors import KafkaError
-
-        offsets = {}
-        for tp, tracker in list(self._trackers.items()):
-            nxt = tracker.committable()
-            if nxt is not None:
-                offsets[tp] = nxt
-            elif tracker.uncommitted is not None:
-                offsets[tp] = tracker.uncommitted
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-            for tp in offsets:
-                if tp in self._trackers:
-                    self._trackers[tp].uncommitted = None
-        except KafkaError as exc:
-            for tp, off in offsets.items():
-                if tp in self._trackers:
-                    self._trackers[tp].uncommitted = off
-            log.warning("ingest offset commit failed", extra={"error": repr(exc)})
+    async def on_records(self, data: dict[Any, list[Any]]) -> None:
+        for tp, records in data.items():
+            tracker = self.trackers.get(tp)
+            if tracker is None:
+                continue
+            for rec in records:
+                tracker.add(rec.offset)
+                task = asyncio.create_task(self._handle(tp, rec, tracker))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, tp, rec, tracker: OffsetTracker) -> None:  # noqa: ANN001
         delay = 0.5
-        while not self._closed:
+        while not self.closed:
             quota_wait = None
             async with self._sem:
                 try:
@@ -393,14 +328,10 @@ class IngestConsumer:
             raise OverQuota(exc.message, exc.retry_after_s) from exc
 
     async def close(self) -> None:
-        self._closed = True
+        self.closed = True
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._commit()
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+        await self.stop()
