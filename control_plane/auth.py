@@ -25,18 +25,22 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from control_plane.db.models import User, utcnow
-from control_plane.domain import TIERS, priority_allowed
+from control_plane.domain import TIERS, DomainError, priority_allowed
 from control_plane.security import new_webhook_secret
 
 KEY_PREFIX = "mtb_"
 
 
-class AuthError(Exception):
-    """401: no or bad credentials."""
+class AuthError(DomainError):
+    """No or bad credentials."""
+
+    code = "unauthorized"
 
 
-class Forbidden(Exception):
-    """403: authenticated, but not allowed."""
+class Forbidden(DomainError):
+    """Authenticated, but not allowed."""
+
+    code = "forbidden"
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,25 @@ def priority_allowed(tier: str, priority: str) -> bool:
 class DomainError(Exception):
     """An error the caller can act on: a stable ``code`` (what the API answers and what a
     dead letter's ``reason`` says), a readable ``message`` and optional ``details``.
-    Layers below the API never name HTTP statuses; the API maps codes to them once."""
+    ``retry_after`` (seconds): the same request may succeed then; ``transient``: not the
+    request's fault (e.g. the engine is still loading), so a queue retries it instead of
+    dead-lettering it. Layers below the API never name HTTP statuses; the API maps codes
+    to them once (control_plane/api/errors.py)."""
 
     code = "error"
+    transient = False
 
-    def __init__(self, message: str, details: Any = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        details: Any = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.details = details
+        self.retry_after = retry_after
         if code is not None:
             self.code = code
 

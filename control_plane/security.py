@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from control_plane.domain import TIERS
+from control_plane.domain import TIERS, DomainError
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,14 @@ def webhook_secret_for(engine: Any, user_id: str) -> str | None:
 # -- callback URLs ---------------------------------------------------------------------
 
 
-class UnsafeCallback(ValueError):
+class UnsafeCallback(DomainError):
     """A callback URL the service refuses to call; the message says why."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str):
+        field = {"field": "callback_url", "message": message, "type": "value_error"}
+        super().__init__(message, details=[field])
 
 
 def allow_hosts(settings: Any) -> frozenset[str]:
@@ -283,13 +289,14 @@ def literal_problem(url: str, production: bool, allowed: frozenset[str]) -> str 
 # -- fair use: word quotas -------------------------------------------------------------
 
 
-class QuotaExceeded(Exception):
+class QuotaExceeded(DomainError):
     """Over a word quota; ``retry_after_s`` until the window has room (None: never, the
-    request alone is larger than the quota)."""
+    request alone is larger than the quota: content_too_large)."""
 
     def __init__(self, message: str, retry_after_s: float | None):
-        super().__init__(message)
-        self.message = message
+        code = "quota_exceeded" if retry_after_s is not None else "content_too_large"
+        retry = max(1, math.ceil(retry_after_s)) if retry_after_s is not None else None
+        super().__init__(message, code=code, retry_after=retry)
         self.retry_after_s = retry_after_s
 
     @property

@@ -4,14 +4,45 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import Any
 
 from aiohttp import web
 
 from control_plane.db.engine import is_database_unavailable
+from control_plane.domain import DomainError
 
 log = logging.getLogger(__name__)
+
+
+# The one place where the domain's error codes become HTTP statuses; a code not listed
+# is a 400. (ApiError below is for errors of the web layer itself: paging, routing.)
+HTTP_STATUS = {
+    "malformed_json": 400,
+    "json_too_complex": 400,
+    "unsupported_language_pair": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "priority_not_allowed": 403,
+    "job_not_found": 404,
+    "job_finished": 409,
+    "content_too_large": 413,
+    "unsupported_media_type": 415,
+    "invalid_request": 422,
+    "quota_exceeded": 429,
+    "not_ready": 503,
+}
+
+
+def domain_response(exc: DomainError) -> web.Response:
+    status = HTTP_STATUS.get(exc.code, 400)
+    headers: dict[str, str] = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="mtb"'
+    return error_response(status, exc.code, exc.message, exc.details, headers or None)
 
 
 class ApiError(Exception):
@@ -104,6 +135,8 @@ def error_middleware(metrics=None):  # noqa: ANN001, ANN201
             resp = await handler(request)
         except ApiError as exc:
             resp = error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        except DomainError as exc:
+            resp = domain_response(exc)
         except web.HTTPRequestEntityTooLarge as exc:
             resp = error_response(413, "content_too_large", exc.text or "request body too large")
         except web.HTTPException as exc:

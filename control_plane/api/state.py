@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from control_plane.auth import AuthError, Forbidden, Principal, RateLimiter
+from control_plane.auth import Principal, RateLimiter
 from control_plane.runtime import Runtime
 
 from .errors import ApiError
@@ -20,14 +20,8 @@ async def authenticate(request: web.Request) -> Principal:
     """401/403 for bad credentials, 429 (with Retry-After) over the key's rate limit."""
     svc = runtime_of(request)
     header = request.headers.get("Authorization")
-    try:
-        who = svc.auth.cached(header) or await svc.db.run(svc.auth.authenticate, header)
-    except AuthError as exc:
-        raise ApiError(
-            401, "unauthorized", str(exc), headers={"WWW-Authenticate": 'Bearer realm="mtb"'}
-        ) from exc
-    except Forbidden as exc:
-        raise ApiError(403, "forbidden", str(exc)) from exc
+    # AuthError / Forbidden are DomainErrors: the error middleware answers 401 / 403
+    who = svc.auth.cached(header) or await svc.db.run(svc.auth.authenticate, header)
     wait = svc.limiter.check(who.key_id, who.tier, who.rate_limit_per_minute)
     if wait > 0:
         svc.metrics.errors.labels("rate_limited").inc()

@@ -16,8 +16,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-
-
 class User(SQLModel, table=True):
     __tablename__ = "users"
 

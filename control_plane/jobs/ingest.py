@@ -51,6 +51,7 @@ import logging
 import uuid
 from typing import Any
 
+from control_plane.domain import DomainError
 from control_plane.jobs.json_body import THREAD_BYTES, BodyError, parse_json
 from control_plane.queue.kafka.consumer import GroupConsumer
 from control_plane.queue.kafka.offsets import OffsetTracker
@@ -62,13 +63,15 @@ MAX_API_KEY_CHARS = 4096  # an API key is 47 characters, a JWT a few hundred
 INGEST_NAMESPACE = uuid.UUID("8a0c1f0e-4d5b-4b7e-9a51-2c6f5d1e7b10")
 
 
-class Rejected(Exception):
+class Rejected(DomainError):
     """An ingest message that can never become a job; ``reason`` is REST's error code."""
 
     def __init__(self, reason: str, message: str, details=None):  # noqa: ANN001
-        super().__init__(message)
-        self.reason = reason
-        self.details = details
+        super().__init__(message, details, code=reason)
+
+    @property
+    def reason(self) -> str:
+        return self.code
 
 
 class OverQuota(Exception):
@@ -271,7 +274,7 @@ class IngestConsumer(GroupConsumer):
         try:  # the REST API's own checks, in its order
             req = admit(body, who, svc.client, self.settings)
         except NotAdmitted as exc:
-            if exc.status >= 500:  # not the message's fault (engine loading): retry
+            if exc.transient:  # not the message's fault (engine loading): retry
                 raise RuntimeError(exc.message) from exc
             raise Rejected(exc.code, exc.message, exc.details) from exc
         await self._vet(who, req)

@@ -4,7 +4,7 @@ readable reason, and no single step holds the GIL for long.
 ``parse_json(raw)`` is shared by ``POST /api/v1/translate`` (``read_json`` in
 control_plane/api/routes/translate.py) and the Kafka ingest consumer
 (``control_plane.queue.ingest``), so it lives below the web layer; it raises
-``BodyError(status, code, message)``:
+``BodyError(code, message)`` (a ``DomainError``; the API maps the code to 400/415):
 
 - 400 ``malformed_json``: empty body, invalid UTF-8, invalid JSON (with line and column),
   NaN / Infinity, a number of more than ``MAX_NUMBER_CHARS`` characters (Python's int()
@@ -32,6 +32,8 @@ import math
 import re
 import secrets
 
+from control_plane.domain import DomainError
+
 MAX_DEPTH = 64
 MAX_TOKENS = 10_000
 MAX_NUMBER_CHARS = 100
@@ -53,12 +55,11 @@ _HIGH = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}")
 _LOW = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
 
-class BodyError(Exception):
-    """A body that is not an acceptable JSON document; ``status`` is the HTTP answer."""
+class BodyError(DomainError):
+    """A body that is not an acceptable JSON document."""
 
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+    def __init__(self, code: str, message: str):
+        super().__init__(message, code=code)
 
 
 class _Invalid(ValueError):
@@ -91,7 +92,6 @@ def check_structure(text: str) -> list[tuple[int, int]]:
         tokens += 1
         if tokens > MAX_TOKENS:
             raise BodyError(
-                400,
                 "json_too_complex",
                 f"request body has more than {MAX_TOKENS} JSON tokens "
                 "(strings, brackets, commas, colons)",
@@ -109,7 +109,6 @@ def check_structure(text: str) -> list[tuple[int, int]]:
             depth += 1
             if depth > MAX_DEPTH:
                 raise BodyError(
-                    400,
                     "json_too_complex",
                     f"request body nests JSON more than {MAX_DEPTH} levels deep",
                 )
@@ -178,7 +177,6 @@ def _decode_long(text: str, start: int, end: int) -> str:
         except json.JSONDecodeError as exc:
             line, column = _where(text, pos - 1 + exc.pos)
             raise BodyError(
-                400,
                 "malformed_json",
                 f"request body is not valid JSON: {exc.msg} (line {line}, column {column})",
             ) from exc
@@ -238,7 +236,6 @@ def _check_text(value: object) -> None:
         if isinstance(item, str):
             if _has_surrogate(item):
                 raise BodyError(
-                    400,
                     "malformed_json",
                     f"{where} contains an unpaired surrogate escape (\\ud800-\\udfff "
                     "without its pair): JSON strings must be valid Unicode text",
@@ -258,12 +255,11 @@ def parse_json(raw: bytes) -> object:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if not raw.strip():
-        raise BodyError(400, "malformed_json", "request body is empty; send a JSON object")
+        raise BodyError("malformed_json", "request body is empty; send a JSON object")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BodyError(
-            400,
             "malformed_json",
             f"request body is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
             f"{exc.start}: {exc.reason})",
@@ -289,16 +285,15 @@ def parse_json(raw: bytes) -> object:
             object_pairs_hook=_object,
         )
     except _Invalid as exc:
-        raise BodyError(400, "malformed_json", f"request body is not valid JSON: {exc}") from exc
+        raise BodyError("malformed_json", f"request body is not valid JSON: {exc}") from exc
     except json.JSONDecodeError as exc:
         line, column = _where(text, _unshift(exc.pos, long, markers))
         raise BodyError(
-            400,
             "malformed_json",
             f"request body is not valid JSON: {exc.msg} (line {line}, column {column})",
         ) from exc
     except (ValueError, RecursionError) as exc:  # not expected past the checks above
-        raise BodyError(400, "malformed_json", f"request body is not valid JSON: {exc}") from exc
+        raise BodyError("malformed_json", f"request body is not valid JSON: {exc}") from exc
     if markers:
         value = _restore(value, {m: _decode_long(text, *span) for m, span in markers.items()})
     if "\\u" in text:  # an unpaired surrogate can only come from a \u escape
@@ -349,7 +344,6 @@ def check_media_type(content_type: str | None) -> None:
     mime = content_type.split(";", 1)[0].strip().lower()
     if mime.startswith(FORM_TYPES):
         raise BodyError(
-            415,
             "unsupported_media_type",
             f"the body must be JSON (Content-Type: application/json), not {mime}",
         )

@@ -24,7 +24,7 @@ from control_plane import tracing
 from control_plane.cache import SegmentCache
 from control_plane.db import Chunk, Database, Job, utcnow
 from control_plane.domain import ACTIVE_STATUSES as ACTIVE
-from control_plane.domain import PRIORITY_RANK
+from control_plane.domain import PRIORITY_RANK, DomainError
 from control_plane.engine.base import Translation
 from control_plane.jobs.chunking import count_words
 from control_plane.jobs.planner import PROCESS_CHARS, plan_stored
@@ -33,15 +33,20 @@ from control_plane.queue.base import ChunkMessage, ChunkQueue
 log = logging.getLogger(__name__)
 
 
-class JobNotFound(LookupError):
-    pass
+class JobNotFound(DomainError):
+    code = "job_not_found"
+
+    def __init__(self, job_id: str):
+        super().__init__(f"no job {job_id!r}")
 
 
-class JobConflict(Exception):
+class JobConflict(DomainError):
     """The job is in a state that does not allow the operation (e.g. cancel a finished job)."""
 
+    code = "job_finished"
+
     def __init__(self, message: str, job: Job):
-        super().__init__(message)
+        super().__init__(message, details={"status": job.status})
         self.job = job
 
 

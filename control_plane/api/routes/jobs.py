@@ -7,7 +7,7 @@ from aiohttp import web
 from control_plane.db import Job
 from control_plane.domain import JOB_STATUSES
 from control_plane.jobs.request import metadata_value
-from control_plane.jobs.service import JobConflict, JobNotFound, elapsed_speed
+from control_plane.jobs.service import elapsed_speed
 
 from ..errors import ApiError
 from ..protocol import JobList, JobResult, JobView, job_links
@@ -56,11 +56,7 @@ def _json(model, status: int = 200) -> web.Response:  # noqa: ANN001
 async def _load(request: web.Request, texts: bool = False) -> Job:
     svc = runtime_of(request)
     who = await authenticate(request)
-    job_id = request.match_info["job_id"]
-    try:
-        return await svc.jobs.get(who.user_id, job_id, texts=texts)
-    except JobNotFound as exc:
-        raise ApiError(404, "job_not_found", f"no job {job_id!r}") from exc
+    return await svc.jobs.get(who.user_id, request.match_info["job_id"], texts=texts)
 
 
 @routes.get("/api/v1/jobs/{job_id}")
@@ -102,14 +98,8 @@ async def get_result(request: web.Request) -> web.Response:
 async def cancel_job(request: web.Request) -> web.Response:
     svc = runtime_of(request)
     who = await authenticate(request)
-    job_id = request.match_info["job_id"]
-    try:
-        job = await svc.jobs.cancel(who.user_id, job_id)
-    except JobNotFound as exc:
-        raise ApiError(404, "job_not_found", f"no job {job_id!r}") from exc
-    except JobConflict as exc:
-        raise ApiError(409, "job_finished", str(exc), details={"status": exc.job.status}) from exc
-    return _json(job_view(job))
+    # JobNotFound / JobConflict: 404 / 409 through the error middleware
+    return _json(job_view(await svc.jobs.cancel(who.user_id, request.match_info["job_id"])))
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

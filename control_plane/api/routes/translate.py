@@ -6,11 +6,11 @@ import asyncio
 
 from aiohttp import web
 
-from control_plane.jobs.admission import Rejected, admit
+from control_plane.jobs.admission import admit
 from control_plane.jobs.chunking import count_words
-from control_plane.jobs.json_body import THREAD_BYTES, BodyError, check_media_type, parse_json
+from control_plane.jobs.json_body import THREAD_BYTES, check_media_type, parse_json
 from control_plane.jobs.request import metadata_value
-from control_plane.security import QuotaExceeded, UnsafeCallback, WordQuota, vet_callback_url
+from control_plane.security import QuotaExceeded, WordQuota, vet_callback_url
 
 from ..errors import ApiError
 from ..protocol import SubmitResponse, job_links
@@ -23,46 +23,28 @@ async def read_json(request: web.Request, limit: int) -> object:
     """The body as a JSON value (control_plane.jobs.json_body): 413 over ``limit`` bytes,
     415 for form data, 400 with the reason for anything else that is not a bounded JSON
     document. Bodies over 64 KiB are parsed in a thread, off the event loop."""
-    try:
-        check_media_type(request.headers.get("Content-Type"))
-    except BodyError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    check_media_type(request.headers.get("Content-Type"))  # BodyError: 415
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
     raw = await request.read()
     if len(raw) > limit:
         raise ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
-    try:
-        if len(raw) > THREAD_BYTES:
-            return await asyncio.to_thread(parse_json, raw)
-        return parse_json(raw)
-    except BodyError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    if len(raw) > THREAD_BYTES:
+        return await asyncio.to_thread(parse_json, raw)
+    return parse_json(raw)
 
 
 async def vet_submission(svc, who, req) -> None:  # noqa: ANN001
     """The trust-boundary checks of a submission (control_plane.security): a callback URL
     that must not be called is 422; over the user's word quota is 429 with Retry-After."""
     if req.callback_url:
-        try:
-            await vet_callback_url(req.callback_url, svc.settings)
-        except UnsafeCallback as exc:
-            raise ApiError(
-                422,
-                "invalid_request",
-                str(exc),
-                [{"field": "callback_url", "message": str(exc), "type": "value_error"}],
-            ) from exc
+        await vet_callback_url(req.callback_url, svc.settings)  # UnsafeCallback: 422
     words = await asyncio.to_thread(count_words, req.text)
     try:
         await svc.db.run(WordQuota(svc.settings).check, svc.db.engine, who.user_id, who.tier, words)
-    except QuotaExceeded as exc:
+    except QuotaExceeded:  # 429 with Retry-After (413 when one request exceeds the quota)
         svc.metrics.errors.labels("quota").inc()
-        if exc.retry_after_s is None:
-            raise ApiError(413, "content_too_large", exc.message) from exc
-        raise ApiError(
-            429, "quota_exceeded", exc.message, headers={"Retry-After": exc.retry_after_header}
-        ) from exc
+        raise
 
 
 @routes.post("/api/v1/translate")
@@ -70,10 +52,7 @@ async def submit(request: web.Request) -> web.Response:
     svc = runtime_of(request)
     who = await authenticate(request)
     body = await read_json(request, svc.settings.max_body_bytes)
-    try:
-        req = admit(body, who, svc.client, svc.settings)
-    except Rejected as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.details, exc.headers) from exc
+    req = admit(body, who, svc.client, svc.settings)  # Rejected: mapped by its code
     await vet_submission(svc, who, req)
     job = await svc.jobs.submit(req, svc.client.model_version(req.source_lang, req.target_lang))
     svc.metrics.jobs_submitted.labels(job.priority).inc()

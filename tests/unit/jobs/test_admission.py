@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from control_plane.api.errors import HTTP_STATUS  # where the API maps codes
 from control_plane.auth import Principal
 from control_plane.inference import LocalInferenceClient
 from control_plane.jobs.admission import Rejected, admit
@@ -38,6 +39,6 @@ def test_accepts_and_normalizes():
 def test_rejections(body, status, code):
     with pytest.raises(Rejected) as info:
         run(body)
-    assert (info.value.status, info.value.code) == (status, code)
+    assert (HTTP_STATUS[info.value.code], info.value.code) == (status, code)
     reason = info.value.as_dict()
-    assert reason["message"] and reason["status"] == status
+    assert reason["message"] and reason["code"] == code

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from control_plane.api.errors import HTTP_STATUS  # where the API maps codes
 from control_plane.jobs import json_body
 from control_plane.jobs.json_body import MAX_DEPTH, MAX_TOKENS, BodyError, parse_json
 
@@ -20,7 +21,7 @@ MIB = 1024 * 1024
 def reason(raw: bytes) -> tuple[int, str, str]:
     with pytest.raises(BodyError) as info:
         parse_json(raw)
-    return info.value.status, info.value.code, info.value.message
+    return HTTP_STATUS[info.value.code], info.value.code, info.value.message
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_any_bytes_give_a_value_or_a_reason(raw):
     try:
         parse_json(raw)
     except BodyError as exc:
-        assert 400 <= exc.status < 500 and exc.message
+        assert 400 <= HTTP_STATUS[exc.code] < 500 and exc.message
 
 
 _SCALARS = (
@@ -156,7 +157,7 @@ def test_media_types(content_type, status):
     else:
         with pytest.raises(BodyError) as info:
             json_body.check_media_type(content_type)
-        assert info.value.status == status
+        assert HTTP_STATUS[info.value.code] == status
 
 
 _TEXT = st.text(
