@@ -3,7 +3,7 @@ readable reason, and no single step holds the GIL for long.
 
 ``parse_json(raw)`` is shared by ``POST /api/v1/translate`` (``read_json`` in
 control_plane/api/routes/translate.py) and the Kafka ingest consumer
-(``control_plane.queue.ingest``), so it lives below the web layer; it raises
+(``control_plane.jobs.ingest``), so it lives below the web layer; it raises
 ``BodyError(code, message)`` (a ``DomainError``; the API maps the code to 400/415):
 
 - 400 ``malformed_json``: empty body, invalid UTF-8, invalid JSON (with line and column),

@@ -359,7 +359,10 @@ def dead_letter_value(
 ) -> bytes:
     text = None
     if value is not None:
-        text = redact_secrets(value)[:MAX_DLQ_VALUE].decode("utf-8", errors="replace")
+        # only what is kept is redacted (plus a margin, so a key across the cut is masked
+        # before the cut): an 8 MiB value would hold the event loop for a JSON parse
+        kept = redact_secrets(value[: MAX_DLQ_VALUE + 256])[:MAX_DLQ_VALUE]
+        text = kept.decode("utf-8", errors="replace")
     if key is not None:
         key = redact_secrets(key)
     body = {
