@@ -35,6 +35,7 @@ from control_plane.db import Database, Job
 from control_plane.domain import TIERS, URGENT_PRIORITIES
 from control_plane.inference import open_inference
 from control_plane.inference.base import InferenceClient
+from control_plane.jobs.events import job_event
 from control_plane.jobs.service import JobService
 from control_plane.metrics import Metrics
 from control_plane.queue import ChunkQueue, open_queue
@@ -137,25 +138,12 @@ def _finisher(metrics: Metrics, callbacks: CallbackSender, db: Database, queue: 
                 secret = None
             callbacks.send(
                 job.callback_url,
-                {
-                    "event": f"job.{job.status}",
-                    "job_id": job.id,
-                    "status": job.status,
-                    "priority": job.priority,
-                    "source_language": job.source_lang,
-                    "target_language": job.target_lang,
-                    "word_count": job.word_count,
-                    "error": job.error,
-                    "cost_usd": job.cost_usd,
-                    "processing_time_ms": job.processing_time_ms,
-                    "confidence_score": job.confidence_score,
-                    "result_url": f"/api/v1/jobs/{job.id}/result",
-                },
+                job_event(job),
                 secret,
             )
         if job.status in ("completed", "failed"):  # Kafka: the results topic
             # from the process whose worker finished it
-            await queue.publish_result(job)
+            await queue.publish_result(job.id, job_event(job))
 
     return on_finished
 

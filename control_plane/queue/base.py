@@ -76,9 +76,9 @@ class ChunkQueue(Protocol):
         """Messages waiting per priority (for metrics, estimates and autoscaling)."""
         ...
 
-    async def publish_result(self, job: Any) -> None:
-        """Announce a finished job to other systems (Kafka: the results topic); the
-        in-process queue has nobody to tell."""
+    async def publish_result(self, job_id: str, event: dict[str, Any]) -> None:
+        """Announce a finished job (``control_plane.jobs.events.job_event``) to other
+        systems (Kafka: the results topic); the in-process queue has nobody to tell."""
         ...
 
     async def close(self) -> None: ...

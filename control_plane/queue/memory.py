@@ -79,7 +79,7 @@ class MemoryChunkQueue:
     def inflight(self) -> int:
         return self._buffer.inflight()
 
-    async def publish_result(self, job) -> None:  # noqa: ANN001 - nobody outside to tell
+    async def publish_result(self, job_id: str, event: dict) -> None:  # nobody outside to tell
         return None
 
     async def close(self) -> None:

@@ -362,9 +362,9 @@ class KafkaChunkQueue:
         """See ``Publisher.dead_letter`` (used by the ingest consumer)."""
         await self.publisher.dead_letter(reason, message, **meta)
 
-    async def publish_result(self, job: Any) -> None:
+    async def publish_result(self, job_id: str, event: dict[str, Any]) -> None:
         """A completion event on the results topic (best effort)."""
-        await self.publisher.publish_result(job)
+        await self.publisher.publish_result(job_id, event)
 
     # -- consuming -------------------------------------------------------------------
 

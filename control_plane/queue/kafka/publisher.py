@@ -182,9 +182,11 @@ class Publisher:
                    "key": (key or b"").decode(errors="replace")},
         )  # fmt: skip
 
-    async def publish_result(self, job: Any) -> None:
+    async def publish_result(self, job_id: str, event: dict[str, Any]) -> None:
         """A completion event on the results topic (best effort: logged on failure)."""
         try:
-            await self.send(self.topics.results, job.id.encode(), result_event(job), [], wait=False)
+            await self.send(
+                self.topics.results, job_id.encode(), result_event(event), [], wait=False
+            )
         except Exception as exc:  # noqa: BLE001
-            log.warning("results event not published", extra={"job_id": job.id, "error": repr(exc)})
+            log.warning("results event not published", extra={"job_id": job_id, "error": repr(exc)})

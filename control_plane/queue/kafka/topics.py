@@ -380,20 +380,6 @@ def dead_letter_value(
     return json.dumps(body, ensure_ascii=False, default=str).encode()
 
 
-def result_event(job) -> bytes:  # noqa: ANN001
-    body = {
-        "event": f"job.{job.status}",
-        "job_id": job.id,
-        "status": job.status,
-        "priority": job.priority,
-        "source_language": job.source_lang,
-        "target_language": job.target_lang,
-        "word_count": job.word_count,
-        "error": job.error,
-        "cost_usd": job.cost_usd,
-        "processing_time_ms": job.processing_time_ms,
-        "confidence_score": job.confidence_score,
-        "completed_at": job.completed_at.isoformat() if job.completed_at else None,
-        "result_url": f"/api/v1/jobs/{job.id}/result",
-    }
-    return json.dumps(body, ensure_ascii=False).encode()
+def result_event(event: dict[str, Any]) -> bytes:
+    """A results-topic value: the finished-job event (control_plane.jobs.events)."""
+    return json.dumps(event, ensure_ascii=False).encode()
