@@ -15,19 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from control_plane.cache import SegmentCache
-from control_plane.db import Chunk, Database
+from control_plane.db import Chunk
 from control_plane.db.engine import is_database_unavailable
 from control_plane.engine.base import UnsupportedPair
-from control_plane.inference import LocalInferenceClient
 from control_plane.inference.base import InferenceUnavailable
-from control_plane.jobs.service import JobService, SubmitRequest
-from control_plane.metrics import Metrics
-from control_plane.queue import MemoryChunkQueue
+from control_plane.jobs.service import SubmitRequest
 from control_plane.settings import Settings
-from control_plane.workers import Worker
 from control_plane.workers.worker import is_infrastructure_error
-from tests.unit.api.fake_engine import FakeEngine
+from tests.unit.workers.parts import worker_parts
 
 
 def _pg_down() -> OperationalError:
@@ -108,24 +103,8 @@ async def parts(tmp_path):
         outage_backoff_s=0.01,
         outage_backoff_max_s=0.05,
     )
-    db = Database(settings.effective_database_url)
-    db.migrate()
-    from control_plane.auth import create_user
-
-    user, _ = create_user(db.engine, "o@x.io", "enterprise")
-    queue = MemoryChunkQueue(aging_s=0)
-    jobs = JobService(db, queue, SegmentCache(db.engine), settings)
-    finished = []
-
-    async def on_finished(job):
-        finished.append(job)
-
-    jobs.on_finished = on_finished  # a test listener in place of the runtime's
-    engine = FakeEngine()
-    client = LocalInferenceClient(engine=engine)
-    worker = Worker("w", queue, jobs, client, Metrics(), settings)
-    yield settings, user, queue, jobs, engine, worker, finished
-    db.close()
+    async with worker_parts(settings, "o@x.io") as built:
+        yield built
 
 
 async def _until(pred, timeout: float = 10.0) -> None:

@@ -8,38 +8,17 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from control_plane.cache import SegmentCache
-from control_plane.db import Chunk, Database
-from control_plane.inference import LocalInferenceClient
+from control_plane.db import Chunk
 from control_plane.jobs.service import JobService, SubmitRequest
-from control_plane.metrics import Metrics
-from control_plane.queue import MemoryChunkQueue
 from control_plane.settings import Settings
-from control_plane.workers import Worker
-from tests.unit.api.fake_engine import FakeEngine
+from tests.unit.workers.parts import worker_parts
 
 
 @pytest.fixture
 async def parts(tmp_path):
     settings = Settings(data_dir=tmp_path, chunk_words=50, batch_words=1000, max_chunk_attempts=2)
-    db = Database(settings.effective_database_url)
-    db.migrate()
-    from control_plane.auth import create_user
-
-    user, _ = create_user(db.engine, "w@x.io", "enterprise")
-    queue = MemoryChunkQueue(aging_s=0)
-    jobs = JobService(db, queue, SegmentCache(db.engine), settings)
-    finished = []
-
-    async def on_finished(job):
-        finished.append(job)
-
-    jobs.on_finished = on_finished  # a test listener in place of the runtime's
-    engine = FakeEngine()
-    client = LocalInferenceClient(engine=engine)
-    worker = Worker("w", queue, jobs, client, Metrics(), settings)
-    yield settings, user, queue, jobs, engine, worker, finished
-    db.close()
+    async with worker_parts(settings, "w@x.io") as built:
+        yield built
 
 
 async def test_one_engine_call_for_many_small_jobs(parts):
