@@ -13,6 +13,7 @@ import requests
 
 from control_plane.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from control_plane.jobs.chunking import Layout
+from tests.contract import DESIGN_RESULT, DESIGN_STATUS, DESIGN_SUBMIT
 
 from .conftest import MAX_WORDS, RATE_LIMIT_BASIC, Service, wait_for
 from .documents import document
@@ -45,16 +46,6 @@ def structure(text: str) -> list[str]:
             marker = stripped.split(" ", 1)[0] if stripped[:1] in "-*#" else ""
             out.append(f"text:{head!r}{marker}")
     return out
-
-
-DESIGN_SUBMIT = {"job_id", "status", "estimated_completion", "priority", "word_count",
-                 "estimated_cost"}  # fmt: skip
-DESIGN_STATUS = {"job_id", "status", "progress", "created_at", "started_at",
-                 "estimated_completion", "word_count", "words_processed",
-                 "current_speed"}  # fmt: skip
-DESIGN_RESULT = {"job_id", "status", "source_content", "translated_content", "source_language",
-                 "target_language", "word_count", "processing_time_ms", "confidence_score",
-                 "completed_at"}  # fmt: skip
 
 
 @pytest.mark.parametrize("priority", ["critical", "high", "normal"])

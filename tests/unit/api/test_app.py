@@ -11,6 +11,7 @@ from control_plane.api.state import RUNTIME
 from control_plane.auth import create_user, issue_jwt
 from control_plane.inference import LocalInferenceClient
 from control_plane.settings import Settings
+from tests.contract import DESIGN_RESULT, DESIGN_STATUS, DESIGN_SUBMIT
 from tests.unit.api.fake_engine import FakeEngine
 
 
@@ -185,16 +186,6 @@ async def test_meta_endpoints(client):
     assert (await client.get("/docs")).status == 200
     r = await client.get("/nope")
     assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
-
-
-DESIGN_SUBMIT = {"job_id", "status", "estimated_completion", "priority", "word_count",
-                 "estimated_cost"}  # fmt: skip
-DESIGN_STATUS = {"job_id", "status", "progress", "created_at", "started_at",
-                 "estimated_completion", "word_count", "words_processed",
-                 "current_speed"}  # fmt: skip
-DESIGN_RESULT = {"job_id", "status", "source_content", "translated_content", "source_language",
-                 "target_language", "word_count", "processing_time_ms", "confidence_score",
-                 "completed_at"}  # fmt: skip
 
 
 async def test_design_contract_exact_bodies(client):
