@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -341,26 +342,9 @@ class JobService:
     async def claim(self, job_id: str, chunk_index: int) -> Claim | None:
         return await self.db.run(self.claim_chunk, job_id, chunk_index)
 
-    async def complete(
-        self,
-        job_id: str,
-        chunk_index: int,
-        result: str,
-        words: int,
-        engine_seconds: float = 0.0,
-        confidence: float | None = None,
-        instance: str | None = None,
-    ) -> Job | None:
-        return await self.db.run(
-            self.complete_chunk,
-            job_id,
-            chunk_index,
-            result,
-            words,
-            engine_seconds,
-            confidence,
-            instance,
-        )
+    async def complete(self, *args: Any) -> Job | None:
+        """``complete_chunk`` (same arguments) on the database's threads."""
+        return await self.db.run(self.complete_chunk, *args)
 
     async def fail(self, job_id: str, chunk_index: int, error: str) -> Job | None:
         return await self.db.run(self.fail_chunk, job_id, chunk_index, error)
