@@ -31,35 +31,50 @@ def _parse(kind: Any, raw: str) -> Any:
 
 
 @dataclass
-class Settings:
-    """Typed defaults; each field ``name`` is overridden by ``MTB_<NAME>``."""
+class StorageSettings:
+    """Where data and models live."""
 
-    # storage
     data_dir: Path = field(default_factory=lambda: _default_cache_root() / "data")
     model_dir: Path = field(default_factory=lambda: _default_cache_root() / "models")
     database_url: str = ""  # empty: sqlite file in data_dir
-    # plumbing
+
+
+@dataclass
+class PlumbingSettings:
+    """Which queue and inference backend a process uses (embedded default or production)."""
+
     queue: str = "memory"  # memory | kafka
     inference: str = "local"  # local | triton
-    triton_url: str = "127.0.0.1:8001"
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    # no default: embedded mode generates one into data_dir/jwt-secret; PostgreSQL or
-    # Kafka require MTB_JWT_SECRET (>= 32 bytes). See control_plane/security.py
-    jwt_secret: str = ""
-    production: bool = False  # https-only callbacks (also implied by PostgreSQL or Kafka)
-    # engine
+
+
+@dataclass
+class EngineSettings:
+    """The in-process ONNX Runtime engine."""
+
     precision: str = "int8"  # int8 | fp32 | fp16
     threads: int = 0  # 0: all cores
     engine_lanes: int = 0  # batches run side by side; 0: one 1-thread lane per core (max 8)
     max_batch_sentences: int = 32
     beam_size: int = 1
     tensorrt: bool = False  # fp16 on a GPU: TensorRT execution provider before CUDA
-    # service
+
+
+@dataclass
+class ServiceSettings:
+    """The HTTP service, logs and traces."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
-    # API limits (issue 3)
+    tracing: str = "off"  # off | console | otlp
+    otlp_endpoint: str = "127.0.0.1:4317"
+
+
+@dataclass
+class LimitsSettings:
+    """Request size limits, per-key rate limits and per-user word quotas."""
+
     max_words: int = 200_000  # per request; more -> 413
     max_body_bytes: int = 8 * 1024 * 1024  # per request body; more -> 413
     rate_limit_basic: int = 60  # requests per minute per API key / token
@@ -74,11 +89,33 @@ class Settings:
     quota_words_per_day_pro: int = 2_000_000
     quota_words_per_minute_enterprise: int = 500_000
     quota_words_per_day_enterprise: int = 20_000_000
+
+
+@dataclass
+class SecuritySettings:
+    """Secrets, tokens and webhook delivery."""
+
+    # no default: embedded mode generates one into data_dir/jwt-secret; PostgreSQL or
+    # Kafka require MTB_JWT_SECRET (>= 32 bytes). See control_plane/security.py
+    jwt_secret: str = ""
+    production: bool = False  # https-only callbacks (also implied by PostgreSQL or Kafka)
     jwt_ttl_s: int = 3600
     auth_cache_s: float = 10.0  # a resolved key/JWT is remembered this long
-    tracing: str = "off"  # off | console | otlp
-    otlp_endpoint: str = "127.0.0.1:4317"
-    # jobs, queue and workers (issue 3; Kafka and Triton plug in behind the same interfaces)
+    # signs callbacks of users without their own webhook secret (created before per-user
+    # secrets); empty: those callbacks go unsigned. Never the JWT secret.
+    callback_secret: str = ""
+    callback_attempts: int = 5
+    callback_backoff_s: float = 1.0
+    callback_timeout_s: float = 10.0
+    # hosts (names or addresses, comma-separated) exempt from the public-address check of
+    # callback URLs: tests receiving callbacks on 127.0.0.1
+    callback_allow_hosts: str = ""
+
+
+@dataclass
+class JobsSettings:
+    """Jobs, the chunk queue and the workers (any queue, any inference backend)."""
+
     chunk_words: int = 1000  # target words per chunk (unit of queue work)
     workers: int = 2  # in-process worker tasks (memory queue)
     urgent_workers: int = 1  # extra in-process workers that take only critical/high chunks
@@ -97,6 +134,13 @@ class Settings:
     # after outage_backoff_s, doubling up to outage_backoff_max_s; no attempt is spent
     outage_backoff_s: float = 0.5
     outage_backoff_max_s: float = 5.0
+
+
+@dataclass
+class KafkaSettings:
+    """The Kafka production stack (MTB_QUEUE=kafka)."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
     # Kafka (issue 5): topics <prefix>chunks.{critical,high,normal,retry}, <prefix>dead-letter,
     # <prefix>ingest, <prefix>results; created on start with kafka_partitions partitions
     kafka_topic_prefix: str = "mtb."
@@ -119,24 +163,25 @@ class Settings:
     kafka_ssl_cafile: str = ""  # CA bundle for SSL / SASL_SSL (empty: the system's)
     kafka_ssl_certfile: str = ""  # client certificate (mutual TLS), optional
     kafka_ssl_keyfile: str = ""
-    # segment cache
+
+
+@dataclass
+class CacheSettings:
+    """The segment cache."""
+
     cache_size: int = 100_000  # in-process LRU entries
     # a DB cache entry expires this long after its last use (0: never); expired rows are
     # deleted every cache_purge_interval_s by each API process (harmless when several do)
     cache_ttl_s: float = 30 * 86_400.0
     cache_purge_interval_s: float = 600.0
     cache_access_flush_s: float = 5.0  # hit counts reach the table in batches this often
-    # webhooks
-    # signs callbacks of users without their own webhook secret (created before per-user
-    # secrets); empty: those callbacks go unsigned. Never the JWT secret.
-    callback_secret: str = ""
-    callback_attempts: int = 5
-    callback_backoff_s: float = 1.0
-    callback_timeout_s: float = 10.0
-    # hosts (names or addresses, comma-separated) exempt from the public-address check of
-    # callback URLs: tests receiving callbacks on 127.0.0.1
-    callback_allow_hosts: str = ""
-    # Triton client (issue 4; MTB_INFERENCE=triton, server at triton_url)
+
+
+@dataclass
+class TritonSettings:
+    """The Triton client (MTB_INFERENCE=triton)."""
+
+    triton_url: str = "127.0.0.1:8001"
     triton_model: str = "translator"
     triton_timeout_s: float = 120.0  # per translate() call unless the caller gives one
     triton_request_segments: int = 16  # segments per gRPC request; larger calls are split
@@ -148,11 +193,35 @@ class Settings:
     triton_connect_timeout_s: float = 30.0  # start() waits this long for a ready server
     triton_health_interval_s: float = 5.0  # background readiness polling
     triton_fallback: bool = False  # serve from the in-process engine while Triton is down
-    # cost model
+
+
+@dataclass
+class CostSettings:
+    """Estimates and cost."""
+
     price_per_hour: float = 0.10  # instance price used for estimates (USD)
     throughput_wps: float = 60.0  # words/s assumed before any job has been measured
     # an API without in-process workers (Kafka) re-reads backlog and throughput this often
     estimate_refresh_s: float = 2.0
+
+
+@dataclass
+class Settings(
+    CostSettings,
+    TritonSettings,
+    CacheSettings,
+    KafkaSettings,
+    JobsSettings,
+    SecuritySettings,
+    LimitsSettings,
+    ServiceSettings,
+    EngineSettings,
+    PlumbingSettings,
+    StorageSettings,
+):
+    """Every group composed into the one object a process reads from the environment;
+    each field ``name`` is overridden by ``MTB_<NAME>``. A component may declare the group
+    it reads (``settings: KafkaSettings``); it is handed this whole object."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
