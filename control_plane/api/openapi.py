@@ -1,42 +1,44 @@
 """The OpenAPI 3.1 document (/openapi.json) and a page to browse it (/docs).
 
-Schemas come from the pydantic models in protocol.py, so the document cannot drift from
-what the handlers validate and return.
+Schemas come from the pydantic models in protocol.py and each path's operation is written
+beside its handler (``@operation``), so the document cannot drift from what the handlers
+validate and return, and a route cannot exist without being documented.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from functools import cache
 
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
-from control_plane.domain import JOB_STATUSES
-
 from . import protocol as p
 
 routes = web.RouteTableDef()
 REF = "#/components/schemas/{model}"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _ref(name: str) -> dict:
+def ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict, description: str) -> dict:
+def json_spec(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _err(description: str) -> dict:
-    return _json(_ref("ErrorResponse"), description)
+def err(description: str) -> dict:
+    return json_spec(ref("ErrorResponse"), description)
 
 
+SECURED = [{"bearer": []}]
 AUTH_ERRORS = {
-    "401": _err("Missing or invalid API key / JWT"),
-    "403": _err("Account disabled, or priority above the caller's tier"),
+    "401": err("Missing or invalid API key / JWT"),
+    "403": err("Account disabled, or priority above the caller's tier"),
     "429": {
-        **_err("Rate limit exceeded"),
+        **err("Rate limit exceeded"),
         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     },
 }
@@ -46,160 +48,41 @@ JOB_ID = {
     "required": True,
     "schema": {"type": "string", "maxLength": 64},
 }
+MODELS = (
+    p.TranslateRequest, p.SubmitResponse, p.JobView, p.JobResult, p.JobList, p.Languages,
+    p.ErrorResponse,
+)  # fmt: skip
+
+
+def operation(spec: dict) -> Callable[[Handler], Handler]:
+    """The OpenAPI operation of a route handler, written beside it: the document is built
+    from the app's routes, so a route cannot exist without being documented there."""
+
+    def attach(handler: Handler) -> Handler:
+        handler.__openapi__ = spec  # type: ignore[attr-defined]
+        return handler
+
+    return attach
 
 
 @cache
-def document() -> dict:
-    models = [
-        p.TranslateRequest, p.SubmitResponse, p.JobView, p.JobResult, p.JobList,
-        p.Languages, p.ErrorResponse,
-    ]  # fmt: skip
+def _schemas() -> dict:
     _, defs = models_json_schema(
-        [(m, "validation" if m is p.TranslateRequest else "serialization") for m in models],
+        [(m, "validation" if m is p.TranslateRequest else "serialization") for m in MODELS],
         ref_template=REF,
     )
-    schemas = defs.get("$defs", {})
-    secured = [{"bearer": []}]
-    paths = {
-        "/api/v1/translate": {
-            "post": {
-                "summary": "Submit a document for translation",
-                "operationId": "submitTranslation",
-                "security": secured,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("TranslateRequest")}},
-                },
-                "responses": {
-                    "202": _json(_ref("SubmitResponse"), "Job accepted"),
-                    "400": _err(
-                        "malformed_json (not valid or not bounded JSON: huge numbers, NaN, "
-                        "duplicate keys, lone surrogates), json_too_complex (nesting or "
-                        "token limits), or unsupported_language_pair"
-                    ),
-                    **AUTH_ERRORS,
-                    "413": _err("Body or word count over the configured limit"),
-                    "415": _err("Form or multipart body; send application/json"),
-                    "422": _err(
-                        "Invalid fields (priority, languages, content, callback_url, metadata)"
-                    ),
-                    "503": _err("Engine still loading"),
-                },
-            }
-        },
-        "/api/v1/jobs": {
-            "get": {
-                "summary": "List the caller's jobs, newest first",
-                "operationId": "listJobs",
-                "security": secured,
-                "parameters": [
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
-                    },
-                    {
-                        "name": "offset",
-                        "in": "query",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 0,
-                            "maximum": 10_000_000,
-                            "default": 0,
-                        },
-                    },
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "schema": {
-                            "type": "string",
-                            "enum": list(JOB_STATUSES),
-                        },
-                    },
-                ],  # fmt: skip
-                "responses": {
-                    "200": _json(_ref("JobList"), "A page of jobs"),
-                    **AUTH_ERRORS,
-                    "422": _err("Bad paging parameters"),
-                },
-            }
-        },
-        "/api/v1/jobs/{job_id}": {
-            "get": {
-                "summary": "Status and progress of a job",
-                "operationId": "getJob",
-                "security": secured,
-                "parameters": [JOB_ID],
-                "responses": {
-                    "200": _json(_ref("JobView"), "The job"),
-                    **AUTH_ERRORS,
-                    "404": _err("No such job for this caller"),
-                },
-            },
-            "delete": {
-                "summary": "Cancel a job (stops its engine work)",
-                "operationId": "cancelJob",
-                "security": secured,
-                "parameters": [JOB_ID],
-                "responses": {
-                    "200": _json(_ref("JobView"), "The cancelled job"),
-                    **AUTH_ERRORS,
-                    "404": _err("No such job for this caller"),
-                    "409": _err("The job already finished"),
-                },
-            },
-        },
-        "/api/v1/jobs/{job_id}/result": {
-            "get": {
-                "summary": "The translation of a completed job",
-                "operationId": "getJobResult",
-                "security": secured,
-                "parameters": [JOB_ID],
-                "responses": {
-                    "200": _json(_ref("JobResult"), "The translated document"),
-                    **AUTH_ERRORS,
-                    "404": _err("No such job for this caller"),
-                    "409": _err("Not completed (queued, processing, failed or cancelled)"),
-                },
-            }
-        },
-        "/api/v1/languages": {
-            "get": {
-                "summary": "Language pairs served",
-                "operationId": "listLanguages",
-                "responses": {"200": _json(_ref("Languages"), "Pairs and model versions")},
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "Liveness",
-                "operationId": "healthz",
-                "responses": {"200": {"description": "The process is up"}},
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Readiness (database and engine)",
-                "operationId": "readyz",
-                "responses": {
-                    "200": {"description": "Ready"},
-                    "503": {"description": "Not ready (engine loading or database down)"},
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "operationId": "metrics",
-                "responses": {
-                    "200": {
-                        "description": "Text exposition format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                },  # fmt: skip
-            }
-        },
-    }
+    return defs.get("$defs", {})
+
+
+def document(app: web.Application) -> dict:
+    paths: dict[str, dict] = {}
+    for route in app.router.routes():
+        spec = getattr(route.handler, "__openapi__", None)
+        if spec is None or route.method == "HEAD":
+            continue
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter")
+        paths.setdefault(path, {})[route.method.lower()] = spec
     return {
         "openapi": "3.1.0",
         "info": {
@@ -210,7 +93,7 @@ def document() -> dict:
         },
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": _schemas(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "API key or JWT"}
             },
@@ -220,7 +103,7 @@ def document() -> dict:
 
 @routes.get("/openapi.json")
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(document())
+    return web.json_response(document(request.app))
 
 
 DOCS_HTML = """<!doctype html>
@@ -253,5 +136,5 @@ for (const [path, ops] of Object.entries(doc.paths)) {
 
 @routes.get("/docs")
 async def docs(request: web.Request) -> web.Response:
-    html = DOCS_HTML.replace("__DOC__", json.dumps(document()).replace("</", "<\\/"))
+    html = DOCS_HTML.replace("__DOC__", json.dumps(document(request.app)).replace("</", "<\\/"))
     return web.Response(text=html, content_type="text/html")

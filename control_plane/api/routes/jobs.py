@@ -10,6 +10,7 @@ from control_plane.jobs.request import metadata_value
 from control_plane.jobs.service import elapsed_speed
 
 from ..errors import ApiError
+from ..openapi import AUTH_ERRORS, JOB_ID, SECURED, err, json_spec, operation, ref
 from ..protocol import JobList, JobResult, JobView, job_links
 from ..state import authenticate, runtime_of
 
@@ -60,11 +61,38 @@ async def _load(request: web.Request, texts: bool = False) -> Job:
 
 
 @routes.get("/api/v1/jobs/{job_id}")
+@operation(
+    {
+        "summary": "Status and progress of a job",
+        "operationId": "getJob",
+        "security": SECURED,
+        "parameters": [JOB_ID],
+        "responses": {
+            "200": json_spec(ref("JobView"), "The job"),
+            **AUTH_ERRORS,
+            "404": err("No such job for this caller"),
+        },
+    }
+)
 async def get_job(request: web.Request) -> web.Response:
     return _json(job_view(await _load(request)))
 
 
 @routes.get("/api/v1/jobs/{job_id}/result")
+@operation(
+    {
+        "summary": "The translation of a completed job",
+        "operationId": "getJobResult",
+        "security": SECURED,
+        "parameters": [JOB_ID],
+        "responses": {
+            "200": json_spec(ref("JobResult"), "The translated document"),
+            **AUTH_ERRORS,
+            "404": err("No such job for this caller"),
+            "409": err("Not completed (queued, processing, failed or cancelled)"),
+        },
+    }
+)
 async def get_result(request: web.Request) -> web.Response:
     job = await _load(request, texts=True)
     if job.status != "completed":
@@ -95,6 +123,20 @@ async def get_result(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/jobs/{job_id}")
+@operation(
+    {
+        "summary": "Cancel a job (stops its engine work)",
+        "operationId": "cancelJob",
+        "security": SECURED,
+        "parameters": [JOB_ID],
+        "responses": {
+            "200": json_spec(ref("JobView"), "The cancelled job"),
+            **AUTH_ERRORS,
+            "404": err("No such job for this caller"),
+            "409": err("The job already finished"),
+        },
+    }
+)
 async def cancel_job(request: web.Request) -> web.Response:
     svc = runtime_of(request)
     who = await authenticate(request)
@@ -121,6 +163,43 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 
 @routes.get("/api/v1/jobs")
+@operation(
+    {
+        "summary": "List the caller's jobs, newest first",
+        "operationId": "listJobs",
+        "security": SECURED,
+        "parameters": [
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+            },
+            {
+                "name": "offset",
+                "in": "query",
+                "schema": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 10_000_000,
+                    "default": 0,
+                },
+            },
+            {
+                "name": "status",
+                "in": "query",
+                "schema": {
+                    "type": "string",
+                    "enum": list(JOB_STATUSES),
+                },
+            },
+        ],  # fmt: skip
+        "responses": {
+            "200": json_spec(ref("JobList"), "A page of jobs"),
+            **AUTH_ERRORS,
+            "422": err("Bad paging parameters"),
+        },
+    }
+)
 async def list_jobs(request: web.Request) -> web.Response:
     svc = runtime_of(request)
     who = await authenticate(request)

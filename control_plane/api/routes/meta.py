@@ -8,6 +8,7 @@ from aiohttp import web
 
 from control_plane.metrics import CONTENT_TYPE_LATEST
 
+from ..openapi import json_spec, operation, ref
 from ..protocol import LanguagePair, Languages
 from ..state import runtime_of
 
@@ -15,6 +16,13 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/api/v1/languages")
+@operation(
+    {
+        "summary": "Language pairs served",
+        "operationId": "listLanguages",
+        "responses": {"200": json_spec(ref("Languages"), "Pairs and model versions")},
+    }
+)
 async def languages(request: web.Request) -> web.Response:
     svc = runtime_of(request)
     ready = svc.client.ready()
@@ -28,11 +36,28 @@ async def languages(request: web.Request) -> web.Response:
 
 
 @routes.get("/healthz")
+@operation(
+    {
+        "summary": "Liveness",
+        "operationId": "healthz",
+        "responses": {"200": {"description": "The process is up"}},
+    }
+)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
+@operation(
+    {
+        "summary": "Readiness (database and engine)",
+        "operationId": "readyz",
+        "responses": {
+            "200": {"description": "Ready"},
+            "503": {"description": "Not ready (engine loading or database down)"},
+        },
+    }
+)
 async def readyz(request: web.Request) -> web.Response:
     svc = runtime_of(request)
     checks: dict[str, str] = {}
@@ -55,6 +80,18 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@operation(
+    {
+        "summary": "Prometheus metrics",
+        "operationId": "metrics",
+        "responses": {
+            "200": {
+                "description": "Text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+        },  # fmt: skip
+    }
+)
 async def metrics(request: web.Request) -> web.Response:
     svc = runtime_of(request)
     body = svc.metrics.render(svc.queue.depth())

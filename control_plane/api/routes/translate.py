@@ -13,6 +13,7 @@ from control_plane.jobs.request import metadata_value
 from control_plane.security import QuotaExceeded, WordQuota, vet_callback_url
 
 from ..errors import ApiError
+from ..openapi import AUTH_ERRORS, SECURED, err, json_spec, operation, ref
 from ..protocol import SubmitResponse, job_links
 from ..state import authenticate, runtime_of
 
@@ -48,6 +49,30 @@ async def vet_submission(svc, who, req) -> None:  # noqa: ANN001
 
 
 @routes.post("/api/v1/translate")
+@operation(
+    {
+        "summary": "Submit a document for translation",
+        "operationId": "submitTranslation",
+        "security": SECURED,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref("TranslateRequest")}},
+        },
+        "responses": {
+            "202": json_spec(ref("SubmitResponse"), "Job accepted"),
+            "400": err(
+                "malformed_json (not valid or not bounded JSON: huge numbers, NaN, "
+                "duplicate keys, lone surrogates), json_too_complex (nesting or "
+                "token limits), or unsupported_language_pair"
+            ),
+            **AUTH_ERRORS,
+            "413": err("Body or word count over the configured limit"),
+            "415": err("Form or multipart body; send application/json"),
+            "422": err("Invalid fields (priority, languages, content, callback_url, metadata)"),
+            "503": err("Engine still loading"),
+        },
+    }
+)
 async def submit(request: web.Request) -> web.Response:
     svc = runtime_of(request)
     who = await authenticate(request)
