@@ -51,7 +51,7 @@ import logging
 import uuid
 from typing import Any
 
-from control_plane.domain import DomainError
+from control_plane.jobs.admission import Rejected  # REST's own: the code is the reason
 from control_plane.jobs.json_body import THREAD_BYTES, BodyError, parse_json
 from control_plane.queue.kafka.consumer import GroupConsumer
 from control_plane.queue.kafka.offsets import OffsetTracker
@@ -61,17 +61,6 @@ from control_plane.security import kafka_client_kwargs
 log = logging.getLogger(__name__)
 MAX_API_KEY_CHARS = 4096  # an API key is 47 characters, a JWT a few hundred
 INGEST_NAMESPACE = uuid.UUID("8a0c1f0e-4d5b-4b7e-9a51-2c6f5d1e7b10")
-
-
-class Rejected(DomainError):
-    """An ingest message that can never become a job; ``reason`` is REST's error code."""
-
-    def __init__(self, reason: str, message: str, details=None):  # noqa: ANN001
-        super().__init__(message, details, code=reason)
-
-    @property
-    def reason(self) -> str:
-        return self.code
 
 
 class OverQuota(Exception):
@@ -239,7 +228,7 @@ class IngestConsumer(GroupConsumer):
                     for k, v in headers_to_dict(rec.headers).items()
                 }
                 await self.queue.dead_letter(
-                    exc.reason,
+                    exc.code,
                     str(exc),
                     key=redact_secrets(rec.key) if rec.key is not None else None,
                     source_topic=tp.topic,
@@ -258,7 +247,6 @@ class IngestConsumer(GroupConsumer):
     async def _admit(self, tp, rec) -> None:  # noqa: ANN001
         from control_plane.auth import AuthError, Forbidden
         from control_plane.db import Job
-        from control_plane.jobs.admission import Rejected as NotAdmitted
         from control_plane.jobs.admission import admit
 
         svc = self.svc
@@ -273,10 +261,10 @@ class IngestConsumer(GroupConsumer):
             raise Rejected("forbidden", str(exc)) from exc
         try:  # the REST API's own checks, in its order
             req = admit(body, who, svc.client, self.settings)
-        except NotAdmitted as exc:
+        except Rejected as exc:
             if exc.transient:  # not the message's fault (engine loading): retry
                 raise RuntimeError(exc.message) from exc
-            raise Rejected(exc.code, exc.message, exc.details) from exc
+            raise
         await self._vet(who, req)
         req.job_id = job_id_for(who.user_id, request_id, tp.topic, tp.partition, rec.offset)
 

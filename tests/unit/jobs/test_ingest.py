@@ -51,7 +51,7 @@ def test_ingest_message_parsing():
     for raw, reason in cases:
         with pytest.raises(Rejected) as err:
             parse_message(raw, 10_000)
-        assert err.value.reason == reason, raw
+        assert err.value.code == reason, raw
 
 
 def test_ingest_job_ids_are_deterministic():
