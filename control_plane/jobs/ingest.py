@@ -260,7 +260,10 @@ class IngestConsumer(GroupConsumer):
         except Forbidden as exc:
             raise Rejected("forbidden", str(exc)) from exc
         try:  # the REST API's own checks, in its order
-            req = admit(body, who, svc.client, self.settings)
+            if len(rec.value or b"") > THREAD_BYTES:  # validated and counted off the loop
+                req = await asyncio.to_thread(admit, body, who, svc.client, self.settings)
+            else:
+                req = admit(body, who, svc.client, self.settings)
         except Rejected as exc:
             if exc.transient:  # not the message's fault (engine loading): retry
                 raise RuntimeError(exc.message) from exc
