@@ -88,4 +88,5 @@ def admit(body: object, who: Principal, client, settings) -> SubmitRequest:  # n
         priority=req.priority,
         callback_url=str(req.callback_url) if req.callback_url else None,
         metadata=metadata_json(req.metadata),
+        word_count=words,
     )

@@ -294,7 +294,6 @@ class IngestConsumer(GroupConsumer):
     async def _vet(self, who, req) -> None:  # noqa: ANN001
         """The REST API's trust-boundary checks: an unsafe callback URL is a dead letter
         (``invalid_request``), a request over the user's word quota waits (OverQuota)."""
-        from control_plane.jobs.chunking import count_words
         from control_plane.security import (
             QuotaExceeded,
             UnsafeCallback,
@@ -306,13 +305,9 @@ class IngestConsumer(GroupConsumer):
         if req.callback_url:
             try:
                 await vet_callback_url(req.callback_url, self.settings)
-            except UnsafeCallback as exc:
-                raise Rejected(
-                    "invalid_request",
-                    str(exc),
-                    [{"field": "callback_url", "message": str(exc), "type": "value_error"}],
-                ) from exc
-        words = await asyncio.to_thread(count_words, req.text)
+            except UnsafeCallback as exc:  # the same code and field details as REST's 422
+                raise Rejected(exc.code, exc.message, exc.details) from exc
+        words = req.word_count  # counted by admission
         try:
             quota = WordQuota(self.settings)
             await svc.db.run(quota.check, svc.db.engine, who.user_id, who.tier, words)

@@ -61,6 +61,9 @@ class SubmitRequest:
     callback_url: str | None = None
     job_id: str | None = None  # chosen by the caller (idempotent Kafka ingest); else uuid4
     metadata: str | None = None  # the caller's metadata object, as JSON text
+    # counted once by admission (for the size limit); quota, estimate and the job record
+    # reuse it. None (callers without admission): counted at submit
+    word_count: int | None = None
 
 
 @dataclass
@@ -168,14 +171,19 @@ class JobService:
         # Counted for the operator (jobs.cached_segments, never shown to users). A job is
         # never completed here, even when every segment is cached: see ``_submit``.
         hits = self.cache.get_many(segments, req.source_lang, req.target_lang, model_version)
-        return chunks, len(segments), len(hits), None, stored, None
+        return chunks, len(segments), len(hits), stored
 
     def _insert(
-        self, req: SubmitRequest, model_version: str, planned, est_s: float, cost: float
-    ) -> Job:  # noqa: ANN001
-        chunks, n_segments, n_hits, _, stored, _ = planned
+        self,
+        req: SubmitRequest,
+        model_version: str,
+        planned,  # noqa: ANN001 - what _plan returns
+        words: int,
+        est_s: float,
+        cost: float,
+    ) -> Job:
+        chunks, n_segments, n_hits, stored = planned
         now = utcnow()
-        words = count_words(req.text)
         job = Job(
             id=req.job_id or str(uuid.uuid4()),
             user_id=req.user_id,
@@ -233,13 +241,15 @@ class JobService:
         engine throughput, so its submit response, status transitions and result fields
         are those of a translated job. (Timing remains: it finishes sooner.)"""
         planned = await asyncio.to_thread(self._plan, req, model_version)
-        words = (  # 8 MiB: ~20 ms, off the loop; a short text is not worth the thread hop
-            count_words(req.text)
-            if len(req.text) < PROCESS_CHARS
-            else await asyncio.to_thread(count_words, req.text)
-        )
+        words = req.word_count
+        if words is None:  # 8 MiB: ~20 ms, off the loop; a short text is not worth a thread
+            words = (
+                count_words(req.text)
+                if len(req.text) < PROCESS_CHARS
+                else await asyncio.to_thread(count_words, req.text)
+            )
         est_s, cost = self.estimate(words, req.priority)
-        job = await self.db.run(self._insert, req, model_version, planned, est_s, cost)
+        job = await self.db.run(self._insert, req, model_version, planned, words, est_s, cost)
         await self._publish_chunks(job, planned[0])
         log.info(
             "job queued",
@@ -401,7 +411,7 @@ class JobService:
                 .where(Job.id == job_id, Job.status == "queued")
                 .values(status="processing", started_at=now)
             )
-            if chunk.attempts:  # taken before (a retry, or a redelivery after a crash)
+            if taken_before:  # a retry, or a redelivery after a crash
                 session.execute(
                     update(Job).where(Job.id == job_id).values(retry_count=Job.retry_count + 1)
                 )
@@ -498,10 +508,10 @@ class JobService:
             job.status = "completed"
             job.completed_at = now
             job.cost_usd = self.cost_for_seconds(sum(p.engine_seconds or 0.0 for p in parts))
-            scored = [(p.confidence, p.word_count) for p in parts if p.confidence is not None]
-            if scored:
-                weight = sum(max(w, 1) for _, w in scored)
-                job.confidence_score = round(sum(c * max(w, 1) for c, w in scored) / weight, 6)
+            scored = [p for p in parts if p.confidence is not None]
+            job.confidence_score = word_weighted_mean(
+                [p.confidence for p in scored], [p.word_count for p in scored]
+            )
             started = job.started_at or job.created_at
             job.processing_time_ms = max(0, round((now - _aware(started)).total_seconds() * 1000))
             job.words_per_minute = words_per_minute(job.word_count, job.processing_time_ms)
@@ -612,13 +622,19 @@ def words_per_minute(words: int, milliseconds: int | None) -> float | None:
     return round(words * 60_000 / max(milliseconds, 1), 1)
 
 
-def weighted_confidence(segments: list[str], scores: list[float]) -> float | None:
-    """Word-weighted mean of segment scores (each the geometric mean probability of the
-    segment's output tokens): long sentences count for more than a lone heading."""
-    weights = [max(count_words(s), 1) for s in segments]
+def word_weighted_mean(values: list[float], words: list[int]) -> float | None:
+    """Mean of ``values`` weighted by word counts (at least 1 each): long sentences and
+    chunks count for more than a lone heading. None when there is nothing to average."""
+    weights = [max(w, 1) for w in words]
     if not weights:
         return None
-    return round(sum(w * sc for w, sc in zip(weights, scores, strict=True)) / sum(weights), 6)
+    return round(sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights), 6)
+
+
+def weighted_confidence(segments: list[str], scores: list[float]) -> float | None:
+    """Confidence of a chunk: its segments' scores (each the geometric mean probability of
+    the segment's output tokens), word-weighted; a job's is the same over its chunks."""
+    return word_weighted_mean(scores, [count_words(s) for s in segments])
 
 
 def elapsed_speed(job: Job) -> float:

@@ -204,11 +204,9 @@ class Worker:
 
     async def _hold(self, held: bool) -> None:
         """Back-pressure: tell the queue that this worker waits for a dependency, so that
-        no worker takes new work meanwhile (queues without ``hold`` are left alone)."""
-        hold = getattr(self.queue, "hold", None)
-        if hold is not None:
-            with contextlib.suppress(Exception):
-                await hold(self.name, held)
+        no worker takes new work meanwhile."""
+        with contextlib.suppress(Exception):
+            await self.queue.hold(self.name, held)
 
     def stop(self) -> None:
         self._stopping = True

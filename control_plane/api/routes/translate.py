@@ -7,7 +7,6 @@ import asyncio
 from aiohttp import web
 
 from control_plane.jobs.admission import admit
-from control_plane.jobs.chunking import count_words
 from control_plane.jobs.json_body import THREAD_BYTES, check_media_type, parse_json
 from control_plane.jobs.request import metadata_value
 from control_plane.security import QuotaExceeded, WordQuota, vet_callback_url
@@ -40,7 +39,7 @@ async def vet_submission(svc, who, req) -> None:  # noqa: ANN001
     that must not be called is 422; over the user's word quota is 429 with Retry-After."""
     if req.callback_url:
         await vet_callback_url(req.callback_url, svc.settings)  # UnsafeCallback: 422
-    words = await asyncio.to_thread(count_words, req.text)
+    words = req.word_count  # counted by admission
     try:
         await svc.db.run(WordQuota(svc.settings).check, svc.db.engine, who.user_id, who.tier, words)
     except QuotaExceeded:  # 429 with Retry-After (413 when one request exceeds the quota)
