@@ -26,7 +26,7 @@ import time
 import unicodedata
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.engine import Engine
@@ -82,11 +82,11 @@ class SegmentCache:
         db.migrate()
         return cls(db.engine, settings.cache_size, settings.cache_ttl_s)
 
-    def _expires(self):  # noqa: ANN202
-        """(wall-clock expiry for the table, monotonic expiry for the LRU), or Nones."""
+    def _expires(self) -> datetime | None:
+        """The table's expiry for an entry written or used now; None: never expires."""
         if self.ttl_s <= 0:
-            return None, None
-        return utcnow() + timedelta(seconds=self.ttl_s), time.monotonic() + self.ttl_s
+            return None
+        return utcnow() + timedelta(seconds=self.ttl_s)
 
     def _insert_stmt(self):  # noqa: ANN202
         stmt = getattr(self, "_insert", None)
@@ -176,7 +176,7 @@ class SegmentCache:
         if not touched or self.engine is None:
             return 0
         now = utcnow()
-        expires, _ = self._expires()
+        expires = self._expires()
         table = SegmentCacheEntry.__table__
         stmt = (
             update(table)
@@ -220,7 +220,7 @@ class SegmentCache:
         # no ORM objects: a worker writes every batch it translated, and per-row ORM
         # inserts after a SELECT were a visible share of the worker's CPU.
         now = utcnow()
-        expires, _ = self._expires()
+        expires = self._expires()
         values = [
             {"key": key, "source_lang": source, "target_lang": target,
              "model_version": model_version, "translation": tr.text, "score": tr.score,

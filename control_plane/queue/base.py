@@ -72,6 +72,11 @@ class ChunkQueue(Protocol):
 
     async def nack(self, delivery: Delivery, requeue: bool = True) -> None: ...
 
+    async def hold(self, holder: str, held: bool) -> None:
+        """Back-pressure: while any ``holder`` (a worker waiting for a dependency that is
+        down) holds the queue, ``consume`` hands out nothing new."""
+        ...
+
     def depth(self) -> dict[str, int]:
         """Messages waiting per priority (for metrics, estimates and autoscaling)."""
         ...
