@@ -299,10 +299,6 @@ class QuotaExceeded(DomainError):
         super().__init__(message, code=code, retry_after=retry)
         self.retry_after_s = retry_after_s
 
-    @property
-    def retry_after_header(self) -> str:
-        return str(max(1, math.ceil(self.retry_after_s or 60)))
-
 
 WINDOWS = (("minute", 60.0), ("day", 86_400.0))
 
