@@ -1,6 +1,6 @@
 """A submission's chunks and layouts, planned in a worker process when the text is large.
 
-``plan_stored(text, target_words, lang)`` returns ``(chunks, layouts as stored JSON,
+``plan_stored(text, target_words, lang, fmt)`` returns ``(chunks, layouts as stored JSON,
 segments)``. Chunking is linear in the text (control_plane.jobs.chunking) but still a few
 seconds of pure Python for the worst 8 MiB documents (8 MiB of "a。": 4-5 s), and in the
 API process those seconds compete for the GIL with the event loop and, through the
@@ -26,16 +26,25 @@ from control_plane.jobs import chunking
 log = logging.getLogger(__name__)
 
 PROCESS_CHARS = 256 * 1024
+MARKUP_FORMATS = ("html", "xml")  # planned by control_plane.text.markup
+SEP = "\x00"
 PROCESS_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 
 
-def _plan_here(text: str, target_words: int, lang: str) -> tuple[list[str], list[str], str]:
-    chunks, layouts = chunking.plan(text, target_words, lang)
-    # segments never hold a line break (they lie within a line): one string to pickle
-    segments = "\n".join(s for layout in layouts for s in layout.segments)
+def _plan_here(
+    text: str, target_words: int, lang: str, fmt: str = "text"
+) -> tuple[list[str], list[str], str]:
+    if fmt in MARKUP_FORMATS:
+        from control_plane.text.markup import plan_markup
+
+        chunks, layouts = plan_markup(text, fmt, target_words, lang)
+    else:
+        chunks, layouts = chunking.plan(text, target_words, lang)
+    # one string to pickle; no segment holds a NUL (submissions refuse them)
+    segments = SEP.join(s for layout in layouts for s in layout.segments)
     return chunks, [layout.dumps() for layout in layouts], segments
 
 
@@ -57,23 +66,25 @@ def _discard(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def plan_stored(text: str, target_words: int, lang: str) -> tuple[list[str], list[str], list[str]]:
+def plan_stored(
+    text: str, target_words: int, lang: str, fmt: str = "text"
+) -> tuple[list[str], list[str], list[str]]:
     """(chunks, ``Layout.dumps()`` of each chunk, the segments in order). Blocking: call it
     from a thread."""
     planned = None
     if len(text) >= PROCESS_CHARS:
         pool = _executor()
         try:
-            planned = pool.submit(_plan_here, text, target_words, lang).result()
+            planned = pool.submit(_plan_here, text, target_words, lang, fmt).result()
         except Exception as exc:  # noqa: BLE001 - the child died or could not start
             log.warning(
                 "planner process failed; planning in this process", extra={"error": repr(exc)}
             )
             _discard(pool)
     if planned is None:
-        planned = _plan_here(text, target_words, lang)
+        planned = _plan_here(text, target_words, lang, fmt)
     chunks, stored, segments = planned
-    return chunks, stored, segments.split("\n") if segments else []
+    return chunks, stored, segments.split(SEP) if segments else []
 
 
 def shutdown() -> None:
