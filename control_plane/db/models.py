@@ -1,4 +1,5 @@
-"""Tables after the design's schema: users, jobs, chunks and the segment cache.
+"""Tables after the design's schema: users, jobs, chunks, the segment cache and stored
+glossaries.
 
 The alembic migrations in ``migrations/versions`` create exactly these tables; a unit test
 compares them so the two never drift.
@@ -66,6 +67,14 @@ class Job(SQLModel, table=True):
     job_metadata: str | None = Field(
         default=None, sa_column=Column("metadata", Text, nullable=True)
     )
+    # translation options (issue 11): ``format`` (text|html|xml) and the stored glossary
+    # the job named, shown with its status; ``options`` is the resolved
+    # ``Protection.options()`` as JSON (format, do_not_translate, the glossary's terms as
+    # they were at submit, so editing the stored glossary later does not change the job),
+    # plus ``glossary_id``; None: the defaults. Status and list reads never load it
+    format: str = Field(default="text", max_length=8, sa_column_kwargs={"server_default": "text"})
+    glossary_id: str | None = Field(default=None, max_length=64)
+    options: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     estimated_cost: float = 0.0
     # actual cost in USD: engine time summed over every worker that touched the job
     cost_usd: float | None = None
@@ -131,3 +140,21 @@ class SegmentCacheEntry(SQLModel, table=True):
     access_count: int = 0
     last_accessed: datetime | None = None
     ttl_expires_at: datetime | None = None
+
+
+class Glossary(SQLModel, table=True):
+    """A user's stored glossary (source term -> target term), referenced by jobs through
+    ``glossary_id``; a job copies the terms at submit (``Job.options``)."""
+
+    __tablename__ = "glossaries"
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_glossaries_user_name"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    user_id: str = Field(foreign_key="users.id", max_length=36)
+    name: str = Field(max_length=200)
+    # the terms as a JSON object, keys sorted
+    terms: str = Field(sa_column=Column(Text, nullable=False))
+    content_hash: str = Field(max_length=64)  # sha256 of ``terms``
+    term_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -77,3 +77,96 @@ def test_0003_carries_existing_rows_forward(tmp_path):
     assert cost == 0.25
     assert chunk == "processing"
     assert retry == 0
+
+
+def _downgrade(engine, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from control_plane.db.engine import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def _0004_up_and_down(db) -> None:
+    """0004 adds jobs.format/glossary_id/options and glossaries to a database holding
+    jobs and chunks (existing jobs read as plain text, no options), and goes back down."""
+    from sqlalchemy import text
+
+    from control_plane.db.engine import migrate
+
+    migrate(db.engine, "0003")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, email, tier, api_key_hash, api_key_prefix, active, "
+                "created_at) VALUES ('u1', 'a@b.c', 'pro', 'h', 'p', true, "
+                "'2026-01-01 00:00:00+00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, user_id, status, priority, source_lang, target_lang, "
+                "model_version, word_count, chunk_count, chunks_done, words_processed, "
+                "segment_count, cached_segments, source_text, estimated_cost, created_at) "
+                "VALUES ('j1', 'u1', 'queued', 'high', 'en', 'pt', 'v', 2, 1, 0, 0, 1, 0, "
+                "'Hi there', 0.1, '2026-01-01 00:00:00+00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO chunks (job_id, chunk_index, status, word_count, source_text, "
+                "attempts, writes, updated_at) VALUES ('j1', 0, 'queued', 2, 'Hi there', 0, "
+                "0, '2026-01-01 00:00:00+00')"
+            )
+        )
+    db.migrate()
+    with db.engine.begin() as conn:
+        row = conn.execute(text("SELECT format, glossary_id, options FROM jobs")).one()
+        assert tuple(row) == ("text", None, None)
+        conn.execute(
+            text(
+                "INSERT INTO glossaries (id, user_id, name, terms, content_hash, term_count, "
+                "created_at, updated_at) VALUES ('g1', 'u1', 'n', '{}', 'h', 0, "
+                "'2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00')"
+            )
+        )
+        conn.execute(text("UPDATE jobs SET format = 'html', options = '{\"format\":\"html\"}'"))
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    uniques = {tuple(u["column_names"]) for u in inspect(db.engine).get_unique_constraints(
+        "glossaries"
+    )}  # fmt: skip
+    assert ("user_id", "name") in uniques
+    _downgrade(db.engine, "0003")
+    insp = inspect(db.engine)
+    assert "glossaries" not in insp.get_table_names()
+    assert not {"format", "glossary_id", "options"} & {c["name"] for c in insp.get_columns("jobs")}
+    with db.engine.connect() as conn:  # the rows are still there
+        assert conn.execute(text("SELECT count(*) FROM chunks")).scalar_one() == 1
+    db.migrate()  # and up again
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT format FROM jobs")).scalar_one() == "text"
+
+
+def test_0004_up_and_down_sqlite(tmp_path):
+    _0004_up_and_down(Database(f"sqlite:///{tmp_path / 'o.db'}"))
+
+
+def test_0004_up_and_down_postgres(postgres_url):
+    import uuid
+
+    import devstack
+
+    name = f"mig_{uuid.uuid4().hex[:8]}"
+    url = devstack.create_database(name, postgres_url)
+    db = Database(url)
+    try:
+        _0004_up_and_down(db)
+    finally:
+        db.close()
+        devstack.drop_database(name, postgres_url)
