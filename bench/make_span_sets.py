@@ -81,8 +81,8 @@ def catalogs(lang: str, locale_dir: Path = LOCALE):
 def span_usable(en: str, tr: str, tags: Callable[[str], list[Span]] | None) -> bool:
     if not en or not tr or "\n" in en or "\n" in tr or "\t" in en or "\t" in tr:
         return False
-    if en == tr or not 3 <= len(en.split()) <= 60:
-        return False
+    if en == tr or en.startswith("#") or not 3 <= len(en.split()) <= 60:
+        return False  # ("#": a comment line to load_tsv)
     if MNEMONIC.search(en) or MNEMONIC.search(tr):
         return False
     if tags is None and (TAG.search(en) or TAG.search(tr)):
