@@ -16,9 +16,8 @@ from pydantic import ValidationError
 
 from control_plane.auth import Principal
 from control_plane.domain import TIER_MAX_PRIORITY, DomainError
-from control_plane.jobs.chunking import count_words
 from control_plane.jobs.request import TranslateRequest, metadata_json
-from control_plane.jobs.service import SubmitRequest
+from control_plane.jobs.service import SubmitRequest, count_text_words
 
 
 class Rejected(DomainError):
@@ -74,7 +73,7 @@ def admit(body: object, who: Principal, client, settings) -> SubmitRequest:  # n
             f"supported: {listed}",
             details={"supported_pairs": [{"source": s, "target": t} for s, t in pairs]},
         )
-    words = count_words(req.content)
+    words = count_text_words(req.content, req.format)  # html/xml: the text, not the tags
     if words > settings.max_words:
         raise Rejected(
             "content_too_large",
@@ -89,4 +88,8 @@ def admit(body: object, who: Principal, client, settings) -> SubmitRequest:  # n
         callback_url=str(req.callback_url) if req.callback_url else None,
         metadata=metadata_json(req.metadata),
         word_count=words,
+        format=req.format,
+        do_not_translate=req.do_not_translate,
+        glossary=req.glossary,
+        glossary_id=req.glossary_id,
     )

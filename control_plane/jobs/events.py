@@ -17,6 +17,8 @@ def job_event(job: Job) -> dict[str, Any]:
         "source_language": job.source_lang,
         "target_language": job.target_lang,
         "word_count": job.word_count,
+        "format": job.format,
+        "glossary_id": job.glossary_id,
         "error": job.error,
         "cost_usd": job.cost_usd,
         "processing_time_ms": job.processing_time_ms,

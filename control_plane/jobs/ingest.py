@@ -16,7 +16,12 @@ Producers write one JSON object per message to ``<prefix>ingest`` (default
       "target_language": "pt",           # required
       "priority":        "normal",       # optional: critical | high | normal (tier-capped)
       "callback_url":    "https://...",  # optional: signed webhook on completion/failure
-      "metadata":        {"domain": "x"} # optional: kept with the job (at most 4 KiB)
+      "metadata":        {"domain": "x"}, # optional: kept with the job (at most 4 KiB)
+      "format":          "text",         # optional: text | html | xml
+      "do_not_translate": ["Acme"],      # optional: strings kept exactly
+      "glossary":        {"file": "arquivo"},  # optional: inline glossary
+      "glossary_id":     "..."           # optional: one of the api_key user's stored
+                                         # glossaries (merged; inline terms win)
     }
 
 Every message is validated like a REST submission, with the API's own code: the
@@ -29,7 +34,8 @@ topic/partition/offset when there is no request_id, so a redelivered message nev
 a second job. Invalid ones go to the dead-letter topic with ``reason`` set to the error
 code REST would answer with (``malformed_json``, ``invalid_request``, ``unauthorized``,
 ``forbidden``, ``priority_not_allowed``, ``unsupported_language_pair``,
-``content_too_large``), a readable ``message`` and, for field errors, ``details``.
+``content_too_large``, ``glossary_not_found``, ``invalid_markup``), a readable
+``message`` and, for field errors, ``details``.
 The REST rate limit does not apply to this bulk path; the word quota does
 (``control_plane.security.WordQuota``): a message over its user's quota is not
 dead-lettered but waits (its offset is not committed) and is tried again when the window
@@ -51,6 +57,7 @@ import logging
 import uuid
 from typing import Any
 
+from control_plane.domain import DomainError
 from control_plane.jobs.admission import Rejected  # REST's own: the code is the reason
 from control_plane.jobs.json_body import THREAD_BYTES, BodyError, parse_json
 from control_plane.queue.kafka.consumer import GroupConsumer
@@ -282,6 +289,10 @@ class IngestConsumer(GroupConsumer):
         version = svc.client.model_version(req.source_lang, req.target_lang)
         try:
             job = await svc.jobs.submit(req, version)
+        except DomainError as exc:  # the request's fault (glossary_not_found, invalid_markup)
+            if exc.transient:
+                raise RuntimeError(exc.message) from exc
+            raise Rejected(exc.code, exc.message, exc.details) from exc
         except Exception:
             if await svc.db.run(exists):  # a racing admission of the same message won
                 self.duplicates += 1

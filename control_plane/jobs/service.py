@@ -10,8 +10,11 @@ writer that completes the last chunk assembles the job.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,9 +30,11 @@ from control_plane.db import Chunk, Database, Job, utcnow
 from control_plane.domain import ACTIVE_STATUSES as ACTIVE
 from control_plane.domain import PRIORITY_RANK, DomainError
 from control_plane.engine.base import Translation
+from control_plane.jobs import glossaries
 from control_plane.jobs.chunking import count_words
-from control_plane.jobs.planner import PROCESS_CHARS, plan_stored
+from control_plane.jobs.planner import MARKUP_FORMATS, PROCESS_CHARS, plan_stored
 from control_plane.queue.base import ChunkMessage, ChunkQueue
+from control_plane.text.spans import Protection
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,14 @@ class SubmitRequest:
     job_id: str | None = None  # chosen by the caller (idempotent Kafka ingest); else uuid4
     metadata: str | None = None  # the caller's metadata object, as JSON text
     # counted once by admission (for the size limit); quota, estimate and the job record
-    # reuse it. None (callers without admission): counted at submit
+    # reuse it. None (callers without admission): counted at submit (``count_text_words``)
     word_count: int | None = None
+    # translation options (issue 11): resolved into a Protection at submit, stored with
+    # the job (Job.options) and applied by the worker
+    format: str = "text"  # text | html | xml
+    do_not_translate: list[str] | None = None
+    glossary: dict[str, str] | None = None  # inline; wins over glossary_id's terms
+    glossary_id: str | None = None  # one of the user's stored glossaries
 
 
 @dataclass
@@ -77,9 +88,75 @@ class Claim:
     source_lang: str
     target_lang: str
     attempts: int
+    # the job's translation options as stored (Job.options, JSON): build the Protection
+    # with ``protection_for(claim.options)``, the cache's model version with
+    # ``cache_version(model_version, claim.options)``. None: the defaults (plain text)
+    options: str | None = None
 
     def __getattr__(self, name: str):  # noqa: ANN204 - chunk.layout, .source_text, ...
         return getattr(self.chunk, name)
+
+
+class InvalidMarkup(DomainError):
+    code = "invalid_markup"
+
+
+_TAG = re.compile(r"<[^<>]*>")  # linear: [^<>] stops at the next "<"
+
+
+def count_text_words(text: str, fmt: str = "text") -> int:
+    """Words for billing, estimates, quota and progress: for html/xml the text's words,
+    not the tags' (every tag, comment and declaration counts as a space; the text of
+    elements kept untranslated, <code> or <script>, is counted like any text)."""
+    if fmt in MARKUP_FORMATS:
+        text = _TAG.sub(" ", text)
+    return count_words(text)
+
+
+def merge_glossaries(
+    stored: dict[str, str] | None, inline: dict[str, str] | None
+) -> dict[str, str]:
+    """A stored glossary's terms overridden by the request's inline ones: an inline term
+    replaces a stored one with the same source term, ignoring case and surrounding
+    spaces (terms are matched that way)."""
+    inline = inline or {}
+    replaced = {k.strip().casefold() for k in inline}
+    merged = {k: v for k, v in (stored or {}).items() if k.strip().casefold() not in replaced}
+    merged.update(inline)
+    return merged
+
+
+@functools.lru_cache(maxsize=256)
+def protection_for(options_json: str | None) -> Protection:
+    """The Protection of a job's stored options (``Job.options`` / ``Claim.options``);
+    cached, since a worker asks for it per chunk and a large glossary compiles a regex.
+    Keys other than Protection's own (``glossary_id``) are ignored."""
+    return Protection.from_options(json.loads(options_json) if options_json else None)
+
+
+def cache_version(model_version: str, options_json: str | None) -> str:
+    """The model-version part of segment-cache keys for a job with these stored options:
+    the model, the span rules and the job's protection (format, do_not_translate,
+    glossary content) all change a segment's translation. The submit-time lookup and the
+    worker must use the same key."""
+    from control_plane.text import spans
+
+    protection = protection_for(options_json)
+    versioned = getattr(spans, "cache_version", None)
+    if versioned is not None:
+        return versioned(model_version, protection)
+    return f"{model_version}+{protection.fingerprint}"
+
+
+def options_json(protection: Protection, glossary_id: str | None) -> str | None:
+    """What Job.options stores: ``protection.options()`` plus the glossary id; None for
+    the defaults."""
+    if protection == Protection() and glossary_id is None:
+        return None
+    out = protection.options()
+    if glossary_id is not None:
+        out["glossary_id"] = glossary_id
+    return json.dumps(out, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 class Throughput:
@@ -165,24 +242,55 @@ class JobService:
 
     # -- submit --------------------------------------------------------------------
 
-    def _plan(self, req: SubmitRequest, model_version: str):  # noqa: ANN202
+    def _resolve_options(self, req: SubmitRequest) -> str | None:
+        """Blocking. The job's stored options (``options_json``): a stored glossary's terms
+        as they are now (GlossaryNotFound when the id is not the caller's) merged with the
+        inline glossary, the format and the do-not-translate strings."""
+        stored = None
+        if req.glossary_id is not None:
+            stored = glossaries.terms_for(self.db.engine, req.user_id, req.glossary_id)
+        protection = Protection.of(
+            req.format or "text",
+            req.do_not_translate or (),
+            merge_glossaries(stored, req.glossary),
+        )
+        return options_json(protection, req.glossary_id)
+
+    def _plan(self, req: SubmitRequest, model_version: str, options: str | None):  # noqa: ANN202
         # linear in the text; a large one is planned in a child process (jobs.planner)
-        chunks, stored, segments = plan_stored(req.text, self.settings.chunk_words, req.source_lang)
+        fmt = req.format or "text"
+        try:
+            chunks, stored, segments = plan_stored(
+                req.text, self.settings.chunk_words, req.source_lang, fmt
+            )
+        except (ValueError, SyntaxError) as exc:  # lxml's parse errors are SyntaxErrors
+            if fmt not in MARKUP_FORMATS:
+                raise
+            log.info("markup not planned", extra={"format": fmt, "error": repr(exc)})
+            raise InvalidMarkup(
+                f"content could not be read as {fmt}: {str(exc)[:300]}",
+                details=[{"field": "content", "message": f"not readable as {fmt}"}],
+            ) from exc
         # Counted for the operator (jobs.cached_segments, never shown to users). A job is
-        # never completed here, even when every segment is cached: see ``_submit``.
-        hits = self.cache.get_many(segments, req.source_lang, req.target_lang, model_version)
+        # never completed here, even when every segment is cached: see ``_submit``. The
+        # key is the worker's (cache_version: the options change the translation)
+        hits = self.cache.get_many(
+            segments, req.source_lang, req.target_lang, cache_version(model_version, options)
+        )
         return chunks, len(segments), len(hits), stored
 
     def _insert(
         self,
         req: SubmitRequest,
         model_version: str,
+        options: str | None,
         planned,  # noqa: ANN001 - what _plan returns
         words: int,
         est_s: float,
         cost: float,
     ) -> Job:
         chunks, n_segments, n_hits, stored = planned
+        fmt = req.format or "text"
         now = utcnow()
         job = Job(
             id=req.job_id or str(uuid.uuid4()),
@@ -199,6 +307,9 @@ class JobService:
             source_text=req.text,
             content_hash=hashlib.sha256(req.text.encode("utf-8")).hexdigest(),
             job_metadata=req.metadata,
+            format=fmt,
+            glossary_id=req.glossary_id,
+            options=options,
             callback_url=req.callback_url,
             estimated_cost=cost,
             estimated_completion=now + timedelta(seconds=est_s),
@@ -213,7 +324,7 @@ class JobService:
                         job_id=job.id,
                         chunk_index=i,
                         status="queued",
-                        word_count=count_words(text),
+                        word_count=count_text_words(text, fmt),
                         source_text=text,
                         layout=stored[i],
                         updated_at=now,
@@ -240,16 +351,26 @@ class JobService:
         worker serves them from the cache (no engine call) and bills them at the measured
         engine throughput, so its submit response, status transitions and result fields
         are those of a translated job. (Timing remains: it finishes sooner.)"""
-        planned = await asyncio.to_thread(self._plan, req, model_version)
+        options = None
+        if req.glossary_id is not None:  # a database read
+            options = await self.db.run(self._resolve_options, req)
+        elif req.glossary:  # compiles a regex of up to 1,000 terms: off the loop
+            options = await asyncio.to_thread(self._resolve_options, req)
+        elif req.do_not_translate or (req.format or "text") != "text":
+            options = self._resolve_options(req)
+        planned = await asyncio.to_thread(self._plan, req, model_version, options)
         words = req.word_count
+        fmt = req.format or "text"
         if words is None:  # 8 MiB: ~20 ms, off the loop; a short text is not worth a thread
             words = (
-                count_words(req.text)
+                count_text_words(req.text, fmt)
                 if len(req.text) < PROCESS_CHARS
-                else await asyncio.to_thread(count_words, req.text)
+                else await asyncio.to_thread(count_text_words, req.text, fmt)
             )
         est_s, cost = self.estimate(words, req.priority)
-        job = await self.db.run(self._insert, req, model_version, planned, words, est_s, cost)
+        job = await self.db.run(
+            self._insert, req, model_version, options, planned, words, est_s, cost
+        )
         await self._publish_chunks(job, planned[0])
         log.info(
             "job queued",
@@ -263,7 +384,7 @@ class JobService:
         for i, text in enumerate(chunk_texts):
             if only is not None and i not in only:
                 continue
-            n = count_words(text)
+            n = count_text_words(text, job.format)
             self.pending_words[job.priority] += n
             await self.queue.publish(
                 ChunkMessage(
@@ -282,7 +403,9 @@ class JobService:
     def _get(self, user_id: str | None, job_id: str, texts: bool) -> Job:
         with self.db.session() as session:
             # a status poll of an 8 MiB job must not load its 16 MiB of text
-            options = () if texts else (defer(Job.source_text), defer(Job.result_text))
+            options = [defer(Job.options)]  # a glossary's terms: never shown
+            if not texts:
+                options += [defer(Job.source_text), defer(Job.result_text)]
             job = session.get(Job, job_id, options=options)
             if job is None or (user_id is not None and job.user_id != user_id):
                 raise JobNotFound(job_id)
@@ -298,7 +421,7 @@ class JobService:
             # texts stay in the database: 100 listed 8 MiB jobs must not load 1.6 GiB
             q = (
                 select(Job)
-                .options(defer(Job.source_text), defer(Job.result_text))
+                .options(defer(Job.source_text), defer(Job.result_text), defer(Job.options))
                 .where(Job.user_id == user_id)
             )
             cq = select(func.count()).select_from(Job).where(Job.user_id == user_id)
@@ -318,7 +441,11 @@ class JobService:
 
     def _cancel(self, user_id: str, job_id: str) -> Job:
         with self.db.session() as session:
-            job = session.get(Job, job_id, options=(defer(Job.source_text), defer(Job.result_text)))
+            job = session.get(
+                Job,
+                job_id,
+                options=(defer(Job.source_text), defer(Job.result_text), defer(Job.options)),
+            )
             if job is None or job.user_id != user_id:
                 raise JobNotFound(job_id)
             now = utcnow()
@@ -395,13 +522,15 @@ class JobService:
         None when there is nothing to do."""
         with self.db.session() as session:
             row = session.execute(
-                select(Job.status, Job.priority, Job.source_lang, Job.target_lang, Chunk)
+                select(
+                    Job.status, Job.priority, Job.source_lang, Job.target_lang, Job.options, Chunk
+                )
                 .join(Chunk, Chunk.job_id == Job.id)
                 .where(Job.id == job_id, Chunk.chunk_index == chunk_index)
             ).first()
             if row is None:
                 return None
-            status, priority, source_lang, target_lang, chunk = row
+            status, priority, source_lang, target_lang, options, chunk = row
             if status not in ACTIVE or chunk.status not in ACTIVE:
                 return None
             taken_before = chunk.attempts  # the update below refreshes the loaded row
@@ -421,7 +550,7 @@ class JobService:
                 .values(status="processing", attempts=Chunk.attempts + 1, updated_at=now)
             )
             session.commit()
-            return Claim(chunk, priority, source_lang, target_lang, taken_before)
+            return Claim(chunk, priority, source_lang, target_lang, taken_before, options)
 
     def is_cancelled(self, job_id: str) -> bool:
         return job_id in self.cancelled
@@ -492,7 +621,7 @@ class JobService:
                 return None
             job = session.execute(
                 select(Job)
-                .options(defer(Job.source_text))
+                .options(defer(Job.source_text), defer(Job.options))
                 .where(Job.id == job_id)
                 .execution_options(populate_existing=True)
             ).scalar_one()
@@ -647,10 +776,17 @@ def elapsed_speed(job: Job) -> float:
 
 
 __all__ = [
+    "Claim",
+    "InvalidMarkup",
     "JobConflict",
     "JobNotFound",
     "JobService",
     "SubmitRequest",
     "Throughput",
+    "cache_version",
+    "count_text_words",
     "elapsed_speed",
+    "merge_glossaries",
+    "options_json",
+    "protection_for",
 ]
