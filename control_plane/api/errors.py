@@ -26,10 +26,14 @@ HTTP_STATUS = {
     "forbidden": 403,
     "priority_not_allowed": 403,
     "job_not_found": 404,
+    "glossary_not_found": 404,  # also another user's: no existence leak
     "job_finished": 409,
+    "glossary_name_taken": 409,
+    "too_many_glossaries": 409,
     "content_too_large": 413,
     "unsupported_media_type": 415,
     "invalid_request": 422,
+    "invalid_markup": 422,
     "quota_exceeded": 429,
     "not_ready": 503,
 }

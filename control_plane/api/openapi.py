@@ -50,8 +50,9 @@ JOB_ID = {
 }
 MODELS = (
     p.TranslateRequest, p.SubmitResponse, p.JobView, p.JobResult, p.JobList, p.Languages,
-    p.ErrorResponse,
+    p.ErrorResponse, p.GlossaryBody, p.GlossarySummary, p.GlossaryView, p.GlossaryList,
 )  # fmt: skip
+REQUEST_MODELS = (p.TranslateRequest, p.GlossaryBody)  # their validation schema is shown
 
 
 def operation(spec: dict) -> Callable[[Handler], Handler]:
@@ -68,7 +69,7 @@ def operation(spec: dict) -> Callable[[Handler], Handler]:
 @cache
 def _schemas() -> dict:
     _, defs = models_json_schema(
-        [(m, "validation" if m is p.TranslateRequest else "serialization") for m in MODELS],
+        [(m, "validation" if m in REQUEST_MODELS else "serialization") for m in MODELS],
         ref_template=REF,
     )
     return defs.get("$defs", {})

@@ -5,13 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.domain import JOB_STATUSES, PRIORITIES
 from control_plane.jobs.request import TranslateRequest  # noqa: F401 - in the OpenAPI document
 
 Priority = Literal[PRIORITIES]
 Status = Literal[JOB_STATUSES]
+Format = Literal["text", "html", "xml"]
+FORMAT_DESCRIPTION = "text, html or xml, as submitted"
+GLOSSARY_ID_DESCRIPTION = (
+    "the stored glossary the job was submitted with (its terms as they were then apply); null: none"
+)
 
 
 class Links(BaseModel):
@@ -34,6 +39,8 @@ class SubmitResponse(BaseModel):
     target_language: str
     chunk_count: int
     metadata: dict[str, Any] | None
+    format: Format = Field("text", description=FORMAT_DESCRIPTION)
+    glossary_id: str | None = Field(None, description=GLOSSARY_ID_DESCRIPTION)
     links: Links
 
 
@@ -59,6 +66,8 @@ class JobView(BaseModel):
     retry_count: int
     error: str | None
     metadata: dict[str, Any] | None
+    format: Format = Field("text", description=FORMAT_DESCRIPTION)
+    glossary_id: str | None = Field(None, description=GLOSSARY_ID_DESCRIPTION)
     links: Links
 
 
@@ -80,10 +89,54 @@ class JobResult(BaseModel):
     cost_usd: float | None = Field(description="USD, actual (engine time over all workers)")
     words_per_minute: float | None
     metadata: dict[str, Any] | None
+    format: Format = Field("text", description=FORMAT_DESCRIPTION)
+    glossary_id: str | None = Field(None, description=GLOSSARY_ID_DESCRIPTION)
 
 
 class JobList(BaseModel):
     jobs: list[JobView]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class GlossaryBody(BaseModel):
+    """POST /api/v1/glossaries (both fields) and PUT /api/v1/glossaries/{id} (either)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "ui-terms", "terms": {"file": "arquivo", "pull request": "pull request"}}
+            ]
+        },
+    )
+    name: str | None = Field(
+        None, description="1 to 200 characters, unique among the caller's glossaries"
+    )
+    terms: dict[str, str] | None = Field(
+        None,
+        description="source term -> target term; 1 to 1000 terms of 1 to 200 characters "
+        "each side; no two source terms equal ignoring case and surrounding spaces",
+    )
+
+
+class GlossarySummary(BaseModel):
+    id: str
+    name: str
+    term_count: int
+    content_hash: str = Field(description="sha256 of the terms (sorted JSON)")
+    created_at: datetime
+    updated_at: datetime
+
+
+class GlossaryView(GlossarySummary):
+    terms: dict[str, str]
+
+
+class GlossaryList(BaseModel):
+    glossaries: list[GlossarySummary]
     total: int
     limit: int
     offset: int

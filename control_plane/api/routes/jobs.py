@@ -44,6 +44,8 @@ def job_view(job: Job) -> JobView:
         retry_count=job.retry_count,
         error=job.error,
         metadata=metadata_value(job.job_metadata),
+        format=job.format,
+        glossary_id=job.glossary_id,
         links=job_links(job.id),
     )
 
@@ -118,6 +120,8 @@ async def get_result(request: web.Request) -> web.Response:
             cost_usd=job.cost_usd,
             words_per_minute=job.words_per_minute,
             metadata=metadata_value(job.job_metadata),
+            format=job.format,
+            glossary_id=job.glossary_id,
         )
     )
 

@@ -64,10 +64,15 @@ async def vet_submission(svc, who, req) -> None:  # noqa: ANN001
                 "duplicate keys, lone surrogates), json_too_complex (nesting or "
                 "token limits), or unsupported_language_pair"
             ),
+            "404": err("glossary_not_found: glossary_id is not one of the caller's glossaries"),
             **AUTH_ERRORS,
             "413": err("Body or word count over the configured limit"),
             "415": err("Form or multipart body; send application/json"),
-            "422": err("Invalid fields (priority, languages, content, callback_url, metadata)"),
+            "422": err(
+                "invalid_request: invalid fields (priority, languages, content, "
+                "callback_url, metadata, format, do_not_translate, glossary, glossary_id); "
+                "invalid_markup: content is not readable as the format given"
+            ),
             "503": err("Engine still loading"),
         },
     }
@@ -96,6 +101,8 @@ async def submit(request: web.Request) -> web.Response:
         target_language=job.target_lang,
         chunk_count=job.chunk_count,
         metadata=metadata_value(job.job_metadata),
+        format=job.format,
+        glossary_id=job.glossary_id,
         links=job_links(job.id),
     )
     return web.Response(
