@@ -230,3 +230,37 @@ async def test_odd_but_valid_text_becomes_a_job(ingest, text):
     with svc.db.session() as s:
         job = s.exec(select(Job)).one()
     assert job.word_count == len(text.split()) and len(queue.published) == job.chunk_count
+
+
+async def test_translation_options_through_ingest(ingest):
+    """The ingest topic takes REST's translation options; glossary_id is resolved for the
+    message's user (another user's id is dead-lettered as glossary_not_found)."""
+    from control_plane.jobs import glossaries
+
+    consumer, queue, svc, keys = ingest
+
+    who = svc.auth.authenticate(f"Bearer {keys['pro']}")
+    other = svc.auth.authenticate(f"Bearer {keys['basic']}")
+    mine = glossaries.create(svc.db.engine, who.user_id, "ui", {"file": "arquivo"})
+    theirs = glossaries.create(svc.db.engine, other.user_id, "ui", {"file": "ficheiro"})
+    raw = body(
+        keys["pro"],
+        request_id="opts",
+        text="Open the file.",
+        format="text",
+        do_not_translate=["Acme"],
+        glossary={"open": "abrir"},
+        glossary_id=mine.id,
+    )
+    await deliver(consumer, raw, offset=1)
+    assert not queue.dead, queue.dead
+    with svc.db.session() as s:
+        (job,) = list(s.exec(select(Job)))
+    assert job.glossary_id == mine.id and json.loads(job.options)["glossary"] == {
+        "file": "arquivo",
+        "open": "abrir",
+    }
+    await deliver(consumer, body(keys["pro"], glossary_id=theirs.id), offset=2)
+    await deliver(consumer, body(keys["pro"], glossary={"x": ""}), offset=3)
+    assert [d[0] for d in queue.dead] == ["glossary_not_found", "invalid_request"]
+    assert len(queue.published) == 1
