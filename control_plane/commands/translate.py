@@ -1,14 +1,22 @@
-"""``mtctl translate``: plain text in, one translated line per input line out."""
+"""``mtctl translate``: plain text in, one translated line per input line out; or an
+HTML/XML document in, the same document translated out (``--format``).
+
+Every path keeps protected spans exactly (control_plane.text.protect): placeholders,
+inline code, URLs, e-mail addresses, file paths, numbers with units, ``--do-not-translate``
+strings and ``--glossary`` terms (whose target term comes out as given)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from control_plane.engine import UnsupportedPair
 
 BATCH_LINES = 64
+DOCUMENT_CHUNK_WORDS = 1000  # a markup document is translated this many words at a time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "translate",
         help="translate text files or stdin line by line",
         description="Translate plain text: one output line per input line on stdout "
-        "(empty lines stay empty). A progress bar goes to stderr when it is a terminal.",
+        "(empty lines stay empty). With --format html or xml the whole input is one "
+        "document: tags, attributes and entities are kept, text is translated with its "
+        "inline tags carried along. Placeholders (%s, {count}, ${VAR}), inline code, "
+        "URLs, e-mail addresses, file paths and numbers with units always come out "
+        "exactly as written. A progress bar goes to stderr when it is a terminal.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  mtctl translate -s en -t pt notes.txt\n"
+        "  mtctl translate -s en -t pt --format html page.html > page.pt.html\n"
+        "  mtctl translate -s en -t pt --glossary terms.json --do-not-translate Acme notes.txt\n"
+        '\nterms.json: {"source term": "target term", ...}',
     )
     p.add_argument("-s", "--source", required=True, help="source language, e.g. en")
     p.add_argument("-t", "--target", required=True, help="target language, e.g. pt")
@@ -36,6 +54,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--triton-url", default=None, help="Triton gRPC HOST:PORT")
     p.add_argument("--no-cache", action="store_true", help="do not use the segment cache")
+    p.add_argument(
+        "--format",
+        choices=["text", "html", "xml"],
+        default="text",
+        help="text (default): line by line. html / xml: the whole input is one document; "
+        "every tag, attribute and entity is kept, <code>, <pre>, <script>, <style> and "
+        'translate="no" are left untranslated, alt and title attributes are translated',
+    )
+    p.add_argument(
+        "--glossary",
+        metavar="FILE.json",
+        default=None,
+        help='a JSON object {"source term": "target term"}: each source term (a whole '
+        "word, any case) is translated as exactly its target term (at most 1000 terms)",
+    )
+    p.add_argument(
+        "--do-not-translate",
+        metavar="STR",
+        action="append",
+        default=[],
+        help="a string to keep exactly as written wherever it occurs (repeatable)",
+    )
     p.add_argument("file", nargs="?", default="-", help="input file, or - for stdin")
     p.set_defaults(func=run)
 
@@ -53,7 +93,8 @@ def _batches(lines: Iterator[str], size: int) -> Iterator[list[str]]:
 
 def make_translator(args: argparse.Namespace):
     """A callable (segments) -> list[str] for the chosen backend, with the cache in front
-    unless --no-cache."""
+    unless --no-cache. (The cache holds what the engine was given, masked spans
+    included, so it is right whatever the protection.)"""
     from control_plane.settings import Settings
 
     overrides = {}
@@ -102,13 +143,105 @@ def _cached(engine, settings, args):
     return cached_translate_sync(engine, settings, args.source, args.target)
 
 
+class OptionError(Exception):
+    """A bad --glossary file or --do-not-translate string: exit code 2 with the reason."""
+
+
+def load_protection(args: argparse.Namespace):  # noqa: ANN201 - a Protection
+    """The Protection for --format, --glossary and --do-not-translate, checked as the API
+    checks a request's (same limits, same messages)."""
+    from pydantic import ValidationError
+
+    from control_plane.jobs.request import TranslateRequest
+    from control_plane.text.spans import Protection
+
+    glossary = None
+    if args.glossary:
+        try:
+            glossary = json.loads(Path(args.glossary).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise OptionError(f"--glossary: cannot read {args.glossary}: {exc.strerror}") from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise OptionError(f"--glossary: {args.glossary} is not JSON: {exc}") from exc
+        if not isinstance(glossary, dict):
+            raise OptionError(
+                f'--glossary: {args.glossary} must hold a JSON object {{"source": "target"}}'
+            )
+    try:
+        req = TranslateRequest.model_validate(
+            {
+                "content": "-",
+                "source_language": "en",
+                "target_language": "en",
+                "format": args.format,
+                "do_not_translate": args.do_not_translate or None,
+                "glossary": glossary,
+            }
+        )
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+        field = "--" + str(err["loc"][0]).replace("_", "-")
+        raise OptionError(f"{field}: {err['msg'].removeprefix('Value error, ')}") from exc
+    return Protection.of(req.format, req.do_not_translate or (), req.glossary or {})
+
+
+def _engine_call(translate: Callable[[list[str]], list[str]]):  # noqa: ANN202
+    from control_plane.engine.base import Translation
+
+    def call(texts: list[str]) -> list[Translation]:
+        return [Translation(t, 1.0) for t in translate(texts)]
+
+    return call
+
+
+def translate_lines(lines: list[str], protection, translate) -> list[str]:  # noqa: ANN001
+    """One translation per line, spans kept."""
+    from control_plane.text.protect import run_sync
+
+    return [t.text for t in run_sync(lines, protection, _engine_call(translate))]
+
+
+def translate_document(text: str, source: str, protection, translate) -> str:  # noqa: ANN001
+    """An HTML/XML document: planned like a job (control_plane.jobs.planner), each
+    chunk's segments translated with their inline tags and spans kept, rendered back."""
+    from control_plane.jobs.chunking import Layout
+    from control_plane.jobs.planner import plan_stored
+    from control_plane.text.protect import run_sync
+
+    _, stored, _ = plan_stored(text, DOCUMENT_CHUNK_WORDS, source, protection.format)
+    out = []
+    for data in stored:
+        layout = Layout.loads(data)
+        done = run_sync(layout.segments, protection, _engine_call(translate))
+        out.append(layout.render([t.text for t in done]))
+    return "".join(out)
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        protection = load_protection(args)
+    except OptionError as exc:
+        print(f"mtctl translate: {exc}", file=sys.stderr)
+        return 2
     try:
         translate = make_translator(args)
     except UnsupportedPair as exc:
         print(f"mtctl translate: {exc}", file=sys.stderr)
         return 2
     stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    if args.format != "text":
+        try:
+            document = stream.read()
+        finally:
+            if stream is not sys.stdin:
+                stream.close()
+        try:
+            sys.stdout.write(translate_document(document, args.source, protection, translate))
+        except ValueError as exc:  # the document does not parse as --format
+            print(f"mtctl translate: {exc}", file=sys.stderr)
+            return 2
+        sys.stdout.flush()
+        return 0
     bar = None
     if sys.stderr.isatty():
         from tqdm import tqdm
@@ -116,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(unit=" lines", file=sys.stderr, desc=f"{args.source}->{args.target}")
     try:
         for batch in _batches(stream, BATCH_LINES):
-            for line in translate(batch):
+            for line in translate_lines(batch, protection, translate):
                 sys.stdout.write(line + "\n")
             sys.stdout.flush()
             if bar:
