@@ -215,3 +215,32 @@ async def test_openapi_documents_options_and_glossaries(client):  # noqa: F811
     for name in ("GlossaryBody", "GlossarySummary", "GlossaryView", "GlossaryList"):
         assert name in doc["components"]["schemas"]
     assert "format" in doc["components"]["schemas"]["JobView"]["properties"]
+
+
+async def test_submit_html_with_the_real_planner(client):  # noqa: F811
+    pytest.importorskip("control_plane.text.markup")
+    h = user(client)
+    html = '<div class="a b c d"><p>Click <b>Save</b> now.</p><p>Then <i>close</i> it.</p></div>'
+    r = await client.post(
+        "/api/v1/translate",
+        json={"content": html, "source_language": "en", "target_language": "pt", "format": "html"},
+        headers=h,
+    )
+    assert r.status == 202, await r.text()
+    sub = await r.json()
+    assert sub["word_count"] == 6 and sub["format"] == "html"  # the text's words only
+    with client.svc.db.session() as session:
+        job = session.get(Job, sub["job_id"])
+        assert job.segment_count == 2 and json.loads(job.options) == {"format": "html"}
+    r = await client.post(
+        "/api/v1/translate",
+        json={
+            "content": "<a><b></a>",
+            "source_language": "en",
+            "target_language": "pt",
+            "format": "xml",
+        },  # fmt: skip
+        headers=h,
+    )
+    assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_markup"
+    assert "does not parse" in (await r.json())["error"]["message"]
