@@ -10,12 +10,13 @@ writer that completes the last chunk assembles the job.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import logging
 import re
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -126,12 +127,37 @@ def merge_glossaries(
     return merged
 
 
-@functools.lru_cache(maxsize=256)
+PROTECTION_CACHE_SIZE = 16  # a Protection with 2,000 long terms holds a few MB
+_protections: OrderedDict[bytes, Protection] = OrderedDict()
+_protections_lock = threading.Lock()
+
+
 def protection_for(options_json: str | None) -> Protection:
-    """The Protection of a job's stored options (``Job.options`` / ``Claim.options``);
-    cached, since a worker asks for it per chunk and a large glossary compiles a regex.
-    Keys other than Protection's own (``glossary_id``) are ignored."""
-    return Protection.from_options(json.loads(options_json) if options_json else None)
+    """The Protection of a job's stored options (``Job.options`` / ``Claim.options``).
+    The last few are kept (keyed by the options' hash), since a worker asks per chunk and
+    a large glossary compiles a large regex. Keys other than Protection's own
+    (``glossary_id``) are ignored."""
+    if not options_json:
+        return _DEFAULT_PROTECTION
+    key = hashlib.sha256(options_json.encode("utf-8", "surrogatepass")).digest()
+    with _protections_lock:
+        found = _protections.get(key)
+        if found is not None:
+            _protections.move_to_end(key)
+            return found
+    return _remember(key, Protection.from_options(json.loads(options_json)))
+
+
+def _remember(key: bytes, protection: Protection) -> Protection:
+    with _protections_lock:
+        _protections[key] = protection
+        _protections.move_to_end(key)
+        while len(_protections) > PROTECTION_CACHE_SIZE:
+            _protections.popitem(last=False)
+    return protection
+
+
+_DEFAULT_PROTECTION = Protection()
 
 
 def cache_version(model_version: str, options_json: str | None) -> str:
@@ -254,7 +280,11 @@ class JobService:
             req.do_not_translate or (),
             merge_glossaries(stored, req.glossary),
         )
-        return options_json(protection, req.glossary_id)
+        stored_options = options_json(protection, req.glossary_id)
+        if stored_options is not None:  # _plan's cache_version needs it next: not built twice
+            key = hashlib.sha256(stored_options.encode("utf-8", "surrogatepass")).digest()
+            _remember(key, protection)
+        return stored_options
 
     def _plan(self, req: SubmitRequest, model_version: str, options: str | None):  # noqa: ANN202
         # linear in the text; a large one is planned in a child process (jobs.planner)
