@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from control_plane.engine.base import Translation
 from control_plane.text.spans import (
@@ -69,9 +69,10 @@ def mask(text: str, spans: list[Span]) -> _Masked:
     return _Masked(text, spans, "".join(parts), tokens, token_re)
 
 
-def unmask(m: _Masked, output: str) -> str | None:
+def unmask(m: _Masked, output: str, escape: Callable[[str], str] = str) -> str | None:
     """The output with every token replaced by its span's text, or None when the model
-    lost, doubled or invented a token or broke the nesting of paired tags."""
+    lost, doubled or invented a token or broke the nesting of paired tags. ``escape``
+    applies to the model's text between spans (markup: ``markup.escape_output``)."""
     found = list(m.token_re.finditer(output))
     numbers = [int(f.group(1)) for f in found]
     if sorted(numbers) != list(range(1, len(m.spans) + 1)):
@@ -85,12 +86,12 @@ def unmask(m: _Masked, output: str) -> str | None:
         # a space mask() added beside a glued span goes again
         if _glued_left(m.source, span) and output[pos:start].endswith(" "):
             start -= 1
-        parts.append(output[pos:start])
+        parts.append(escape(output[pos:start]))
         parts.append(span.output)
         pos = end
         if _glued_right(m.source, span) and output[pos : pos + 1] == " ":
             pos += 1
-    parts.append(output[pos:])
+    parts.append(escape(output[pos:]))
     return "".join(parts)
 
 
@@ -124,10 +125,13 @@ def protect(segments: Sequence[str], protection: Protection | None = None) -> Ro
     ``extra`` tag spans for markup come from ``control_plane.text.markup.tag_spans``
     when ``protection.format`` is html or xml."""
     protection = protection or Protection()
+    escape = _escaper(protection.format)
     results: list[Translation | None] = [None] * len(segments)
     masked: dict[int, _Masked] = {}
     for i, seg in enumerate(segments):
-        spans = find_spans(seg, protection, _tag_spans(seg, protection.format))
+        spans = _markup_safe(
+            find_spans(seg, protection, _tag_spans(seg, protection.format)), escape
+        )
         if not spans:
             if not has_text(seg):
                 results[i] = Translation(seg, 1.0)
@@ -145,9 +149,9 @@ def protect(segments: Sequence[str], protection: Protection | None = None) -> Ro
     split: dict[int, list[tuple[bool, str]]] = {}
     for (i, _), out in zip(first.items(), outs, strict=True):
         if i not in masked:
-            results[i] = out
+            results[i] = Translation(escape(out.text), out.score) if escape is not str else out
             continue
-        text = unmask(masked[i], out.text)
+        text = unmask(masked[i], out.text, escape)
         if text is not None:
             results[i] = Translation(text, out.score)
         else:
@@ -165,7 +169,7 @@ def protect(segments: Sequence[str], protection: Protection | None = None) -> Ro
                 if translatable and has_text(p):
                     tr = done[core]
                     lead, trail = p[: len(p) - len(p.lstrip())], p[len(p.rstrip()) :]
-                    texts.append(lead + tr.text + trail)
+                    texts.append(lead + escape(tr.text) + trail)
                     weights.append(_words(core))
                     scores.append(tr.score)
                 else:
@@ -191,6 +195,25 @@ def _tag_spans(segment: str, fmt: str) -> list[Span]:
     from control_plane.text.markup import tag_spans
 
     return tag_spans(segment, fmt)
+
+
+def _escaper(fmt: str) -> Callable[[str], str]:
+    """What model output goes through before it is placed back: markup formats escape
+    ``&``, ``<``, ``>`` and ``"`` (tags and references come back as spans, byte for
+    byte); plain text is left alone (``str`` is the identity on strings)."""
+    if fmt not in ("html", "xml"):
+        return str
+    from control_plane.text.markup import escape_output
+
+    return escape_output
+
+
+def _markup_safe(spans: list[Span], escape: Callable[[str], str]) -> list[Span]:
+    """A glossary's target term is the caller's text, not markup: escape it like model
+    output. (Every other span's output is the segment's own, already escaped, text.)"""
+    if escape is str:
+        return spans
+    return [replace(s, output=escape(s.output)) if s.kind == "glossary" else s for s in spans]
 
 
 def run_sync(
