@@ -209,19 +209,40 @@ def test_fragment_keeps_its_text_and_has_no_wrapper():
     assert segments("Hello <b>world</b>. <p>Two</p> &amp; three") == [
         "Hello <b>world</b>.",
         "Two",
-        "&amp; three",
+        "three",  # "&amp; " at the edge is left outside the segment
     ]
 
 
 def test_split_run_keeps_closing_and_opening_tags_with_their_sentence():
-    pieces = split_run("<i>One.</i> <b>Two.</b><br>Three <u>x</u>.", "html", "en")
+    pieces = split_run("Zero <i>one.</i> <b>Two</b> <u>two.</u><br>Three <u>x</u>.", "html", "en")
     assert [(s, t) for s, t, _ in pieces] == [
-        (True, "<i>One.</i>"),
+        (True, "Zero <i>one.</i>"),
         (False, " "),
-        (True, "<b>Two.</b>"),
+        (True, "<b>Two</b> <u>two.</u>"),
         (False, "<br>"),
         (True, "Three <u>x</u>."),
     ]
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        ('<a href="x">Assertion testing</a>', ['<a href="x">', "*Assertion testing", "</a>"]),
+        ('<a name="q"></a>The guide', ['<a name="q"></a>', "*The guide"]),
+        ('Index<span><a href="#i">#</a></span>', ["*Index", '<span><a href="#i">#</a></span>']),
+        ("&lt;&lt;\xa0Back", ["&lt;&lt;\xa0", "*Back"]),
+        ("<b>1.</b> Introduction <br>", ["<b>1.</b> ", "*Introduction", " <br>"]),
+        ("&eacute;tude", ["*&eacute;tude"]),  # a letter, glued to the word
+        ("About &product;", ["*About &product;"]),  # an XML entity is a word
+        ("<code>f()</code> returns", ["*<code>f()</code> returns"]),  # part of the sentence
+        ("<b>Note:</b> be <i>careful</i>", ["*<b>Note:</b> be <i>careful</i>"]),
+    ],
+)
+def test_what_the_model_need_not_see_stays_outside_the_segment(run, expected):
+    """Fewer mask tokens, fewer fallbacks: wrappers, empty anchors and edge symbols are
+    literal pieces."""
+    pieces = split_run(run, "html", "en")
+    assert [("*" if seg else "") + text for seg, text, _ in pieces] == expected
 
 
 def test_segments_without_letters_are_literal():
@@ -301,16 +322,16 @@ def test_compare_structure_xml_must_parse():
 
 def hostile(texts: list[str]) -> list[Translation]:
     """Keeps mask tokens, writes markup characters of its own."""
-    return [Translation(t.replace("world", 'mundo <b> & "x"'), 0.9) for t in texts]
+    return [Translation(t.replace("Hello", 'Olá <b> & "x"'), 0.9) for t in texts]
 
 
 def test_model_output_is_escaped_and_tags_restored():
-    segs = ['Hello <b class="c">world</b> &amp; more', "Plain world", "Title world"]
+    segs = ['Hello <b class="c">world</b> &amp; more', "Plain Hello", "Title Hello"]
     out = run_sync(segs, Protection.of(format="html"), hostile)
     assert [t.text for t in out] == [
-        'Hello <b class="c">mundo &lt;b&gt; &amp; &quot;x&quot;</b> &amp; more',
-        "Plain mundo &lt;b&gt; &amp; &quot;x&quot;",
-        "Title mundo &lt;b&gt; &amp; &quot;x&quot;",
+        'Olá &lt;b&gt; &amp; &quot;x&quot; <b class="c">world</b> &amp; more',
+        "Plain Olá &lt;b&gt; &amp; &quot;x&quot;",
+        "Title Olá &lt;b&gt; &amp; &quot;x&quot;",
     ]
 
 
