@@ -12,6 +12,10 @@ class InferenceUnavailable(RuntimeError):
 
 
 class InferenceClient(Protocol):
+    # what serves the calls, for the job record's assigned_instance ("local engine",
+    # "triton HOST:PORT")
+    backend: str
+
     async def start(self) -> None:
         """Connect / load models. May take a while; ``ready()`` is False until done."""
         ...

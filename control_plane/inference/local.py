@@ -27,6 +27,8 @@ class LocalInferenceClient:
     ``engine`` may be given (tests, benchmarks) or a zero-argument factory that loads it
     (``open_engine(settings)``), called in the executor by ``start()``."""
 
+    backend = "local engine"
+
     def bind_metrics(self, registry) -> None:  # noqa: ANN001 - no metrics of its own
         return None
 

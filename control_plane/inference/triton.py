@@ -214,6 +214,7 @@ class TritonInferenceClient:
     ) -> None:
         self.settings = settings
         self.url = settings.triton_url
+        self.backend = f"triton {self.url}"
         self.model = settings.triton_model
         self._grpc = grpc_client
         self._rng = rng or random.Random()

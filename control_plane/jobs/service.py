@@ -35,6 +35,7 @@ from control_plane.jobs import glossaries
 from control_plane.jobs.chunking import count_words
 from control_plane.jobs.planner import MARKUP_FORMATS, PROCESS_CHARS, plan_stored
 from control_plane.queue.base import ChunkMessage, ChunkQueue
+from control_plane.text import spans
 from control_plane.text.spans import Protection
 
 log = logging.getLogger(__name__)
@@ -161,17 +162,9 @@ _DEFAULT_PROTECTION = Protection()
 
 
 def cache_version(model_version: str, options_json: str | None) -> str:
-    """The model-version part of segment-cache keys for a job with these stored options:
-    the model, the span rules and the job's protection (format, do_not_translate,
-    glossary content) all change a segment's translation. The submit-time lookup and the
-    worker must use the same key."""
-    from control_plane.text import spans
-
-    protection = protection_for(options_json)
-    versioned = getattr(spans, "cache_version", None)
-    if versioned is not None:
-        return versioned(model_version, protection)
-    return f"{model_version}+{protection.fingerprint}"
+    """The model-version part of segment-cache keys for a job with these stored options
+    (``spans.cache_version``); the submit-time lookup and the worker use the same key."""
+    return spans.cache_version(model_version, protection_for(options_json))
 
 
 def options_json(protection: Protection, glossary_id: str | None) -> str | None:

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 KINDS = ("tag", "user", "glossary", "code", "url", "email", "placeholder", "path", "number")
 
-# printf: %s %d %1$s %-10.3f %(name)s %%; not "100% sure" (a space or end follows the %)
+# printf: %s %d %1$s %-10.3f %(name)s %%; no space flag, so "100% sure" is no "% s"
 _PRINTF = (
-    r"%(?:\([A-Za-z_][\w.]{0,63}\)|\d{1,2}\$)?[-+ #0']{0,4}(?:\d{1,3}|\*)?"
+    r"%(?:\([A-Za-z_][\w.]{0,63}\)|\d{1,2}\$)?[-+#0']{0,4}(?:\d{1,3}|\*)?"
     r"(?:\.(?:\d{1,3}|\*))?(?:hh|h|ll|l|L|q|j|z|t|I64|I32)?[diouxXeEfFgGcsaAprn@%]"
 )
 # {count} {0} {name!r:>10} {{jinja}} ${VAR} $VAR; ICU arguments with nested plural messages
@@ -49,7 +49,8 @@ _EXT = (
     "service|socket|timer|spm|onnx|npy"
 )
 _PATH = (
-    r"(?:~|\.{1,2})?/(?:[\w.+@-]{1,255}/){0,32}[\w.+@-]{1,255}/?"  # /etc/hosts ~/x ./a/b
+    # /etc/hosts ~/x ./a/b /tmp/%s.log; not "make/remove", "6/7" or "[Y/n]"
+    r"(?<![\w/])(?:~|\.{1,2})?/(?:[\w.+@%-]{1,255}/){0,32}[\w.+@%-]{1,255}/?"
     r"|[A-Za-z]:\\(?:[\w .+@-]{1,255}\\){0,32}[\w.+@-]{1,255}"  # C:\dir\file
     r"|(?:[\w+@-]{1,255}/){1,32}[\w.+@-]{1,255}\.(?:" + _EXT + r")\b"  # src/app.py
     r"|[\w+-]{1,255}(?:\.[\w+-]{1,64}){0,4}\.(?:" + _EXT + r")\b"  # README.md
@@ -59,7 +60,8 @@ _UNIT = (
     r"[kcm]?m|[km]?g|[kmM]?W|kWh|mAh|[mk]?V|[kM]?L|ml|°[CF]|%|x"
 )
 _NUMBER = r"(?<![\w.,])\d{1,15}(?:[.,]\d{1,15}){0,3}\s?(?:" + _UNIT + r")(?![\w%])"
-# ordered: the first kind to claim a character wins (a URL's path is not a file path)
+# ordered: the first kind to claim a character wins (a URL's path is not a file path),
+# except that a path takes the placeholders inside it ("/tmp/%s.log" is one span)
 _PATTERNS = (
     ("code", re.compile(_CODE)),
     ("url", re.compile(_URL)),
@@ -69,6 +71,10 @@ _PATTERNS = (
     ("number", re.compile(_NUMBER)),
 )
 _URL_TAIL = ".,;:!?)]}'\""  # sentence punctuation after a URL or path is not part of it
+# quotes directly around a span go with it: every engine drops or mangles a quote left
+# alone beside a mask ("“X1”" -> "-X1"); 65 of 1,000 gettext messages, +2.5 BLEU
+_QUOTES = {"“": "”", '"': '"', "'": "'", "`": "'", "‘": "’", "«": "»", "„": "“", "<": ">"}
+_JOINABLE = frozenset({"placeholder", "path", "number", "code", "url", "email"})
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,15 @@ class Protection:
         return {s.strip().casefold(): t for s, t in self.glossary}
 
 
+SPANS_VERSION = 1  # bump when detection or masking changes what a segment translates to
+
+
+def cache_version(model_version: str, protection: Protection) -> str:
+    """The segment cache's model-version key part: the model, this module's rules and the
+    job's protection (glossary content, format, span list) all change the output."""
+    return f"{model_version}+spans{SPANS_VERSION}-{protection.fingerprint}"
+
+
 def _trim_tail(text: str, start: int, end: int) -> int:
     """A URL or path ends before trailing sentence punctuation, keeping balanced ()."""
     while end > start + 1 and text[end - 1] in _URL_TAIL:
@@ -172,16 +187,29 @@ def find_spans(
 ) -> list[Span]:
     """Non-overlapping spans of ``text`` in order. ``extra`` (markup tags from the parser)
     claim their characters first, then the caller's ``do_not_translate`` strings, then
-    glossary terms, then the built-in kinds in ``_PATTERNS`` order."""
+    the built-in kinds in ``_PATTERNS`` order, then glossary terms (a term inside a
+    placeholder, URL or path is not a term: ``%(file)s`` stays). Touching spans of the
+    built-in kinds become one (``${HOME}/tmp``), and quotes directly around one join it."""
     protection = protection or Protection()
-    taken = bytearray(len(text))
-    spans: list[Span] = []
+    taken: dict[int, Span] = {}  # start -> span
 
-    def claim(span: Span) -> None:
-        if span.end <= span.start or any(taken[span.start : span.end]):
+    def free(start: int, end: int) -> list[Span] | None:
+        """The spans inside [start, end) when none sticks out of it, else None."""
+        inside = []
+        for s in taken.values():
+            if s.start < end and start < s.end:
+                if s.start < start or s.end > end:
+                    return None
+                inside.append(s)
+        return inside
+
+    def claim(span: Span, swallow: frozenset[str] = frozenset()) -> None:
+        inside = free(span.start, span.end) if span.end > span.start else None
+        if inside is None or any(s.kind not in swallow for s in inside):
             return
-        taken[span.start : span.end] = b"\x01" * (span.end - span.start)
-        spans.append(span)
+        for s in inside:
+            del taken[s.start]
+        taken[span.start] = span
 
     for span in extra:
         claim(span)
@@ -190,12 +218,6 @@ def find_spans(
         while pos >= 0:
             claim(Span(pos, pos + len(s), "user", s))
             pos = text.find(s, pos + len(s))
-    if protection._glossary_re is not None:  # noqa: SLF001 - built by Protection.of
-        lookup = {s.strip().casefold(): (s.strip(), t) for s, t in protection.glossary}
-        for m in protection._glossary_re.finditer(text):  # noqa: SLF001
-            source_term, target = lookup[m.group(0).casefold()]
-            output = _match_case(m.group(0), source_term, target)
-            claim(Span(m.start(), m.end(), "glossary", output))
     for kind, pattern in _PATTERNS:
         for m in pattern.finditer(text):
             start, end = m.span()
@@ -203,9 +225,40 @@ def find_spans(
                 end = _trim_tail(text, start, end)
             if kind == "placeholder" and m.group(0) == "%%":
                 continue  # an escaped percent sign is text
-            claim(Span(start, end, kind, text[start:end]))
-    spans.sort(key=lambda s: s.start)
-    return spans
+            swallow = frozenset({"placeholder"}) if kind == "path" else frozenset()
+            claim(Span(start, end, kind, text[start:end]), swallow)
+    if protection._glossary_re is not None:  # noqa: SLF001 - built by Protection.of
+        lookup = {s.strip().casefold(): (s.strip(), t) for s, t in protection.glossary}
+        for m in protection._glossary_re.finditer(text):  # noqa: SLF001
+            source_term, target = lookup[m.group(0).casefold()]
+            output = _match_case(m.group(0), source_term, target)
+            claim(Span(m.start(), m.end(), "glossary", output))
+    return _quoted(text, _joined(text, sorted(taken.values(), key=lambda s: s.start)))
+
+
+def _joined(text: str, spans: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for s in spans:
+        prev = out[-1] if out else None
+        if prev and prev.end == s.start and {prev.kind, s.kind} <= _JOINABLE:
+            out[-1] = Span(prev.start, s.end, prev.kind, text[prev.start : s.end])
+        else:
+            out.append(s)
+    return out
+
+
+def _quoted(text: str, spans: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for i, s in enumerate(spans):
+        if s.kind in _JOINABLE or s.kind == "user":
+            before = text[s.start - 1] if s.start else ""
+            after = text[s.end] if s.end < len(text) else ""
+            room_left = s.start - 1 >= (out[-1].end if out else 0)
+            room_right = i + 1 == len(spans) or spans[i + 1].start > s.end
+            if before and _QUOTES.get(before) == after and room_left and room_right:
+                s = Span(s.start - 1, s.end + 1, s.kind, text[s.start - 1 : s.end + 1])
+        out.append(s)
+    return out
 
 
 def has_text(text: str) -> bool:

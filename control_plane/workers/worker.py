@@ -39,9 +39,11 @@ from control_plane.domain import PRIORITY_RANK
 from control_plane.engine.base import Translation, UnsupportedPair
 from control_plane.inference.base import InferenceClient, InferenceUnavailable
 from control_plane.jobs.chunking import Layout, count_words
-from control_plane.jobs.service import JobService, weighted_confidence
+from control_plane.jobs.service import JobService, protection_for, weighted_confidence
 from control_plane.metrics import Metrics
 from control_plane.queue.base import ChunkQueue, Delivery
+from control_plane.text.protect import run_async
+from control_plane.text.spans import Protection, cache_version
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class _Work:
     delivery: Delivery
     layout: Layout
     words: int
+    protection: Protection = field(default_factory=Protection)
     translations: dict[int, Translation] = field(default_factory=dict)
     span: trace.Span = trace.INVALID_SPAN
     engine_seconds: float = 0.0  # this chunk's share of the engine calls it was part of
@@ -84,6 +87,14 @@ class _Work:
     @property
     def msg(self):  # noqa: ANN201
         return self.delivery.message
+
+    @property
+    def lane(self) -> _Lane:
+        """What a segment's translation depends on besides its text."""
+        return (self.msg.source_lang, self.msg.target_lang, self.protection)
+
+
+_Lane = tuple[str, str, Protection]  # (source, target, protection)
 
 
 class Worker:
@@ -110,9 +121,7 @@ class Worker:
         # does not claim them again (a claim counts as an attempt in the database)
         self._claimed: dict[int, tuple[Delivery, object]] = {}
         # the job record's assigned_instance: which process/worker, and which Triton
-        url = getattr(client, "url", None)
-        backend = f"triton {url}" if url else "local engine"
-        self.instance = f"{socket.gethostname()}:{os.getpid()}/{name} -> {backend}"
+        self.instance = f"{socket.gethostname()}:{os.getpid()}/{name} -> {client.backend}"
 
     async def run(self) -> None:
         while not self._stopping:
@@ -261,7 +270,8 @@ class Worker:
                             "mtb.priority": m.priority, "mtb.words": chunk.word_count,
                             "mtb.attempt": m.attempt, "mtb.worker": self.name},
             )  # fmt: skip
-            works.append(_Work(d, layout, chunk.word_count, span=span))
+            protection = protection_for(chunk.options)
+            works.append(_Work(d, layout, chunk.word_count, protection, span=span))
         if not works:
             return
         await self._fill_from_cache(works)
@@ -279,12 +289,16 @@ class Worker:
         for w in works:
             await self._finish(w)
 
+    def _cache_version(self, lane: _Lane) -> str:
+        return cache_version(self.client.model_version(lane[0], lane[1]), lane[2])
+
     async def _fill_from_cache(self, works: list[_Work]) -> None:
-        by_pair: dict[tuple[str, str], list[_Work]] = {}
+        by_lane: dict[_Lane, list[_Work]] = {}
         for w in works:
-            by_pair.setdefault((w.msg.source_lang, w.msg.target_lang), []).append(w)
-        for (src, tgt), group in by_pair.items():
-            version = self.client.model_version(src, tgt)
+            by_lane.setdefault(w.lane, []).append(w)
+        for lane, group in by_lane.items():
+            src, tgt, _ = lane
+            version = self._cache_version(lane)
             texts = [s for w in group for s in w.layout.segments]
             hits = await self.jobs.cached_segments(texts, src, tgt, version)
             self.metrics.record_cache(len(hits), len(texts) - len(hits))
@@ -300,36 +314,38 @@ class Worker:
                 pos += len(w.layout.segments)
 
     async def _translate(self, works: list[_Work]) -> None:
-        # unique missing segments per pair, each remembering who wants it
-        wanted: dict[tuple[str, str], dict[str, list[tuple[_Work, int]]]] = {}
-        urgency: dict[tuple[tuple[str, str], str], int] = {}
+        # unique missing segments per lane (pair and protection), each remembering who
+        # wants it
+        wanted: dict[_Lane, dict[str, list[tuple[_Work, int]]]] = {}
+        urgency: dict[tuple[_Lane, str], int] = {}
         for w in works:
-            pair = (w.msg.source_lang, w.msg.target_lang)
+            lane = w.lane
             rank = PRIORITY_RANK[w.msg.priority]
             for i, seg in enumerate(w.layout.segments):
                 if i in w.translations:
                     continue
-                wanted.setdefault(pair, {}).setdefault(seg, []).append((w, i))
-                key = (pair, seg)
+                wanted.setdefault(lane, {}).setdefault(seg, []).append((w, i))
+                key = (lane, seg)
                 urgency[key] = min(urgency.get(key, 9), rank)
         # cache writes run beside the next engine call instead of in front of it; all are
         # awaited before any chunk of this batch is finished
         writes: list[asyncio.Future] = []
         try:
-            await self._translate_pairs(wanted, urgency, writes)
+            await self._translate_lanes(wanted, urgency, writes)
         finally:
             if writes:
                 await asyncio.gather(*writes)
 
-    async def _translate_pairs(self, wanted, urgency, writes: list) -> None:  # noqa: ANN001
-        # One call per language pair at the batch's most urgent priority (its chunks all
-        # finish together, at the end of the batch): the engine sorts the whole call by
-        # length, cuts its own batches (token budget included) and runs them on its lanes.
-        # Windows cut here pad worse than the engine's own batches over the whole call. A
-        # segment's output does not depend on its batch neighbours, so this changes no
-        # result. Cancelled jobs are dropped before each call.
-        for pair, segs in wanted.items():
-            order = sorted(segs, key=lambda s: urgency[(pair, s)])
+    async def _translate_lanes(self, wanted, urgency, writes: list) -> None:  # noqa: ANN001
+        # One call per lane (language pair and protection: glossary, format) at the
+        # batch's most urgent priority (its chunks all finish together, at the end of
+        # the batch; a masked segment that lost a span costs a second call): the engine
+        # sorts the whole call by length, cuts its own batches (token budget included)
+        # and runs them on its lanes. Windows cut here pad worse than the engine's own
+        # batches over the whole call. A segment's output does not depend on its batch
+        # neighbours, so this changes no result. Cancelled jobs are dropped before each call.
+        for lane, segs in wanted.items():
+            order = sorted(segs, key=lambda s: urgency[(lane, s)])
             job_ids = list({w.msg.job_id for s in order for w, _ in segs[s]})
             await self.jobs.drop_cancelled(job_ids)
             batch = [
@@ -338,10 +354,11 @@ class Worker:
                 if any(not self.jobs.is_cancelled(w.msg.job_id) for w, _ in segs[s])
             ]
             if batch:
-                await self._run_call(pair, segs, batch, urgency, writes)
+                await self._run_call(lane, segs, batch, urgency, writes)
 
-    async def _run_call(self, pair, segs, batch: list[str], urgency, writes: list) -> None:  # noqa: ANN001
-        rank = min(urgency[(pair, s)] for s in batch)
+    async def _run_call(self, lane, segs, batch: list[str], urgency, writes: list) -> None:  # noqa: ANN001
+        rank = min(urgency[(lane, s)] for s in batch)
+        pair, protection = (lane[0], lane[1]), lane[2]
         priority = next(p for p, r in PRIORITY_RANK.items() if r == rank)
         owners = list({id(w): w for s in batch for w, _ in segs[s]}.values())
         t0 = time.perf_counter()
@@ -352,13 +369,19 @@ class Worker:
             attributes={"mtb.segments": len(batch), "mtb.priority": priority,
                         "mtb.pair": f"{pair[0]}-{pair[1]}", "mtb.chunks": len(owners)},
         ):  # fmt: skip
-            out = await self.client.translate(
-                batch,
-                pair[0],
-                pair[1],
-                priority=priority,
-                timeout=self.settings.inference_timeout_s,
-            )
+
+            async def engine(texts: list[str]) -> list[Translation]:
+                return await self.client.translate(
+                    texts,
+                    pair[0],
+                    pair[1],
+                    priority=priority,
+                    timeout=self.settings.inference_timeout_s,
+                )
+
+            # spans kept exactly (control_plane.text.protect): a segment whose masked
+            # translation loses a span costs a second, piece-by-piece call
+            out = await run_async(batch, protection, engine)
         elapsed = time.perf_counter() - t0
         self.metrics.inference_seconds.labels(priority).observe(elapsed)
         self.metrics.batch_size.observe(len(batch))
@@ -371,7 +394,7 @@ class Worker:
             for w, i in segs[seg]:
                 w.translations[i] = tr
                 w.engine_seconds += share
-        version = self.client.model_version(*pair)
+        version = self._cache_version(lane)
         writes.append(self.jobs.remember_segments(batch, out, pair[0], pair[1], version))
 
     async def _finish(self, w: _Work) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from control_plane.engine.base import Translation
-from control_plane.text.protect import mask, protect, run_async, run_sync, unmask
+from control_plane.text.protect import _tag_spans, mask, protect, run_async, run_sync, unmask
 from control_plane.text.spans import Protection, Span, find_spans
 
 # ---------------------------------------------------------------- fake engines
@@ -61,7 +61,8 @@ def swap_tokens(text: str) -> str:
 
 
 def masked(text: str, protection: Protection | None = None):
-    return mask(text, find_spans(text, protection))
+    fmt = protection.format if protection else "text"
+    return mask(text, find_spans(text, protection, _tag_spans(text, fmt)))
 
 
 def test_mask_replaces_spans_by_numbered_tokens():
@@ -74,7 +75,7 @@ def test_mask_replaces_spans_by_numbered_tokens():
 def test_mask_separates_glued_spans_and_unmask_joins_them_again():
     text = "Got %d%s (%s) at %s:%d."
     m = masked(text)
-    assert m.text == "Got X1 X2 ( X3 ) at X4 : X5 ."
+    assert m.text == "Got X1 ( X2 ) at X3 : X4 ."  # touching %d%s are one span
     assert unmask(m, m.text) == text
 
 
@@ -203,7 +204,7 @@ def test_reordered_tokens_are_not_a_fallback():
 def test_fallback_keeps_whitespace_and_spans_in_source_order():
     fake = Fake(drop_token)
     out = run_sync(["  Copy `a b`   to https://x.org/y, then stop.  "], None, fake)
-    assert fake.calls[1] == ["Copy", "to", ", then stop."]
+    assert fake.calls[1] == ["Copy", "to", "then stop"]  # edge punctuation stays put
     assert out[0].text == "  COPY `a b`   TO https://x.org/y, THEN STOP.  "
 
 
@@ -240,8 +241,22 @@ def test_glossary_terms_reach_the_output():
     fake = Fake()
     p = Protection.of(glossary={"file": "arquivo", "settings": "configurações"})
     out = run_sync(["Save the file in Settings"], p, fake)
-    assert fake.calls == [["Save the X1 in X2"]]
+    # first unmasked (the fake upper-cases, so the terms are missing), then masked
+    assert fake.calls == [["Save the file in Settings"], ["Save the X1 in X2"]]
     assert out[0].text == "SAVE THE arquivo IN Configurações"
+
+
+def test_glossary_output_that_has_the_terms_is_kept_unmasked():
+    fake = Fake(lambda t: t.replace("FILE", "arquivo"))
+    out = run_sync(["Save the file now"], Protection.of(glossary={"file": "arquivo"}), fake)
+    assert fake.calls == [["Save the file now"]]
+    assert out[0].text == "SAVE THE arquivo NOW"
+
+
+def test_an_emptied_tag_pair_is_a_failed_check():
+    m = masked("Open the <a href='/x'>menu</a>.", Protection.of(format="html"))
+    assert unmask(m, "Abra o X1 X2 menu.") is None
+    assert unmask(m, "Abra o X1 menu X2.") == "Abra o <a href='/x'>menu</a>."
 
 
 def test_do_not_translate_reaches_the_output():
@@ -364,11 +379,6 @@ needs_model = pytest.mark.skipif(
 
 
 @needs_model
-@pytest.mark.xfail(
-    strict=True,
-    reason="quotes around a masked span (“ X1 ”, < X1 >) are lost or turned into '-' by the "
-    "model; the token check passes, so nothing notices (bench spans: 'quotes kept')",
-)
 @pytest.mark.parametrize(
     "source, kept",
     [
@@ -384,11 +394,6 @@ def test_real_int8_keeps_the_quotes_around_a_span(source, kept):
 
 
 @needs_model
-@pytest.mark.xfail(
-    strict=True,
-    reason="unmask drops the space mask() put beside a glued span even when the model moved "
-    "the token away from its neighbour: 'a longer password.' -> 'um senhamais longo .'",
-)
 def test_real_int8_glossary_term_glued_to_punctuation_stays_a_word():
     from control_plane.engine.bergamot_engine import BergamotModel
 
@@ -399,7 +404,6 @@ def test_real_int8_glossary_term_glued_to_punctuation_stays_a_word():
     assert re.search(r"(?<!\w)senha(?!\w)", out[0].text)
 
 
-@pytest.mark.xfail(strict=True, reason="unmask's glue removal ignores where the token moved")
 def test_unmask_keeps_the_space_after_a_token_moved_away_from_its_glued_neighbour():
     """The same defect without a model: the token moved away from the '.' it was glued
     to, and unmask takes the space after it anyway ("senhamais")."""
