@@ -36,22 +36,31 @@ container.
 Sentences. A run is split with ``chunking.sentence_spans`` on its tag-free text. Two
 sentences are cut apart only where no paired inline tag is open between them
 (``<b>One. Two.</b>`` stays one segment); the tags that close a sentence go with it and
-the tags that open the next go with the next.
+the tags that open the next go with the next. What the model need not see stays outside
+the segment, as literal pieces: a tag pair around the whole segment, elements without
+letters and void tags at either end, and symbols such as ``&amp;`` at either end (fewer
+mask tokens, fewer fallbacks; code at either end stays, being part of the sentence).
+
+Chunks. A chunk may end only before a block-level element (``<p>``, a nested ``<ul>``,
+an XML child of an element-only container), never inside a run of text or a tag; a
+block bigger than ``target_words`` is one chunk.
 
 Normalization (what lxml changes; the serialized document is the source the Layout
-reproduces): entities become characters except ``&amp;`` ``&lt;`` ``&gt;`` (and
-``&quot;`` in attributes); every attribute value is written in double quotes (boolean
-HTML attributes as ``checked="checked"``); HTML ``href``/``src`` values are written
-exactly as parsed (not URI-escaped as libxml2 would); CDATA sections become escaped
-text; whitespace between top-level nodes of an XML document may go; an XML
-declaration becomes ``<?xml version="1.0" encoding="UTF-8"?>``. Every tag, attribute
-name and attribute value is kept.
+reproduces): HTML entities become characters except ``&amp;`` ``&lt;`` ``&gt;`` (and
+``&quot;`` in attributes), XML's predefined ones too while references to entities the
+document declares (``&product;``) stay as they are, never expanded; every attribute
+value is written in double quotes (boolean HTML attributes as ``checked="checked"``);
+HTML ``href``/``src`` values are written exactly as parsed (not URI-escaped as libxml2
+would); CDATA sections become escaped text; whitespace between top-level nodes of an
+XML document may go; an XML declaration becomes ``<?xml version="1.0"
+encoding="UTF-8"?>``. Every tag, attribute name and attribute value is kept.
 
 Positions. The skeleton comes from lxml's serializer with ASCII markers written into
 text nodes (where a run begins and ends, where a chunk may be cut) and in place of every
 attribute value; the markers are then read back out of the string. A marker is
-``Qmtb<n>z`` with the smallest ``n`` absent from the input, which cannot occur by
-accident (no proper prefix of it is a suffix).
+``Qmtb<n>z`` with the smallest ``n`` absent from the document's serialization without
+markers, and no proper prefix of it is a suffix, so no occurrence in the marked
+serialization can straddle a marker: every occurrence is one.
 """
 
 from __future__ import annotations
@@ -840,7 +849,8 @@ def plan_markup(
     if not text.strip():
         return [], []
     doc = _parse(text, fmt)
-    marker = _Marker(text)
+    # the serialization, not the input: a reference (&#109;) can spell a marker there
+    marker = _Marker(_serialize(doc))
     marking = _Marking(doc, marker)
     marking.container(doc.root)
     marked = _serialize(doc)

@@ -280,10 +280,16 @@ def test_bad_input_is_a_value_error():
     assert plan_markup("  \n", "html", 100, "en") == ([], [])
 
 
-def test_marker_lookalikes_in_the_input_survive():
-    doc = "<p>Qmtb0zB and Qmtb0zA1. stay</p>"
+@pytest.mark.parametrize(
+    ("doc", "serialized"),
+    [
+        ("<p>Qmtb0zB and Qmtb0zA1. stay</p>", "<p>Qmtb0zB and Qmtb0zA1. stay</p>"),
+        ('<p title="t">Q&#109;tb0zA0. Q&#109;tb0zE</p>', '<p title="t">Qmtb0zA0. Qmtb0zE</p>'),
+    ],
+)
+def test_marker_lookalikes_in_the_input_survive(doc, serialized):
     chunks, _ = plan_markup(doc, "html", 100, "en")
-    assert "".join(chunks) == doc
+    assert "".join(chunks) == serialized
 
 
 # ---------------------------------------------------------------------------- structure
