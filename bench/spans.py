@@ -34,7 +34,7 @@ from bench.make_eval_sets import load_tsv
 from bench.quality import score
 from control_plane.engine.base import Translation
 from control_plane.text import protect as P
-from control_plane.text.spans import Protection, Span, find_spans, has_text
+from control_plane.text.spans import Protection, Span, find_spans
 
 DATA = Path(__file__).parent / "data"
 PAIR = ("en", "pt")
@@ -95,16 +95,14 @@ def run_ours(
     """Translate ``sources`` through protect.run_sync; which segments fell back and why."""
     rec = Recorder(call)
     t0 = time.perf_counter()
-    outs = P.run_sync(sources, protection, rec)
+    outcomes: list[str] = []
+    outs = P.run_sync(sources, protection, rec, outcomes)
     seconds = time.perf_counter() - t0
     fallbacks = []
     for i, src in enumerate(sources):
-        spans = spans_of(src, protection)
-        if not spans or not has_text("".join(p for t, p in P._pieces(src, spans) if t)):  # noqa: SLF001
-            continue
-        m = P.mask(src, spans)
-        raw = rec.outputs[m.text].text
-        if P.unmask(m, raw) is None:
+        if outcomes[i] == "split":
+            m = P.mask(src, spans_of(src, protection))
+            raw = rec.outputs[m.text].text
             fallbacks.append(
                 {
                     "i": i,
@@ -119,7 +117,7 @@ def run_ours(
         "texts": [o.text for o in outs],
         "seconds": round(seconds, 2),
         "engine_calls": len(rec.rounds),
-        "fallback_texts": rec.rounds[1] if len(rec.rounds) > 1 else 0,
+        "outcomes": dict(Counter(outcomes)),
         "fallbacks": fallbacks,
     }
 
@@ -243,7 +241,7 @@ def run(precisions: list[str], limit: int | None, model_dir: Path, examples: int
             "seconds": ours["seconds"],
             "engine_calls": ours["engine_calls"],
             "fallback_segments": len(ours["fallbacks"]),
-            "fallback_texts": ours["fallback_texts"],
+            "outcomes": ours["outcomes"],
             "fallback_reasons": dict(Counter(f["why"] for f in ours["fallbacks"]).most_common()),
             "fallback_examples": ours["fallbacks"][:examples],
         }

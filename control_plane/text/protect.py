@@ -171,12 +171,15 @@ class _Attempt:
     their translations, or None when the check fails (the next attempt is tried)."""
 
     inputs: list[str]
+    name = ""
 
     def finish(self, outs: list[Translation]) -> Translation | None:
         raise NotImplementedError
 
 
 class _Plain(_Attempt):
+    name = "plain"
+
     def __init__(self, text: str, escape: Callable[[str], str]):
         self.inputs, self.escape = [text], escape
 
@@ -192,6 +195,7 @@ class _Masking(_Attempt):
     def __init__(
         self, text: str, spans: list[Span], escape: Callable[[str], str], terms: list[Span]
     ):
+        self.name = "terms" if terms else "masked"
         self.masked = mask(text, spans)
         self.inputs, self.escape, self.terms = [self.masked.text], escape, terms
 
@@ -200,11 +204,17 @@ class _Masking(_Attempt):
         if text is None:
             return None
         need: dict[str, int] = {}
-        for s in self.terms:
-            need[s.output] = need.get(s.output, 0) + 1
-        if any(text.count(term) < n for term, n in need.items()):
+        for s in self.terms:  # "FILE ... file": ARQUIVO and arquivo, twice in any case
+            need[s.output.casefold()] = need.get(s.output.casefold(), 0) + 1
+        if any(_count_word(text, term) < n for term, n in need.items()):
             return None
         return Translation(text, outs[0].score)
+
+
+def _count_word(text: str, term: str) -> int:
+    """Occurrences of ``term`` as a whole word ("arquivo" is not in "arquivos"), in any
+    case: the model capitalizes a term that starts its sentence ("Memória insuficiente")."""
+    return len(re.findall(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE))
 
 
 _EDGE = re.compile(r"^\W*(.*?)\W*$", re.DOTALL)
@@ -213,6 +223,8 @@ _EDGE = re.compile(r"^\W*(.*?)\W*$", re.DOTALL)
 class _Split(_Attempt):
     """The text between spans, piece by piece; punctuation and spaces at a piece's edges
     stay where they are (the model would drop a lone opening quote)."""
+
+    name = "split"
 
     def __init__(self, text: str, spans: list[Span], escape: Callable[[str], str]):
         self.pieces, self.escape = _pieces(text, spans), escape
@@ -250,14 +262,23 @@ def _attempts(seg: str, spans: list[Span], escape: Callable[[str], str]) -> list
     return out
 
 
-def protect(segments: Sequence[str], protection: Protection | None = None) -> Rounds:
+def protect(
+    segments: Sequence[str],
+    protection: Protection | None = None,
+    outcomes: list[str] | None = None,
+) -> Rounds:
     """Rounds of engine work for ``segments``; returns one Translation per segment.
+
+    ``outcomes``, when given, receives per segment how it was translated: "passthrough"
+    (nothing to translate), "plain" (no spans), "terms" (glossary terms unmasked),
+    "masked" or "split" (the fallback) - for metrics and the benchmark.
 
     Tag spans for markup come from ``control_plane.text.markup.tag_spans`` when
     ``protection.format`` is html or xml."""
     protection = protection or Protection()
     escape = _escaper(protection.format)
     results: list[Translation | None] = [None] * len(segments)
+    how = ["passthrough"] * len(segments)
     pending: dict[int, list[_Attempt]] = {}
     for i, seg in enumerate(segments):
         spans = _markup_safe(
@@ -277,10 +298,12 @@ def protect(segments: Sequence[str], protection: Protection | None = None) -> Ro
             result = attempt.finish(outs[pos : pos + len(attempt.inputs)])
             pos += len(attempt.inputs)
             if result is not None:
-                results[i] = result
+                results[i], how[i] = result, attempt.name
                 del pending[i]
             else:
                 pending[i].pop(0)
+    if outcomes is not None:
+        outcomes[:] = how
     return [r if r is not None else Translation("", 1.0) for r in results]
 
 
@@ -330,8 +353,9 @@ def run_sync(
     segments: Sequence[str],
     protection: Protection | None,
     translate: Callable[[list[str]], list[Translation]],
+    outcomes: list[str] | None = None,
 ) -> list[Translation]:
-    rounds = protect(segments, protection)
+    rounds = protect(segments, protection, outcomes)
     try:
         request = next(rounds)
         while True:
@@ -344,8 +368,9 @@ async def run_async(
     segments: Sequence[str],
     protection: Protection | None,
     translate: Callable[[list[str]], Awaitable[list[Translation]]],
+    outcomes: list[str] | None = None,
 ) -> list[Translation]:
-    rounds = protect(segments, protection)
+    rounds = protect(segments, protection, outcomes)
     try:
         request = next(rounds)
         while True:
