@@ -96,10 +96,14 @@ class KafkaStack:
             w.wait_ready()
         return w
 
-    def submit(self, text: str, priority: str = "normal", who: str = "enterprise") -> dict:
+    def submit(
+        self, text: str, priority: str = "normal", who: str = "enterprise", **options
+    ) -> dict:
+        """``options``: more request fields (format, glossary, do_not_translate, ...)."""
+        body = {"text": text, "source_lang": "en", "target_lang": "pt", "priority": priority}
         r = requests.post(
             f"{self.url}/api/v1/translate",
-            json={"text": text, "source_lang": "en", "target_lang": "pt", "priority": priority},
+            json={**body, **options},
             headers=self.service.headers(who),
             timeout=60,
         )

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 
 from control_plane.jobs.chunking import Layout
+from control_plane.text.protect import run_sync
+from control_plane.text.spans import Protection
 from tests.functional.L0_triton.test_service_triton import _segments_total
 
 pytestmark = pytest.mark.services
@@ -36,3 +38,24 @@ def test_each_priority_through_triton(stack, triton, local_engine, priority):
     assert stack.result(sub["job_id"]) == want
     assert _segments_total(triton.urls["metrics"]) - before >= len(layout.segments)
     assert stack.sql("select writes from chunks where job_id = %(j)s", j=sub["job_id"]) == [(1,)]
+
+
+def test_spans_and_glossary_through_triton(stack, local_engine):
+    """Protected spans work on the Triton path too (the worker masks, Triton translates
+    the masked text): the same output as the in-process engine through protect."""
+    text = (
+        "Deleted %(count)d files from {folder}; see https://example.com/help.\n\n"
+        "Open the <b>settings</b> and save the file."
+    )
+    glossary = {"settings": "preferências"}
+    sub = stack.submit(text, "high", glossary=glossary)
+    job = stack.wait(sub["job_id"], timeout=120)
+    assert job["status"] == "completed", job
+    out = stack.result(sub["job_id"])
+    for span in ("%(count)d", "{folder}", "https://example.com/help", "<b>", "</b>"):
+        assert out.count(span) == 1, out
+    assert "preferências" in out
+    layout = Layout.parse(text, "en")
+    call = lambda texts: local_engine.translate(texts, "en", "pt")  # noqa: E731
+    want = run_sync(layout.segments, Protection.of(glossary=glossary), call)
+    assert out == layout.render([t.text for t in want])
