@@ -140,3 +140,35 @@ def test_malformed_messages_are_dead_lettered_with_a_reason(stack):
             break
         time.sleep(0.5)
     assert rows == [("completed",)]
+
+
+def test_ingested_job_with_translation_options(stack):
+    """An ingest message takes the same options as REST: markup format, glossary,
+    do_not_translate; the worker applies them."""
+    key = stack.service.keys["enterprise"]
+    content = '<p>Open the <a href="/s">settings</a> for %s and ask Acme Cloud.</p>'
+    body = {
+        "api_key": key,
+        "request_id": "options-1",
+        "content": content,
+        "source_language": "en",
+        "target_language": "pt",
+        "format": "html",
+        "glossary": {"settings": "preferências"},
+        "do_not_translate": ["Acme Cloud"],
+    }
+    stack.produce("ingest", [json.dumps(body).encode()], keys=[b"options-1"])
+    deadline = time.monotonic() + 60
+    rows: list = []
+    while time.monotonic() < deadline:
+        rows = stack.sql(
+            "select status, result_text, format from jobs where source_text = %(t)s", t=content
+        )
+        if rows and rows[0][0] in ("completed", "failed"):
+            break
+        time.sleep(0.5)
+    assert rows and rows[0][0] == "completed", rows
+    out, fmt = rows[0][1], rows[0][2]
+    assert fmt == "html"
+    assert out.startswith("<p>") and out.endswith("</p>") and '<a href="/s">' in out, out
+    assert "preferências" in out and "Acme Cloud" in out and "%s" in out, out
