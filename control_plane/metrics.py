@@ -48,6 +48,13 @@ class Metrics:
         self.segments_translated = Counter(
             "mtb_segments_translated_total", "Segments sent to the engine", ["pair"], registry=r
         )
+        self.segments_protected = Counter(
+            "mtb_segments_protected_total",
+            "Segments by how their protected spans came through (control_plane.text."
+            "protect): passthrough, plain, terms, masked, split (the piece-by-piece fallback)",
+            ["outcome"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "mtb_inference_batch_segments",
             "Segments per inference call",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 import logging
 import os
 import random
@@ -381,7 +382,10 @@ class Worker:
 
             # spans kept exactly (control_plane.text.protect): a segment whose masked
             # translation loses a span costs a second, piece-by-piece call
-            out = await run_async(batch, protection, engine)
+            outcomes: list[str] = []
+            out = await run_async(batch, protection, engine, outcomes)
+        for outcome, n in Counter(outcomes).items():
+            self.metrics.segments_protected.labels(outcome).inc(n)
         elapsed = time.perf_counter() - t0
         self.metrics.inference_seconds.labels(priority).observe(elapsed)
         self.metrics.batch_size.observe(len(batch))

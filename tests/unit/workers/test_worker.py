@@ -153,3 +153,25 @@ async def test_estimates_can_be_refreshed_from_the_database(parts):
     await jobs.refresh_estimates()
     assert jobs.pending_words == {"critical": 0, "high": 0, "normal": 0}
     assert jobs.throughput.wps > seeded  # the fake engine is far faster than the seed
+
+
+async def test_protection_is_a_lane_and_spans_survive(parts):
+    """The same text under two glossaries is two engine calls (the translation depends on
+    the glossary); spans come back exactly; the outcomes are counted."""
+    settings, user, queue, jobs, engine, worker, finished = parts
+    text = "Save {count} files now. (2)"
+    plain = await jobs.submit(SubmitRequest(user.id, text, "en", "pt"), "fake-enpt-1")
+    glossed = await jobs.submit(
+        SubmitRequest(user.id, text, "en", "pt", glossary={"files": "arquivos"}), "fake-enpt-1"
+    )
+    await worker.process(await queue.consume(settings.batch_words, timeout=0.1))
+    # plain: masked; glossary: unmasked terms first (the fake reverses words, so the term
+    # is missing), then masked
+    assert engine.calls == [["Save X1 files now."], ["Save X1 files now."], ["Save X1 X2 now."]]
+    a = await jobs.get(user.id, plain.id, texts=True)
+    b = await jobs.get(user.id, glossed.id, texts=True)
+    assert a.result_text == "now. files {count} Save [pt] (2)"
+    assert b.result_text == "now. arquivos {count} Save [pt] (2)"
+    metric = worker.metrics.segments_protected
+    assert metric.labels("masked")._value.get() == 2  # noqa: SLF001
+    assert metric.labels("passthrough")._value.get() == 2  # noqa: SLF001
