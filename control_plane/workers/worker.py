@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 import logging
 import os
 import random
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
