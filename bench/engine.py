@@ -20,9 +20,7 @@ import time
 from pathlib import Path
 
 from bench.common import RESULTS, bar_plot, machine, run_json, save
-from bench.make_eval_sets import load_tsv
-
-DATA = Path(__file__).parent / "data"
+from evaluation.sets import DATA, load_tsv
 
 
 def _sources(pair: str, n: int) -> list[str]:

@@ -6,8 +6,8 @@ and both engines see the same plain text. The selection is deterministic (ordere
 hash of the English text) so a rerun on the same packages gives the same file; the
 header lines record which catalogs and package versions it came from.
 
-    python -m bench.make_eval_sets --lang pt_BR --size 500 --out bench/data/en-pt.gettext.tsv
-    python -m bench.make_eval_sets --lang pt_BR --reverse --out bench/data/pt-en.gettext.tsv
+    python -m bench.make_eval_sets --lang pt_BR --size 500 --out evaluation/data/en-pt.gettext.tsv
+    python -m bench.make_eval_sets --lang pt_BR --reverse --out evaluation/data/pt-en.gettext.tsv
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="translation -> english (e.g. pt-en); selected by the other side's hash",
     )
-    ap.add_argument("--out", type=Path, default=Path("bench/data/en-pt.gettext.tsv"))
+    ap.add_argument("--out", type=Path, default=Path("evaluation/data/en-pt.gettext.tsv"))
     args = ap.parse_args(argv)
     rows, sources = extract(args.lang)
     if args.reverse:
@@ -104,15 +104,6 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(f"{en}\t{tr}\t{cat}\n")
     print(f"wrote {len(rows)} pairs to {args.out}")
     return 0
-
-
-def load_tsv(path: Path) -> list[tuple[str, str]]:
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            src, ref, *_ = line.split("\t")
-            rows.append((src, ref))
-    return rows
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Extract the protected-span and glossary evaluation sets from Debian's gettext catalogs.
 
-Span set (``bench/data/en-pt.spans.tsv``): messages whose English msgid and human
+Span set (``evaluation/data/en-pt.spans.tsv``): messages whose English msgid and human
 pt_BR msgstr carry the *same* protected spans (placeholders ``%s %1$d %(name)s {name}
 ${VAR}``, backtick code, URLs, e-mail addresses, paths, numbers with units), as found by
 ``control_plane.text.spans.find_spans`` on both sides: the human kept them, so a
@@ -14,8 +14,8 @@ Inline markup (``<b>..</b>``): when ``control_plane.text.markup.tag_spans`` exis
 spans join the comparison (``MARKUP_HOOK``); until then messages with tags are left out so
 the set only holds span kinds the engine is asked to protect.
 
-Glossary set (``bench/data/en-pt.glossary.tsv``): plain messages (as in make_eval_sets)
-holding a term of the software glossary ``bench/data/en-pt.glossary.json`` whose human
+Glossary set (``evaluation/data/en-pt.glossary.tsv``): plain messages (as in make_eval_sets)
+holding a term of the software glossary ``evaluation/data/en-pt.glossary.json`` whose human
 translation holds that term's glossary target. A glossary term is only kept when the
 catalogs translate it consistently (``--min-consistency`` of the messages holding it, at
 least ``--min-uses`` of them); the JSON records each term's measured consistency.
@@ -37,8 +37,8 @@ from pathlib import Path
 
 from bench.make_eval_sets import _package_of, usable
 from control_plane.text.spans import Protection, Span, find_spans, has_text, outside
+from evaluation.sets import DATA
 
-DATA = Path(__file__).parent / "data"
 LOCALE = Path("/usr/share/locale")
 
 # Anything that looks like an inline tag; such messages wait for the markup module.
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "_about": (
-                    "software glossary for bench/data/en-pt.glossary.tsv; terms kept where "
+                    "software glossary for evaluation/data/en-pt.glossary.tsv; terms kept where "
                     f"at least {args.min_consistency:.0%} of the {args.lang} catalog messages "
                     f"holding the term (at least {args.min_uses}) translate it so; "
                     "_consistency: share of those messages whose translation holds the target"

@@ -9,7 +9,7 @@ accepted).
 Boots the real ``mtctl serve`` (SQLite, memory queue, local engine) on a free loopback
 port with a temporary data folder, makes an enterprise key (rate limit raised so 429 does
 not enter the numbers), and always stops the server. The document is built from the
-gettext evaluation sentences (bench/data/<pair>.gettext.tsv): paragraphs, list items,
+gettext evaluation sentences (evaluation/data/<pair>.gettext.tsv): paragraphs, list items,
 headings and blank lines; after one pass over the 500 sentences it continues with
 sentence pairs joined by a semicolon, so (but for two messages that share a sentence)
 every segment is distinct and the segment cache does not shorten the run. The small jobs
@@ -33,9 +33,8 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import RESULTS, machine, save
-from bench.make_eval_sets import load_tsv
+from evaluation.sets import DATA, load_tsv
 
-DATA = Path(__file__).parent / "data"
 GOAL_S = 60.0
 FINISHED = ("completed", "failed", "cancelled")
 MARKER = re.compile(r"^\s*(?:[-*]|\d+\.|#+)\s+")
@@ -70,7 +69,7 @@ def pairs(base: list[str], offsets) -> list[str]:  # noqa: ANN001
 
 def document(base: list[str], words: int, seed: int = 3) -> tuple[str, dict]:
     """About ``words`` words of distinct sentences laid out as a real document."""
-    from control_plane.jobs.chunking import Layout
+    from control_plane.text.chunking import Layout
 
     # only messages that segment as one sentence are joined, so no piece repeats
     single = [s for s in base if len(Layout.parse(s, "en").segments) == 1]
@@ -561,8 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from bench.server import embedded_service
-    from control_plane.jobs.chunking import Layout
     from control_plane.settings import Settings
+    from control_plane.text.chunking import Layout
     from export.provision import ensure_default_models
 
     model_dir = Path(args.model_dir or os.environ.get("MTB_MODEL_DIR") or Settings().model_dir)

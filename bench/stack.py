@@ -88,11 +88,11 @@ def gettext_sentences(n: int, seed: int) -> list[str]:
     """``n`` distinct lines from real gettext catalogs (the `bench engine` sentences),
     numbered so that no segment repeats (the segment cache must not help the stack): only
     rows that stay one segment with the number in front are used."""
-    from bench.make_eval_sets import load_tsv
-    from control_plane.jobs.chunking import Layout
+    from control_plane.text.chunking import Layout
+    from evaluation.sets import gettext_set
 
     if not _SINGLE_ROWS:
-        rows = [s for s, _ in load_tsv(Path(__file__).parent / "data" / "en-pt.gettext.tsv")]
+        rows = [s for s, _ in gettext_set("en-pt")]
         _SINGLE_ROWS.extend(
             r for r in rows if len(Layout.parse(f"Item 1234567: {r}", "en").segments) == 1
         )
@@ -124,8 +124,8 @@ def make_document(words: int, seed: int, text: str = "gettext") -> str:
 
 def engine_child(args: argparse.Namespace) -> int:
     from control_plane.inference.local import open_local_engine
-    from control_plane.jobs.chunking import Layout, count_words
     from control_plane.settings import Settings
+    from control_plane.text.chunking import Layout, count_words
 
     settings = Settings.from_env()
     engine = open_local_engine(settings)
@@ -291,7 +291,7 @@ def _ts(value: str) -> float:
 
 
 def run_stack(args: argparse.Namespace) -> dict:
-    from control_plane.jobs.chunking import count_words
+    from control_plane.text.chunking import count_words
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
     stack = None

@@ -37,9 +37,7 @@ from pathlib import Path
 
 import devstack
 from bench.common import REPO, RESULTS, machine, save
-from bench.make_eval_sets import load_tsv
-
-DATA = Path(__file__).parent / "data"
+from evaluation.sets import DATA, load_tsv
 
 
 def _sources(pair: str, n: int) -> list[str]:

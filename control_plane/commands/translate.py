@@ -204,8 +204,8 @@ def translate_lines(lines: list[str], protection, translate) -> list[str]:  # no
 def translate_document(text: str, source: str, protection, translate) -> str:  # noqa: ANN001
     """An HTML/XML document: planned like a job (control_plane.jobs.planner), each
     chunk's segments translated with their inline tags and spans kept, rendered back."""
-    from control_plane.jobs.chunking import Layout
     from control_plane.jobs.planner import plan_stored
+    from control_plane.text.chunking import Layout
     from control_plane.text.protect import run_sync
 
     _, stored, _ = plan_stored(text, DOCUMENT_CHUNK_WORDS, source, protection.format)

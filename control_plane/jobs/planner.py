@@ -1,7 +1,7 @@
 """A submission's chunks and layouts, planned in a worker process when the text is large.
 
 ``plan_stored(text, target_words, lang, fmt)`` returns ``(chunks, layouts as stored JSON,
-segments)``. Chunking is linear in the text (control_plane.jobs.chunking) but still a few
+segments)``. Chunking is linear in the text (control_plane.text.chunking) but still a few
 seconds of pure Python for the worst 8 MiB documents (8 MiB of "a。": 4-5 s), and in the
 API process those seconds compete for the GIL with the event loop and, through the
 objects they create, set off full garbage collections (50-130 ms each here): /healthz
@@ -21,7 +21,7 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
-from control_plane.jobs import chunking
+from control_plane.text import chunking
 
 log = logging.getLogger(__name__)
 

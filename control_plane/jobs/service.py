@@ -32,10 +32,10 @@ from control_plane.domain import ACTIVE_STATUSES as ACTIVE
 from control_plane.domain import PRIORITY_RANK, DomainError
 from control_plane.engine.base import Translation
 from control_plane.jobs import glossaries
-from control_plane.jobs.chunking import count_words
 from control_plane.jobs.planner import MARKUP_FORMATS, PROCESS_CHARS, plan_stored
 from control_plane.queue.base import ChunkMessage, ChunkQueue
 from control_plane.text import spans
+from control_plane.text.chunking import count_words
 from control_plane.text.spans import Protection
 
 log = logging.getLogger(__name__)

@@ -75,7 +75,7 @@ from html.parser import HTMLParser
 import lxml.html
 from lxml import etree
 
-from control_plane.jobs.chunking import Budget, Layout, count_words, sentence_spans
+from control_plane.text.chunking import Budget, Layout, count_words, sentence_spans
 from control_plane.text.spans import Span, has_text
 
 FORMATS = ("html", "xml")

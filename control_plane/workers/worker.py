@@ -39,10 +39,10 @@ from control_plane.db.engine import is_database_unavailable
 from control_plane.domain import PRIORITY_RANK
 from control_plane.engine.base import Translation, UnsupportedPair
 from control_plane.inference.base import InferenceClient, InferenceUnavailable
-from control_plane.jobs.chunking import Layout, count_words
 from control_plane.jobs.service import JobService, protection_for, weighted_confidence
 from control_plane.metrics import Metrics
 from control_plane.queue.base import ChunkQueue, Delivery
+from control_plane.text.chunking import Layout, count_words
 from control_plane.text.protect import run_async
 from control_plane.text.spans import Protection, cache_version
 

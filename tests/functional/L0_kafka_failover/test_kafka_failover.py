@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from control_plane.jobs.chunking import Layout
+from control_plane.text.chunking import Layout
 from tests.functional.L0_service.documents import document
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane.jobs.chunking import Layout
+from control_plane.text.chunking import Layout
 from control_plane.text.protect import run_sync
 from control_plane.text.spans import Protection
 from tests.functional.L0_triton.test_service_triton import _segments_total

@@ -14,7 +14,7 @@ import pytest
 from lxml import etree
 
 from control_plane.engine.base import Translation
-from control_plane.jobs.chunking import count_words
+from control_plane.text.chunking import count_words
 from control_plane.text.markup import compare_structure, plan_markup, tag_spans
 from control_plane.text.protect import mask, run_sync, unmask
 from control_plane.text.spans import Protection, find_spans, has_text, outside

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from control_plane.jobs.chunking import Layout
+from control_plane.text.chunking import Layout
 from tests.functional.kafka_stack import KafkaStack
 from tests.functional.L0_service.documents import document
 

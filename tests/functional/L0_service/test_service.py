@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from control_plane.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from control_plane.jobs.chunking import Layout
+from control_plane.text.chunking import Layout
 from tests.contract import DESIGN_RESULT, DESIGN_STATUS, DESIGN_SUBMIT
 
 from .conftest import MAX_WORDS, RATE_LIMIT_BASIC, Service, wait_for

@@ -16,18 +16,14 @@ import urllib.request
 
 import pytest
 
-from bench.make_eval_sets import load_tsv
 from control_plane.engine import UnsupportedPair
 from control_plane.inference.triton import TritonInferenceClient
 from control_plane.settings import Settings
-
-from ..conftest import REPO
+from evaluation.sets import gettext_set
 
 pytestmark = pytest.mark.services
 
-EVAL = {
-    p: [s for s, _ in load_tsv(REPO / f"bench/data/{p}.gettext.tsv")] for p in ("en-pt", "pt-en")
-}
+EVAL = {p: [s for s, _ in gettext_set(p)] for p in ("en-pt", "pt-en")}
 # All 500 sentences of each pair by default; MTB_TRITON_EVAL_SENTENCES=N for a quicker run.
 EVAL_N = int(os.environ.get("MTB_TRITON_EVAL_SENTENCES", "0")) or None
 

@@ -144,8 +144,8 @@ async def test_submit_with_options_stores_them_and_shows_format(client):  # noqa
 async def test_submit_markup_format(client, monkeypatch):  # noqa: F811
     """format=html is planned as html and billed by its text's words (the planner is faked
     here: control_plane.text.markup is tested on its own)."""
-    from control_plane.jobs import chunking
     from control_plane.jobs import service as service_module
+    from control_plane.text import chunking
 
     seen = []
 

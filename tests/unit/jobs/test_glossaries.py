@@ -192,8 +192,8 @@ async def test_submit_stores_resolved_options(db, users, service):
 
 
 async def test_submit_plans_with_the_format_and_counts_text_words(db, users, service, monkeypatch):
-    from control_plane.jobs import chunking
     from control_plane.jobs import service as service_module
+    from control_plane.text import chunking
 
     seen = []
 

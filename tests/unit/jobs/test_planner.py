@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from control_plane.jobs import chunking, planner
+from control_plane.jobs import planner
+from control_plane.text import chunking
 
 
 def expected(text: str, words: int, lang: str):

@@ -7,7 +7,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_plane.jobs.chunking import Layout, count_words, split_chunks
+from control_plane.text.chunking import Layout, count_words, split_chunks
 
 TRICKY = (
     "   Indented opening line. With two sentences!\n"
@@ -140,12 +140,10 @@ def test_sentence_split_quality():
 def test_one_sentence_lines_skip_pysbd_with_the_same_result():
     """The shortcut for lines without . ! ? (and CJK/Arabic terminators) before their final
     run must give what pysbd gives, on the real gettext sentences and some odd lines."""
-    from pathlib import Path
+    import control_plane.text.chunking as chunking
+    from evaluation.sets import DATA as data
+    from evaluation.sets import load_tsv
 
-    import control_plane.jobs.chunking as chunking
-    from bench.make_eval_sets import load_tsv
-
-    data = Path(__file__).resolve().parents[3] / "bench" / "data"
     lines = [(s, "en") for s, _ in load_tsv(data / "en-pt.gettext.tsv")]
     lines += [(f"Item 1234: {s}", "en") for s, _ in load_tsv(data / "en-pt.gettext.tsv")]
     lines += [(s, "pt") for s, _ in load_tsv(data / "pt-en.gettext.tsv")]

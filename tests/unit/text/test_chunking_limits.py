@@ -9,14 +9,13 @@ import re
 import sys
 import time
 import unicodedata
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import control_plane.jobs.chunking as chunking
-from control_plane.jobs.chunking import (
+import control_plane.text.chunking as chunking
+from control_plane.text.chunking import (
     MAX_SEGMENT_CHARS,
     PYSBD_WINDOW_CHARS,
     PYSBD_WINDOW_TERMINATORS,
@@ -27,7 +26,6 @@ from control_plane.jobs.chunking import (
     split_chunks,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "bench" / "data"
 SPACES = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
 
 
@@ -229,7 +227,7 @@ def test_a_line_without_sentence_ends_is_cut_into_chunks():
 def test_windowed_long_lines_match_one_pysbd_call():
     """A line longer than a pysbd window is segmented window by window; on real sentences
     the result is the one a single pysbd call over the whole line gives."""
-    from bench.make_eval_sets import load_tsv
+    from evaluation.sets import DATA, load_tsv
 
     rng = random.Random(3)
     for lang, name in (("en", "en-pt"), ("pt", "pt-en")):
