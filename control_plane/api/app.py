@@ -20,7 +20,7 @@ from control_plane.settings import Settings
 
 from . import openapi
 from .errors import error_middleware
-from .routes import glossaries, jobs, meta, translate
+from .routes import documents, glossaries, jobs, meta, translate
 from .state import RUNTIME
 
 
@@ -45,6 +45,7 @@ def create_app(
     )
     app[RUNTIME] = rt
     app.add_routes(translate.routes)
+    app.add_routes(documents.routes)
     app.add_routes(jobs.routes)
     app.add_routes(glossaries.routes)
     app.add_routes(meta.routes)

@@ -34,6 +34,10 @@ HTTP_STATUS = {
     "unsupported_media_type": 415,
     "invalid_request": 422,
     "invalid_markup": 422,
+    "invalid_document": 422,  # a file that does not parse as its format
+    "language_not_detected": 422,
+    "unknown_format": 422,
+    "malformed_form": 400,
     "quota_exceeded": 429,
     "not_ready": 503,
 }

@@ -8,12 +8,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.domain import JOB_STATUSES, PRIORITIES
-from control_plane.jobs.request import TranslateRequest  # noqa: F401 - in the OpenAPI document
+from control_plane.jobs.request import (
+    Format,
+    TranslateRequest,  # noqa: F401 - in the OpenAPI document
+)
 
 Priority = Literal[PRIORITIES]
 Status = Literal[JOB_STATUSES]
-Format = Literal["text", "html", "xml"]
-FORMAT_DESCRIPTION = "text, html or xml, as submitted"
+
+FORMAT_DESCRIPTION = (
+    "text, html, xml or a document format (po, xliff, markdown, srt, vtt, docx), as submitted"
+)
 GLOSSARY_ID_DESCRIPTION = (
     "the stored glossary the job was submitted with (its terms as they were then apply); null: none"
 )
@@ -41,6 +46,12 @@ class SubmitResponse(BaseModel):
     metadata: dict[str, Any] | None
     format: Format = Field("text", description=FORMAT_DESCRIPTION)
     glossary_id: str | None = Field(None, description=GLOSSARY_ID_DESCRIPTION)
+    detected_language: str | None = Field(
+        None, description='source_language "auto": the language detected (ISO 639-1)'
+    )
+    detection_confidence: float | None = Field(
+        None, description="source_language auto: the detector's confidence, 0-1"
+    )
     links: Links
 
 
@@ -68,6 +79,12 @@ class JobView(BaseModel):
     metadata: dict[str, Any] | None
     format: Format = Field("text", description=FORMAT_DESCRIPTION)
     glossary_id: str | None = Field(None, description=GLOSSARY_ID_DESCRIPTION)
+    detected_language: str | None = Field(
+        None, description='source_language "auto": the language detected (ISO 639-1)'
+    )
+    detection_confidence: float | None = Field(
+        None, description="source_language auto: the detector's confidence, 0-1"
+    )
     links: Links
 
 
@@ -91,6 +108,12 @@ class JobResult(BaseModel):
     metadata: dict[str, Any] | None
     format: Format = Field("text", description=FORMAT_DESCRIPTION)
     glossary_id: str | None = Field(None, description=GLOSSARY_ID_DESCRIPTION)
+    detected_language: str | None = Field(
+        None, description='source_language "auto": the language detected (ISO 639-1)'
+    )
+    detection_confidence: float | None = Field(
+        None, description="source_language auto: the detector's confidence, 0-1"
+    )
 
 
 class JobList(BaseModel):

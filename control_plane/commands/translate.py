@@ -56,11 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not use the segment cache")
     p.add_argument(
         "--format",
-        choices=["text", "html", "xml"],
-        default="text",
-        help="text (default): line by line. html / xml: the whole input is one document; "
+        choices=["text", "html", "xml", "po", "xliff", "markdown", "srt", "vtt", "docx"],
+        default=None,
+        help="default: from FILE's extension (.po .pot .xlf .md .srt .vtt .docx .html "
+        ".xml), else text. text: line by line. html / xml: the whole input is one document; "
         "every tag, attribute and entity is kept, <code>, <pre>, <script>, <style> and "
-        'translate="no" are left untranslated, alt and title attributes are translated',
+        'translate="no" are left untranslated, alt and title attributes are translated. '
+        "po, xliff, markdown, srt, vtt, docx: the file's structure is kept and the "
+        "translated file is written (to --output, or stdout)",
+    )
+    p.add_argument(
+        "-o", "--output", default=None, help="write the translation here (default: stdout)"
     )
     p.add_argument(
         "--glossary",
@@ -217,7 +223,39 @@ def translate_document(text: str, source: str, protection, translate) -> str:  #
     return "".join(out)
 
 
+def _format_of(args: argparse.Namespace) -> str:
+    if args.format:
+        return args.format
+    if args.file != "-":
+        from control_plane.jobs.documents import format_of
+
+        return format_of(args.file) or "text"
+    return "text"
+
+
+def _document(args: argparse.Namespace, protection, translate) -> int:  # noqa: ANN001
+    """A document format: bytes in, the translated file out."""
+    from control_plane.jobs.documents import InvalidDocument
+    from control_plane.text import formats
+
+    fmt = formats.get(args.format)
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    options = formats.Options(args.source, args.target, model_version="mtctl translate")
+    try:
+        out = formats.translate_document(data, fmt, _engine_call(translate), options, protection)
+    except (ValueError, SyntaxError, KeyError, InvalidDocument) as exc:
+        print(f"mtctl translate: {args.file} is not readable as {fmt.name}: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        Path(args.output).write_bytes(out)
+    else:
+        sys.stdout.buffer.write(out)
+        sys.stdout.flush()
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    args.format = _format_of(args)
     try:
         protection = load_protection(args)
     except OptionError as exc:
@@ -228,7 +266,10 @@ def run(args: argparse.Namespace) -> int:
     except UnsupportedPair as exc:
         print(f"mtctl translate: {exc}", file=sys.stderr)
         return 2
+    if args.format not in ("text", "html", "xml"):
+        return _document(args, protection, translate)
     stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    out_stream = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     if args.format != "text":
         try:
             document = stream.read()
@@ -236,11 +277,14 @@ def run(args: argparse.Namespace) -> int:
             if stream is not sys.stdin:
                 stream.close()
         try:
-            sys.stdout.write(translate_document(document, args.source, protection, translate))
+            out_stream.write(translate_document(document, args.source, protection, translate))
+            out_stream.flush()
         except ValueError as exc:  # the document does not parse as --format
             print(f"mtctl translate: {exc}", file=sys.stderr)
             return 2
-        sys.stdout.flush()
+        finally:
+            if out_stream is not sys.stdout:
+                out_stream.close()
         return 0
     bar = None
     if sys.stderr.isatty():
@@ -250,8 +294,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for batch in _batches(stream, BATCH_LINES):
             for line in translate_lines(batch, protection, translate):
-                sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+                out_stream.write(line + "\n")
+            out_stream.flush()
             if bar:
                 bar.update(len(batch))
     finally:
@@ -259,4 +303,6 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         if stream is not sys.stdin:
             stream.close()
+        if out_stream is not sys.stdout:
+            out_stream.close()
     return 0

@@ -75,6 +75,9 @@ class Job(SQLModel, table=True):
     format: str = Field(default="text", max_length=8, sa_column_kwargs={"server_default": "text"})
     glossary_id: str | None = Field(default=None, max_length=64)
     options: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # source_language "auto": what detection said (ISO 639-1) and how sure it was (0-1)
+    detected_language: str | None = Field(default=None, max_length=16)
+    detection_confidence: float | None = None
     estimated_cost: float = 0.0
     # actual cost in USD: engine time summed over every worker that touched the job
     cost_usd: float | None = None

@@ -10,6 +10,7 @@ consumer writes into a dead-letter record's reason.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,6 +19,8 @@ from control_plane.auth import Principal
 from control_plane.domain import TIER_MAX_PRIORITY, DomainError
 from control_plane.jobs.request import TranslateRequest, metadata_json
 from control_plane.jobs.service import SubmitRequest, count_text_words
+
+_TAGS = re.compile(r"<[^<>]*>")  # linear: [^<>] stops at the next "<"
 
 
 class Rejected(DomainError):
@@ -28,6 +31,35 @@ class Rejected(DomainError):
     ):
         super().__init__(message, details, code=code, retry_after=retry_after)
         self.transient = code == "not_ready"
+
+
+def detects(body: object) -> bool:
+    """Whether admission will detect the language (its first call loads the detector's
+    models, about 2 s): then callers run it in a thread, off the event loop."""
+    if not isinstance(body, dict):
+        return False
+    source = body.get("source_language", body.get("source_lang"))
+    return isinstance(source, str) and source.lower() == "auto"
+
+
+def detect_source(content: str, fmt: str):  # noqa: ANN201 - a language.Detection
+    """The content's language: a document's (or markup's) text, not its syntax; 422
+    ``language_not_detected`` when there is nothing to tell it by."""
+    from control_plane.jobs import documents
+    from control_plane.text import language
+
+    text = content
+    if documents.is_document(fmt):
+        text = "\n".join(u.text for u in documents.extract(content, fmt)[:200])
+    if documents.markup_of(fmt) != "text":
+        text = _TAGS.sub(" ", text)
+    try:
+        return language.detect(text)
+    except ValueError as exc:
+        raise Rejected(
+            "language_not_detected",
+            f"source_language auto: {exc}; name the source language",
+        ) from exc
 
 
 def validation_details(exc: ValidationError) -> list[dict]:
@@ -65,6 +97,23 @@ def admit(body: object, who: Principal, client, settings) -> SubmitRequest:  # n
             retry_after=5,
         )
     pairs = client.pairs()
+    detection = None
+    if req.source_language.lower() == "auto":
+        detection = detect_source(req.content, req.format)
+        req.source_language = detection.language
+        if (detection.language, req.target_language) not in set(pairs):
+            listed = ", ".join(f"{s}-{t}" for s, t in pairs)
+            raise Rejected(
+                "unsupported_language_pair",
+                f"the content reads as {detection.language} (confidence "
+                f"{detection.confidence:.2f}); no model translates "
+                f"{detection.language}->{req.target_language}; supported: {listed}",
+                details={
+                    "detected_language": detection.language,
+                    "confidence": round(detection.confidence, 4),
+                    "supported_pairs": [{"source": s, "target": t} for s, t in pairs],
+                },
+            )
     if (req.source_language, req.target_language) not in set(pairs):
         listed = ", ".join(f"{s}-{t}" for s, t in pairs)
         raise Rejected(
@@ -92,4 +141,6 @@ def admit(body: object, who: Principal, client, settings) -> SubmitRequest:  # n
         do_not_translate=req.do_not_translate,
         glossary=req.glossary,
         glossary_id=req.glossary_id,
+        detected_language=detection.language if detection else None,
+        detection_confidence=round(detection.confidence, 4) if detection else None,
     )

@@ -254,7 +254,7 @@ class IngestConsumer(GroupConsumer):
     async def _admit(self, tp, rec) -> None:  # noqa: ANN001
         from control_plane.auth import AuthError, Forbidden
         from control_plane.db import Job
-        from control_plane.jobs.admission import admit
+        from control_plane.jobs.admission import admit, detects
 
         svc = self.svc
         body, api_key, request_id = await parse_message_async(
@@ -267,7 +267,7 @@ class IngestConsumer(GroupConsumer):
         except Forbidden as exc:
             raise Rejected("forbidden", str(exc)) from exc
         try:  # the REST API's own checks, in its order
-            if len(rec.value or b"") > THREAD_BYTES:  # validated and counted off the loop
+            if len(rec.value or b"") > THREAD_BYTES or detects(body):  # off the loop
                 req = await asyncio.to_thread(admit, body, who, svc.client, self.settings)
             else:
                 req = admit(body, who, svc.client, self.settings)

@@ -21,7 +21,9 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
+from control_plane.jobs import documents
 from control_plane.text import chunking
+from control_plane.text.formats.units import plan_document
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ def _plan_here(
         from control_plane.text.markup import plan_markup
 
         chunks, layouts = plan_markup(text, fmt, target_words, lang)
+    elif documents.is_document(fmt):
+        units = documents.extract(text, fmt)
+        chunks, layouts = plan_document(units, documents.markup_of(fmt), target_words, lang)
     else:
         chunks, layouts = chunking.plan(text, target_words, lang)
     # one string to pickle; no segment holds a NUL (submissions refuse them)

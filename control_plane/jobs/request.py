@@ -11,8 +11,12 @@ from pydantic import AliasChoices, AnyHttpUrl, BaseModel, ConfigDict, Field, fie
 from control_plane.domain import PRIORITIES
 
 Priority = Literal[PRIORITIES]
-Format = Literal["text", "html", "xml"]
+# text/html/xml: content is the text itself; the others are document formats
+# (control_plane.text.formats): content is the file (base64 for docx), or upload it to
+# POST /api/v1/documents
+Format = Literal["text", "html", "xml", "po", "xliff", "markdown", "srt", "vtt", "docx"]
 LANG_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
+SOURCE_PATTERN = r"^([Aa][Uu][Tt][Oo]|[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?)$"  # or "auto"
 MAX_METADATA_BYTES = 4096
 MAX_DO_NOT_TRANSLATE = 200  # strings per request
 MAX_SPAN_CHARS = 200  # characters per do_not_translate string and per glossary term
@@ -98,9 +102,11 @@ class TranslateRequest(BaseModel):
         description="The document; paragraphs and line breaks are kept. Alias: text.",
     )
     source_language: str = Field(
-        pattern=LANG_PATTERN,
+        pattern=SOURCE_PATTERN,
         validation_alias=AliasChoices("source_language", "source_lang"),
-        description="ISO 639 code, e.g. en. Alias: source_lang.",
+        description="ISO 639 code, e.g. en, or auto: detected from the content (the "
+        "detected language and its confidence are kept with the job; 400 naming it when "
+        "no model translates it). Alias: source_lang.",
     )
     target_language: str = Field(
         pattern=LANG_PATTERN,
@@ -122,7 +128,10 @@ class TranslateRequest(BaseModel):
         "content is a document whose tags, attributes and entities are kept; text nodes are "
         "translated with their inline tags carried along, <code>, <pre>, <script>, <style> "
         'and translate="no" are left as they are, alt and title attributes are '
-        "translated. word_count (and so cost and quota) counts the text, not the tags.",
+        "translated. word_count (and so cost and quota) counts the text, not the tags. "
+        "po, xliff, markdown, srt, vtt, docx: content is the file (docx: base64); its "
+        "structure is kept and the result is the translated file (see POST "
+        "/api/v1/documents for uploads).",
     )
     do_not_translate: list[str] | None = Field(
         None,

@@ -31,11 +31,12 @@ from control_plane.db import Chunk, Database, Job, utcnow
 from control_plane.domain import ACTIVE_STATUSES as ACTIVE
 from control_plane.domain import PRIORITY_RANK, DomainError
 from control_plane.engine.base import Translation
-from control_plane.jobs import glossaries
+from control_plane.jobs import documents, glossaries
 from control_plane.jobs.planner import MARKUP_FORMATS, PROCESS_CHARS, plan_stored
 from control_plane.queue.base import ChunkMessage, ChunkQueue
 from control_plane.text import spans
 from control_plane.text.chunking import count_words
+from control_plane.text.formats import Options
 from control_plane.text.spans import Protection
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class SubmitRequest:
     do_not_translate: list[str] | None = None
     glossary: dict[str, str] | None = None  # inline; wins over glossary_id's terms
     glossary_id: str | None = None  # one of the user's stored glossaries
+    filename: str | None = None  # an uploaded document's name (the download's name)
+    detected_language: str | None = None  # source_language "auto": what detection said
+    detection_confidence: float | None = None
 
 
 @dataclass
@@ -110,7 +114,17 @@ def count_text_words(text: str, fmt: str = "text") -> int:
     """Words for billing, estimates, quota and progress: for html/xml the text's words,
     not the tags' (every tag, comment and declaration counts as a space; the text of
     elements kept untranslated, <code> or <script>, is counted like any text)."""
+    if documents.is_document(fmt):
+        return documents.word_count(text, fmt)
     if fmt in MARKUP_FORMATS:
+        text = _TAG.sub(" ", text)
+    return count_words(text)
+
+
+def chunk_words(text: str, fmt: str) -> int:
+    """Words of one planned chunk: a document's chunk is its unit stream, whose inline
+    codes are tags when the format writes them so."""
+    if documents.markup_of(fmt) != "text":
         text = _TAG.sub(" ", text)
     return count_words(text)
 
@@ -167,14 +181,18 @@ def cache_version(model_version: str, options_json: str | None) -> str:
     return spans.cache_version(model_version, protection_for(options_json))
 
 
-def options_json(protection: Protection, glossary_id: str | None) -> str | None:
-    """What Job.options stores: ``protection.options()`` plus the glossary id; None for
-    the defaults."""
-    if protection == Protection() and glossary_id is None:
+def options_json(
+    protection: Protection, glossary_id: str | None, filename: str | None = None
+) -> str | None:
+    """What Job.options stores: ``protection.options()`` plus the glossary id and an
+    uploaded document's file name; None for the defaults."""
+    if protection == Protection() and glossary_id is None and filename is None:
         return None
     out = protection.options()
     if glossary_id is not None:
         out["glossary_id"] = glossary_id
+    if filename is not None:
+        out["filename"] = filename
     return json.dumps(out, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -269,11 +287,11 @@ class JobService:
         if req.glossary_id is not None:
             stored = glossaries.terms_for(self.db.engine, req.user_id, req.glossary_id)
         protection = Protection.of(
-            req.format or "text",
+            documents.markup_of(req.format),  # a document's units: text or xml codes
             req.do_not_translate or (),
             merge_glossaries(stored, req.glossary),
         )
-        stored_options = options_json(protection, req.glossary_id)
+        stored_options = options_json(protection, req.glossary_id, req.filename)
         if stored_options is not None:  # _plan's cache_version needs it next: not built twice
             key = hashlib.sha256(stored_options.encode("utf-8", "surrogatepass")).digest()
             _remember(key, protection)
@@ -287,7 +305,7 @@ class JobService:
                 req.text, self.settings.chunk_words, req.source_lang, fmt
             )
         except (ValueError, SyntaxError) as exc:  # lxml's parse errors are SyntaxErrors
-            if fmt not in MARKUP_FORMATS:
+            if isinstance(exc, documents.InvalidDocument) or fmt not in MARKUP_FORMATS:
                 raise
             log.info("markup not planned", extra={"format": fmt, "error": repr(exc)})
             raise InvalidMarkup(
@@ -333,6 +351,8 @@ class JobService:
             format=fmt,
             glossary_id=req.glossary_id,
             options=options,
+            detected_language=req.detected_language,
+            detection_confidence=req.detection_confidence,
             callback_url=req.callback_url,
             estimated_cost=cost,
             estimated_completion=now + timedelta(seconds=est_s),
@@ -347,7 +367,7 @@ class JobService:
                         job_id=job.id,
                         chunk_index=i,
                         status="queued",
-                        word_count=count_text_words(text, fmt),
+                        word_count=chunk_words(text, fmt),
                         source_text=text,
                         layout=stored[i],
                         updated_at=now,
@@ -379,7 +399,7 @@ class JobService:
             options = await self.db.run(self._resolve_options, req)
         elif req.glossary:  # compiles a regex of up to 1,000 terms: off the loop
             options = await asyncio.to_thread(self._resolve_options, req)
-        elif req.do_not_translate or (req.format or "text") != "text":
+        elif req.do_not_translate or req.filename or (req.format or "text") != "text":
             options = self._resolve_options(req)
         planned = await asyncio.to_thread(self._plan, req, model_version, options)
         words = req.word_count
@@ -407,7 +427,7 @@ class JobService:
         for i, text in enumerate(chunk_texts):
             if only is not None and i not in only:
                 continue
-            n = count_text_words(text, job.format)
+            n = chunk_words(text, job.format)
             self.pending_words[job.priority] += n
             await self.queue.publish(
                 ChunkMessage(
@@ -433,6 +453,16 @@ class JobService:
             if job is None or (user_id is not None and job.user_id != user_id):
                 raise JobNotFound(job_id)
             return job
+
+    def _filename(self, job_id: str) -> str | None:
+        with self.db.session() as session:
+            stored = session.execute(select(Job.options).where(Job.id == job_id)).scalar()
+        return json.loads(stored).get("filename") if stored else None
+
+    async def download_name(self, job: Job) -> str:
+        """The translated file's name for a document job (``guide.md`` -> ``guide.pt.md``)."""
+        filename = await self.db.run(self._filename, job.id)
+        return documents.download_name(filename, job.format, job.target_lang)
 
     async def get(self, user_id: str | None, job_id: str, texts: bool = False) -> Job:
         """The job; ``texts``: with its source and result text (else those are not loaded
@@ -575,6 +605,22 @@ class JobService:
             session.commit()
             return Claim(chunk, priority, source_lang, target_lang, taken_before, options)
 
+    def _rebuild(self, session, job: Job) -> Job | None:  # noqa: ANN001 - a Session
+        """Blocking, inside complete_chunk's transaction: the translated file from the
+        job's unit stream. A file that cannot be rebuilt fails the job readably (returned)
+        instead of failing the worker; None when ``job.result_text`` holds the file."""
+        source = session.execute(select(Job.source_text).where(Job.id == job.id)).scalar_one()
+        options = Options(job.source_lang, job.target_lang, job.model_version or "")
+        try:
+            job.result_text = documents.assemble(source, job.format, job.result_text, options)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a format's bug must not stop the worker
+            log.exception("document rebuild failed", extra={"job_id": job.id})
+            job.status, job.error = "failed", f"the {job.format} file could not be rebuilt: {exc}"
+            job.result_text, job.completed_at = None, utcnow()
+            session.add(job)
+            return job
+
     def is_cancelled(self, job_id: str) -> bool:
         return job_id in self.cancelled
 
@@ -657,6 +703,11 @@ class JobService:
                 .order_by(Chunk.chunk_index)
             ).all()
             job.result_text = "".join(p.result_text or "" for p in parts)
+            if documents.is_document(job.format):
+                failed = self._rebuild(session, job)
+                if failed is not None:
+                    session.commit()
+                    return failed
             job.status = "completed"
             job.completed_at = now
             job.cost_usd = self.cost_for_seconds(sum(p.engine_seconds or 0.0 for p in parts))

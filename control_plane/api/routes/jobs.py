@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from control_plane.db import Job
 from control_plane.domain import JOB_STATUSES
+from control_plane.jobs.documents import decode, is_document
 from control_plane.jobs.request import metadata_value
 from control_plane.jobs.service import elapsed_speed
+from control_plane.text import formats
 
 from ..errors import ApiError
 from ..openapi import AUTH_ERRORS, JOB_ID, SECURED, err, json_spec, operation, ref
@@ -46,6 +50,8 @@ def job_view(job: Job) -> JobView:
         metadata=metadata_value(job.job_metadata),
         format=job.format,
         glossary_id=job.glossary_id,
+        detected_language=job.detected_language,
+        detection_confidence=job.detection_confidence,
         links=job_links(job.id),
     )
 
@@ -88,7 +94,17 @@ async def get_job(request: web.Request) -> web.Response:
         "security": SECURED,
         "parameters": [JOB_ID],
         "responses": {
-            "200": json_spec(ref("JobResult"), "The translated document"),
+            "200": {
+                "description": "The translated document: JSON for text, html and xml jobs; "
+                "for a document format (po, xliff, markdown, srt, vtt, docx) the translated "
+                "file itself, with its Content-Type and a Content-Disposition file name "
+                "(add ?as=json for the JSON form, whose translated_content is the file: "
+                "base64 for docx)",
+                "content": {
+                    "application/json": {"schema": ref("JobResult")},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
             **AUTH_ERRORS,
             "404": err("No such job for this caller"),
             "409": err("Not completed (queued, processing, failed or cancelled)"),
@@ -97,6 +113,8 @@ async def get_job(request: web.Request) -> web.Response:
 )
 async def get_result(request: web.Request) -> web.Response:
     job = await _load(request, texts=True)
+    if job.status == "completed" and is_document(job.format) and request.query.get("as") != "json":
+        return await _file(request, job)
     if job.status != "completed":
         code = {"failed": "job_failed", "cancelled": "job_cancelled"}.get(job.status, "not_ready")
         message = {
@@ -122,8 +140,30 @@ async def get_result(request: web.Request) -> web.Response:
             metadata=metadata_value(job.job_metadata),
             format=job.format,
             glossary_id=job.glossary_id,
+            detected_language=job.detected_language,
+            detection_confidence=job.detection_confidence,
         )
     )
+
+
+async def _file(request: web.Request, job) -> web.Response:  # noqa: ANN001 - a Job
+    """A document job's translated file, as a download."""
+    svc = runtime_of(request)
+    name = await svc.jobs.download_name(job)
+    fmt = formats.get(job.format)
+    return web.Response(
+        body=decode(job.result_text or "", job.format),
+        headers={
+            "Content-Type": fmt.media_type,
+            "Content-Disposition": content_disposition(name),
+        },
+    )
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with an ASCII fallback name and the UTF-8 one (RFC 6266/5987)."""
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
 @routes.delete("/api/v1/jobs/{job_id}")

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from control_plane.jobs.admission import admit
+from control_plane.jobs.admission import admit, detects
 from control_plane.jobs.json_body import THREAD_BYTES, check_media_type, parse_json
 from control_plane.jobs.request import metadata_value
 from control_plane.security import QuotaExceeded, WordQuota, vet_callback_url
@@ -83,10 +83,15 @@ async def submit(request: web.Request) -> web.Response:
     body = await read_json(request, svc.settings.max_body_bytes)
     # Rejected: mapped by its code. A large body is validated and counted in a thread (an
     # 8 MiB content costs tens of milliseconds of pydantic and word counting)
-    if (request.content_length or 0) > THREAD_BYTES:
+    if (request.content_length or 0) > THREAD_BYTES or detects(body):
         req = await asyncio.to_thread(admit, body, who, svc.client, svc.settings)
     else:
         req = admit(body, who, svc.client, svc.settings)
+    return await accept(svc, who, req)
+
+
+async def accept(svc, who, req) -> web.Response:  # noqa: ANN001
+    """An admitted submission (JSON or an uploaded document): trust checks, the job, 202."""
     await vet_submission(svc, who, req)
     job = await svc.jobs.submit(req, svc.client.model_version(req.source_lang, req.target_lang))
     svc.metrics.jobs_submitted.labels(job.priority).inc()
@@ -103,6 +108,8 @@ async def submit(request: web.Request) -> web.Response:
         metadata=metadata_value(job.job_metadata),
         format=job.format,
         glossary_id=job.glossary_id,
+        detected_language=job.detected_language,
+        detection_confidence=job.detection_confidence,
         links=job_links(job.id),
     )
     return web.Response(

@@ -10,11 +10,15 @@ completes.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from pathlib import PurePath
 
 from control_plane.engine.base import Translation
 from control_plane.text.formats.base import DocumentFormat, Options, Unit
+
+log = logging.getLogger(__name__)
+_broken: set[str] = set()
 
 __all__ = ["DocumentFormat", "Options", "Unit", "get", "by_extension", "names"]
 
@@ -42,11 +46,16 @@ def get(name: str) -> DocumentFormat:
 
 
 def names() -> list[str]:
+    """The formats offered: those whose module (and its parser library) loads. A module
+    that fails to load is logged once and left out; the others still work."""
     out = []
     for name, module in _MODULES.items():
         try:
             importlib.import_module(f"control_plane.text.formats.{module}")
-        except ImportError:
+        except Exception as exc:  # noqa: BLE001 - one broken format must not break all
+            if module not in _broken:
+                _broken.add(module)
+                log.warning("format %s unavailable: %r", name, exc)
             continue
         out.append(name)
     return out

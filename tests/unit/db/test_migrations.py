@@ -170,3 +170,25 @@ def test_0004_up_and_down_postgres(postgres_url):
     finally:
         db.close()
         devstack.drop_database(name, postgres_url)
+
+
+def test_0005_detected_language_up_and_down(tmp_path):
+    """0005 adds jobs.detected_language/detection_confidence (NULL for existing jobs)."""
+    from sqlalchemy import text
+
+    from control_plane.db.engine import migrate
+
+    db = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    migrate(db.engine, "0004")
+    db.migrate()
+    cols = {c["name"] for c in inspect(db.engine).get_columns("jobs")}
+    assert {"detected_language", "detection_confidence"} <= cols
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    _downgrade(db.engine, "0004")
+    cols = {c["name"] for c in inspect(db.engine).get_columns("jobs")}
+    assert not {"detected_language", "detection_confidence"} & cols
+    db.migrate()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM jobs")).scalar_one() == 0
+    db.close()

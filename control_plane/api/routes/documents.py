@@ -1,0 +1,158 @@
+"""POST /api/v1/documents: a file upload that becomes the same job as a JSON submission.
+
+The format comes from the ``format`` field or the file name's extension; the file is
+stored as the job's content (base64 for a binary format) and the result endpoint gives
+the translated file back with its content type and a file name (``guide.pt.md``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import BodyPartReader, web
+
+from control_plane.jobs import documents
+from control_plane.jobs.admission import admit, detects
+from control_plane.jobs.json_body import THREAD_BYTES
+from control_plane.text import formats
+
+from ..errors import ApiError
+from ..openapi import AUTH_ERRORS, SECURED, err, json_spec, operation, ref
+from ..state import authenticate, runtime_of
+from .translate import accept
+
+routes = web.RouteTableDef()
+
+FIELD_BYTES = 1 << 20  # a form field (a glossary as JSON can be large), not the file
+JSON_FIELDS = ("metadata", "glossary", "do_not_translate")  # sent as JSON text
+TEXT_FIELDS = (
+    "source_language", "target_language", "priority", "format", "callback_url", "glossary_id",
+)  # fmt: skip
+
+
+async def _read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
+    data = bytearray()
+    while chunk := await part.read_chunk(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(413, "content_too_large", f"{what} over the {limit}-byte limit")
+    return bytes(data)
+
+
+async def read_form(request: web.Request, limit: int) -> tuple[dict, bytes, str | None]:
+    """(fields, file bytes, file name) of a multipart/form-data upload."""
+    if not request.content_type.startswith("multipart/form-data"):
+        raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a 'file' part")
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
+    fields: dict = {}
+    data, filename = None, None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise ApiError(422, "invalid_request", "nested multipart bodies are not read")
+            if part.name == "file":
+                filename = part.filename
+                data = await _read_part(part, limit, "file")
+            elif part.name in TEXT_FIELDS or part.name in JSON_FIELDS:
+                raw = await _read_part(part, FIELD_BYTES, f"field {part.name}")
+                fields[part.name] = raw.decode("utf-8", "replace")
+            else:
+                raise ApiError(422, "invalid_request", f"unknown form field {part.name!r}")
+    except (ValueError, AssertionError) as exc:  # aiohttp's parser on a broken body
+        raise ApiError(400, "malformed_form", f"multipart body could not be read: {exc}") from exc
+    if data is None:
+        raise ApiError(422, "invalid_request", "the form has no 'file' part")
+    return fields, data, filename
+
+
+def request_body(fields: dict, data: bytes, filename: str | None) -> dict:
+    """The JSON submission this upload stands for."""
+    fmt = fields.get("format") or documents.format_of(filename)
+    if fmt is None:
+        known = ", ".join(sorted({*documents.OWN_PATH, *formats.names()}))
+        raise ApiError(
+            422,
+            "unknown_format",
+            f"cannot tell the format of {filename or 'the file'!r} from its name; "
+            f"send format= one of: {known}",
+        )
+    body: dict = {k: v for k, v in fields.items() if k in TEXT_FIELDS}
+    body["format"] = fmt
+    for key in JSON_FIELDS:
+        if key in fields:
+            try:
+                body[key] = json.loads(fields[key])
+            except ValueError as exc:
+                raise ApiError(422, "invalid_request", f"{key} must be JSON: {exc}") from exc
+    try:
+        body["content"] = (
+            documents.encode(data, fmt) if documents.is_document(fmt) else data.decode("utf-8")
+        )
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            422, "invalid_document", f"{filename or 'the file'} is not UTF-8 text: {exc}"
+        ) from exc
+    return body
+
+
+@routes.post("/api/v1/documents")
+@operation(
+    {
+        "summary": "Upload a file for translation (the same job as POST /api/v1/translate)",
+        "operationId": "submitDocument",
+        "security": SECURED,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file", "source_language", "target_language"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "source_language": {"type": "string"},
+                            "target_language": {"type": "string"},
+                            "priority": {"type": "string", "enum": ["critical", "high", "normal"]},
+                            "format": {
+                                "type": "string",
+                                "description": "default: from the file name's extension",
+                            },
+                            "callback_url": {"type": "string"},
+                            "glossary_id": {"type": "string"},
+                            "metadata": {"type": "string", "description": "a JSON object"},
+                            "glossary": {"type": "string", "description": "a JSON object"},
+                            "do_not_translate": {"type": "string", "description": "a JSON list"},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "202": json_spec(ref("SubmitResponse"), "Job accepted"),
+            "400": err("malformed_form or unsupported_language_pair"),
+            "404": err("glossary_not_found"),
+            **AUTH_ERRORS,
+            "413": err("File or word count over the configured limit"),
+            "415": err("Not multipart/form-data"),
+            "422": err(
+                "invalid_request (fields), unknown_format (say format=), invalid_document "
+                "(the file does not parse as its format, or is not UTF-8 text)"
+            ),
+            "503": err("Engine still loading"),
+        },
+    }
+)
+async def upload(request: web.Request) -> web.Response:
+    svc = runtime_of(request)
+    who = await authenticate(request)
+    fields, data, filename = await read_form(request, svc.settings.max_body_bytes)
+    body = request_body(fields, data, filename)
+    # parsing the file to count its words can take a while for a large one: off the loop
+    if len(data) > THREAD_BYTES or detects(body):
+        req = await asyncio.to_thread(admit, body, who, svc.client, svc.settings)
+    else:
+        req = admit(body, who, svc.client, svc.settings)
+    req.filename = (filename or "")[:255] or None
+    return await accept(svc, who, req)
