@@ -8,6 +8,7 @@ strings and ``--glossary`` terms (whose target term comes out as given)."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -36,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  mtctl translate -s en -t pt --glossary terms.json --do-not-translate Acme notes.txt\n"
         '\nterms.json: {"source term": "target term", ...}',
     )
-    p.add_argument("-s", "--source", required=True, help="source language, e.g. en")
+    p.add_argument(
+        "-s",
+        "--source",
+        required=True,
+        help="source language, e.g. en, or auto (detected from the input; said on stderr)",
+    )
     p.add_argument("-t", "--target", required=True, help="target language, e.g. pt")
     p.add_argument(
         "--precision",
@@ -239,7 +245,7 @@ def _document(args: argparse.Namespace, protection, translate) -> int:  # noqa: 
     from control_plane.text import formats
 
     fmt = formats.get(args.format)
-    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    data = args.data if args.data is not None else _read_input(args)
     options = formats.Options(args.source, args.target, model_version="mtctl translate")
     try:
         out = formats.translate_document(data, fmt, _engine_call(translate), options, protection)
@@ -254,11 +260,35 @@ def _document(args: argparse.Namespace, protection, translate) -> int:  # noqa: 
     return 0
 
 
+def _read_input(args: argparse.Namespace) -> bytes:
+    return sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+
+
+def _detect_source(args: argparse.Namespace) -> None:
+    """-s auto: the whole input is read first and its language detected (as the API's
+    admission does); the input is then translated from memory."""
+    from control_plane.jobs.admission import Rejected, detect_source
+    from control_plane.jobs.documents import encode, is_document
+
+    data = _read_input(args)
+    args.data = data
+    content = encode(data, args.format) if is_document(args.format) else data.decode("utf-8")
+    try:
+        found = detect_source(content, args.format)
+    except Rejected as exc:
+        raise OptionError(exc.message) from exc
+    print(f"mtctl translate: detected {found.language} ({found.confidence:.2f})", file=sys.stderr)
+    args.source = found.language
+
+
 def run(args: argparse.Namespace) -> int:
     args.format = _format_of(args)
+    args.data = None
     try:
         protection = load_protection(args)
-    except OptionError as exc:
+        if args.source.lower() == "auto":
+            _detect_source(args)
+    except (OptionError, UnicodeDecodeError) as exc:
         print(f"mtctl translate: {exc}", file=sys.stderr)
         return 2
     try:
@@ -268,7 +298,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.format not in ("text", "html", "xml"):
         return _document(args, protection, translate)
-    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    if args.data is not None:
+        stream = io.StringIO(args.data.decode("utf-8"))
+    else:
+        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
     out_stream = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     if args.format != "text":
         try:
