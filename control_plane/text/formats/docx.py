@@ -330,7 +330,7 @@ def _fill(
         index = int(number) if number.isdigit() else -1
         if letter == "r" and 0 <= index < len(para.fmts):
             _fill(para, target, child, index, wrap_fmt)
-        elif letter in "ac" and 0 <= index < len(para.wraps):
+        elif letter in ("a", "c") and 0 <= index < len(para.wraps):
             element = para.wraps[index]
             for old in list(element):
                 if not _is_props(old):

@@ -314,6 +314,67 @@ def test_saved_fixture_round_trips():
     assert structure(out) == structure(data)
 
 
+_FOOTNOTES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<w:footnotes xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+    '<w:footnote w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p>'
+    "</w:footnote>"
+    '<w:footnote w:id="1"><w:p><w:r><w:footnoteRef/></w:r><w:r><w:t xml:space="preserve">'
+    " The note explains </w:t></w:r><w:r><w:rPr><w:i/></w:rPr><w:t>where</w:t></w:r>"
+    '<w:r><w:t xml:space="preserve"> the figures come from.</w:t></w:r></w:p></w:footnote>'
+    "</w:footnotes>"
+)
+
+
+def with_footnote(data: bytes) -> bytes:
+    """The document with a footnotes part (python-docx cannot write one) and a
+    reference to note 1 at the end of its first paragraph."""
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "[Content_Types].xml":
+                body = body.replace(
+                    b"</Types>",
+                    b'<Override PartName="/word/footnotes.xml" ContentType="application/'
+                    b'vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml"/>'
+                    b"</Types>",
+                )
+            elif item.filename == "word/_rels/document.xml.rels":
+                body = body.replace(
+                    b"</Relationships>",
+                    b'<Relationship Id="rIdNotes" Type="http://schemas.openxmlformats.org/'
+                    b'officeDocument/2006/relationships/footnotes" Target="footnotes.xml"/>'
+                    b"</Relationships>",
+                )
+            elif item.filename == "word/document.xml":
+                body = body.replace(
+                    b"</w:p>",
+                    b'<w:r><w:footnoteReference w:id="1"/></w:r></w:p>',
+                    1,
+                )
+            dst.writestr(item, body)
+        dst.writestr("word/footnotes.xml", _FOOTNOTES)
+    return out.getvalue()
+
+
+def test_footnotes_are_units(source):
+    data = with_footnote(source)
+    units = FORMAT.extract(data)
+    assert units[0].text == "Translating documents<t0/>"  # the reference is a void
+    note = units[-1]
+    assert note.key == "/word/footnotes.xml#1"
+    assert note.text == "<t0/> The note explains <r1>where</r1> the figures come from."
+    out = translate_document(data, FORMAT, _upper_outside_tags, OPTIONS)
+    assert structure(out) == structure(data)
+    again = FORMAT.extract(out)
+    assert again[-1].text == "<t0/> THE NOTE EXPLAINS <r1>WHERE</r1> THE FIGURES COME FROM."
+    assert [u.key for u in again] == [u.key for u in units]
+
+
 # ---------------------------------------------------------------------------- real engine
 
 
