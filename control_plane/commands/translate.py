@@ -264,6 +264,18 @@ def _read_input(args: argparse.Namespace) -> bytes:
     return sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
 
 
+def served_pairs() -> list[tuple[str, str]]:
+    """The pairs the local model store serves (detection prefers their sources)."""
+    from control_plane.engine.store import installed_models, pairs_of
+    from control_plane.settings import Settings
+
+    try:
+        metas = installed_models(Settings.from_env().model_dir).values()
+    except OSError:  # no model store: detection works without the preference
+        return []
+    return sorted({pair for meta in metas for pair in pairs_of(meta)})
+
+
 def _detect_source(args: argparse.Namespace) -> None:
     """-s auto: the whole input is read first and its language detected (as the API's
     admission does); the input is then translated from memory."""
@@ -274,7 +286,7 @@ def _detect_source(args: argparse.Namespace) -> None:
     args.data = data
     content = encode(data, args.format) if is_document(args.format) else data.decode("utf-8")
     try:
-        found = detect_source(content, args.format)
+        found = detect_source(content, args.format, sorted({s for s, _ in served_pairs()}))
     except Rejected as exc:
         raise OptionError(exc.message) from exc
     print(f"mtctl translate: detected {found.language} ({found.confidence:.2f})", file=sys.stderr)

@@ -54,7 +54,7 @@ class LocalEngine:
         self.beam_size = beam_size
         self._meta: dict[tuple[str, str], tuple[Path, dict]] = {}
         for name, meta in installed_models(self.root).items():
-            for src, tgt in _pairs_of(meta):
+            for src, tgt in pairs_of(meta):
                 self._meta.setdefault((src, tgt), (self.root / name, meta))
         self._models: dict[Path, object] = {}
         self._lock = threading.Lock()
@@ -120,7 +120,7 @@ class LocalEngine:
         return model.translate(segments, rank)
 
 
-def _pairs_of(meta: dict) -> list[tuple[str, str]]:
+def pairs_of(meta: dict) -> list[tuple[str, str]]:
     if meta.get("source") and meta.get("target"):
         return [(meta["source"], meta["target"])]
     langs = meta.get("languages") or []
