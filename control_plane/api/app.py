@@ -20,7 +20,7 @@ from control_plane.settings import Settings
 
 from . import openapi
 from .errors import error_middleware
-from .routes import documents, glossaries, jobs, meta, translate
+from .routes import documents, glossaries, jobs, meta, translate, webui
 from .state import RUNTIME
 
 
@@ -50,5 +50,6 @@ def create_app(
     app.add_routes(glossaries.routes)
     app.add_routes(meta.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(webui.routes)
     app.cleanup_ctx.append(_lifecycle)
     return app
