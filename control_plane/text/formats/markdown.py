@@ -15,7 +15,9 @@ what the model never sees the inside of: inline code ``<c5/>``, images ``<img6/>
 autolinks ``<u7/>``, inline HTML ``<h8/>``, a hard line break ``<br9/>``, a task-list
 box ``<t10/>``. The format keeps the source syntax behind every tag (for links the
 exact ``](url "title")`` or ``][ref]``, for code, images and autolinks their exact
-source, recorded while markdown-it's inline rules run) and writes it back; text from
+source, recorded while markdown-it's inline rules run; a shortcut or collapsed reference
+``[label]`` / ``[label][]`` becomes ``[text][label]`` so that it still finds its
+definition) and writes it back; text from
 the model is escaped for Markdown (``*``, ``_`` at word edges, ``[``, ``]``, `` ` ``,
 ``\\``, ``<``, ``~``, entity-like ``&``, and ``|`` in table cells) and a line never
 starts with something that would open a block (checked by parsing it).
@@ -233,6 +235,8 @@ def _inline_unit(block: _Block) -> None:
             n += 1
             tag = f"<a{n}>"
             close = src[recorded[2] : recorded[1]]
+            if close in ("]", "][]"):  # the label is the reference: keep it as one
+                close = "][" + src[recorded[0] + 1 : recorded[2]] + "]"
             block.table[tag] = src[recorded[0] : recorded[0] + 1]
             block.table[f"</a{n}>"] = close.replace("|", "\\|") if in_cell else close
             block.pairs[tag] = f"</a{n}>"
