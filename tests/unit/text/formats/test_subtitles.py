@@ -159,7 +159,7 @@ def test_not_a_subtitle_file_is_a_value_error():
 def test_split_lines_balances_at_spaces_outside_tags():
     pieces = [(False, "one two three "), (True, '<font color="a b">'), (False, "four five six")]
     assert split_lines(pieces, 2) == ["one two three", '<font color="a b">four five six']
-    assert split_lines([(False, "a bb ccc dddd eeeee")], 3) == ["a bb ccc", "dddd", "eeeee"]
+    assert split_lines([(False, "a bb ccc dddd eeeee")], 3) == ["a bb", "ccc dddd", "eeeee"]
     assert split_lines([(False, "single")], 2) == ["single"]  # fewer words than lines
     dialogue = [(False, "- Trouxeste o mapa? - Sim, está na minha mochila grande.")]
     assert split_lines(dialogue, 2, dialogue=True) == [
