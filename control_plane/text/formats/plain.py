@@ -2,9 +2,10 @@
 indentation exactly as they were.
 
 A paragraph is a run of non-blank lines between blank lines (a line of nothing but
-whitespace is blank). A hard-wrapped paragraph (``wrap_width`` says which) is one unit:
-its lines joined by spaces without their indentation, translated as whole sentences and
-re-wrapped with ``textwrap`` to the paragraph's width, the first line's prefix
+whitespace is blank); a heading underlined with ``===`` or ``---`` right above a wrapped
+paragraph is a paragraph of its own. A hard-wrapped paragraph (``wrap_width`` says
+which) is one unit: its lines joined by spaces without their indentation, translated as
+whole sentences and re-wrapped with ``textwrap`` to the paragraph's width, the first line's prefix
 (indentation and bullet) and the continuation lines' indentation kept. Any other
 paragraph is one unit holding its lines as they are (``Layout.parse`` translates it line
 by line: sentences never cross a line break, indentation and list markers stay).
@@ -120,6 +121,12 @@ def wrap_width(lines: list[str]) -> int | None:
     return width
 
 
+def _underline(body: str) -> bool:
+    """A heading's underline: one punctuation character repeated (``=====``, ``-----``)."""
+    mark = body.strip()
+    return len(mark) >= 3 and mark[0] in "=-~*^#+" and mark == mark[0] * len(mark)
+
+
 @dataclass
 class _Paragraph:
     start: int  # index of its first line
@@ -162,6 +169,11 @@ class PlainText:
             j = i
             while j < len(lines) and lines[j][0].strip():
                 j += 1
+            bodies = [b for b, _ in lines[i:j]]
+            if len(bodies) >= 4 and _underline(bodies[1]) and wrap_width(bodies[2:]):
+                # a heading and its underline right above a wrapped paragraph
+                paragraphs.append(_Paragraph(i, i + 2, None))
+                i += 2
             paragraphs.append(_Paragraph(i, j, wrap_width([b for b, _ in lines[i:j]])))
             i = j
         return bom, lines, paragraphs
