@@ -476,14 +476,39 @@ class Layout:
                 pos = 0
                 for s, e in sentence_spans(rest, lang, budget):
                     add(False, rest[pos:s])
-                    sent = rest[s:e]
-                    add(bool(_HAS_WORD.search(sent)), sent)
+                    for is_seg, piece in _columns(rest[s:e]):
+                        add(is_seg and bool(_HAS_WORD.search(piece)), piece)
                     pos = e
                 add(False, rest[pos:])
             add(False, eol)
         if literal:
             pieces.append((False, "".join(literal)))
         return cls(pieces)
+
+
+_COLUMN_GAP = re.compile(r"[ \t]{2,}|\t")  # two spaces or a tab: aligned columns
+
+
+def _columns(sentence: str) -> list[tuple[bool, str]]:
+    """A sentence cut at runs of two or more spaces (or a tab): the columns of a help
+    text ("  -v, --verbose      print more") are translated apart and their alignment
+    stays literal; the model would collapse the run to one space."""
+    out: list[tuple[bool, str]] = []
+    pos = 0
+    for m in _COLUMN_GAP.finditer(sentence):
+        out.append((True, sentence[pos : m.start()]))
+        out.append((False, m.group(0)))
+        pos = m.end()
+    out.append((True, sentence[pos:]))
+    trimmed: list[tuple[bool, str]] = []
+    for is_seg, t in out:  # a segment never starts or ends with a space (of any kind)
+        core = t.strip() if is_seg else t
+        if is_seg and core != t:
+            lead = t[: len(t) - len(t.lstrip())]
+            trimmed += [(False, lead), (True, core), (False, t[len(lead) + len(core) :])]
+        else:
+            trimmed.append((is_seg, t))
+    return [(is_seg, t) for is_seg, t in trimmed if t]
 
 
 def _blocks(text: str) -> list[str]:

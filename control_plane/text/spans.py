@@ -24,7 +24,9 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-KINDS = ("tag", "user", "glossary", "code", "url", "email", "placeholder", "path", "number")
+KINDS = (
+    "tag", "user", "glossary", "code", "url", "email", "placeholder", "path", "number", "option",
+)  # fmt: skip
 
 # printf: %s %d %1$s %-10.3f %(name)s %%; no space flag, so "100% sure" is no "% s"
 _PRINTF = (
@@ -60,6 +62,9 @@ _UNIT = (
     r"[kcm]?m|[km]?g|[kmM]?W|kWh|mAh|[mk]?V|[kM]?L|ml|°[CF]|%|x"
 )
 _NUMBER = r"(?<![\w.,])\d{1,15}(?:[.,]\d{1,15}){0,3}\s?(?:" + _UNIT + r")(?![\w%])"
+# command-line options: --version, --log-level=debug, -rf (not "well-known", "-5", " - ");
+# the model made "--version" into "--versão" and "--debug" into "---debug"
+_OPTION = r"(?<![\w-])(?:--[A-Za-z][\w-]{0,63}(?:=[^\s,;)]{1,200})?|-[A-Za-z]{1,3})(?![\w-])"
 # ordered: the first kind to claim a character wins (a URL's path is not a file path),
 # except that a path takes the placeholders inside it ("/tmp/%s.log" is one span)
 _PATTERNS = (
@@ -69,12 +74,13 @@ _PATTERNS = (
     ("placeholder", re.compile(_PRINTF + "|" + _BRACE)),
     ("path", re.compile(_PATH)),
     ("number", re.compile(_NUMBER)),
+    ("option", re.compile(_OPTION)),
 )
 _URL_TAIL = ".,;:!?)]}'\""  # sentence punctuation after a URL or path is not part of it
 # quotes directly around a span go with it: every engine drops or mangles a quote left
 # alone beside a mask ("“X1”" -> "-X1"); 65 of 1,000 gettext messages, +2.5 BLEU
 _QUOTES = {"“": "”", '"': '"', "'": "'", "`": "'", "‘": "’", "«": "»", "„": "“", "<": ">"}
-_JOINABLE = frozenset({"placeholder", "path", "number", "code", "url", "email"})
+_JOINABLE = frozenset({"placeholder", "path", "number", "code", "url", "email", "option"})
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,7 @@ class Protection:
         return {s.strip().casefold(): t for s, t in self.glossary}
 
 
-SPANS_VERSION = 1  # bump when detection or masking changes what a segment translates to
+SPANS_VERSION = 2  # bump when detection or masking changes what a segment translates to
 
 
 def cache_version(model_version: str, protection: Protection) -> str:
