@@ -23,6 +23,17 @@ from tests.functional.api_service import JWT_SECRET, running_service
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / "tests" / "artifacts"
 HAS_PO = (REPO / "control_plane" / "text" / "formats" / "po.py").exists()
+
+
+def _has_format(name: str) -> bool:
+    try:
+        from control_plane.text import formats
+    except ImportError:
+        return False
+    return name in formats.names()
+
+
+HAS_DOCX = _has_format("docx")  # a binary file: no preview, downloaded as it comes
 JOB_TIMEOUT_S = 180
 
 TEXT = "Hello, world! This is a test of the translation page. The weather is nice today."
@@ -244,18 +255,50 @@ def _check_po(saved: Path) -> None:
     assert po.metadata.get("Language") == "pt", po.metadata
 
 
+DOCX_PARAGRAPHS = ["The printer is out of paper.", "Open the settings menu and choose a language."]
+
+
+def _docx_file(path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(DOCX_PARAGRAPHS[0])
+    p = document.add_paragraph("Open the ")
+    p.add_run("settings").bold = True
+    p.add_run(" menu and choose a language.")
+    document.save(str(path))
+
+
+def _check_docx(saved: Path) -> None:
+    import docx
+
+    texts = [p.text for p in docx.Document(str(saved)).paragraphs]
+    assert len(texts) == len(DOCX_PARAGRAPHS), texts
+    for src, out in zip(DOCX_PARAGRAPHS, texts, strict=True):
+        assert out.strip() and out != src, (src, out)
+    assert "impressora" in texts[0].lower(), texts
+
+
 FILES = [pytest.param("notes.txt", id="txt")]
 if HAS_PO:
     FILES.append(pytest.param("messages.po", id="po"))
+if HAS_DOCX:
+    FILES.append(pytest.param("guide.docx", id="docx"))
 
 
 @pytest.mark.parametrize("name", FILES)
 def test_file_round_trip(page, downloads, tmp_path, name):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     source = tmp_path / name
-    if name.endswith(".po"):
+    stem, ext = name.rsplit(".", 1)
+    if ext == "po":
         _po_file(source)
+    elif ext == "docx":
+        _docx_file(source)
+        # and the language detected by the service: source "auto"
+        Select(page.find_element(By.ID, "source")).select_by_value("auto")
     else:
         source.write_text(TXT_FILE, encoding="utf-8")
     page.find_element(By.ID, "file").send_keys(str(source))
@@ -266,11 +309,13 @@ def test_file_round_trip(page, downloads, tmp_path, name):
     shown = _wait_for_result(page)
     saved = _download(page, downloads)
     elapsed = time.monotonic() - started
-    stem, ext = name.rsplit(".", 1)
     assert saved.name == f"{stem}.pt.{ext}", saved.name
     print(f"{name} round trip: {elapsed:.1f} s to the downloaded {saved.name}")
     assert shown.strip()
-    (_check_po if ext == "po" else _check_txt)(saved)
+    {"po": _check_po, "docx": _check_docx}.get(ext, _check_txt)(saved)
+    if ext == "docx":
+        assert "use the download link" in shown  # no preview of a binary file
+        assert "detected: English (en)" in page.find_element(By.ID, "status").text
     shot = _screenshot(page, tmp_path, f"webui-{ext}.png")
     if ext == ("po" if HAS_PO else "txt"):  # the last file round trip: the artefact
         shutil.copyfile(shot, tmp_path / "webui.png")
