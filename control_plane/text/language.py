@@ -142,3 +142,28 @@ def detect(text: str, candidates: list[str] | None = None) -> Detection:
     if only:
         return Detection(only, dict(found)[only])
     return Detection(*found[0])
+
+
+# A served language within this factor of the top language's confidence wins. Measured on
+# the gettext sets (sentences of 5+ words) and 600 Spanish catalog messages, 11
+# languages configured: factor 1 (no preference): pt 96.4%, en 98.8%, es 97.8%; 0.5:
+# 98.8 / 99.6 / 91.8; 0.3: 99.0 / 99.6 / 85.7; 0.25: 99.1 / 99.6 / 83.3. Short Portuguese
+# reads as Spanish; the price is short Spanish read as Portuguese (documents of several
+# sentences are >99% either way).
+PREFER_RATIO = 0.25
+
+
+def detect_preferring(text: str, preferred: list[str], ratio: float = PREFER_RATIO) -> Detection:
+    """``detect(text)`` over every configured language, except that the best of
+    ``preferred`` (the languages a model serves) wins when its confidence is at least
+    ``ratio`` times the top one's: a German text is still named German, a short
+    Portuguese one that reads a little more Spanish is taken as Portuguese."""
+    top = detect(text)
+    if top.language in preferred or not preferred:
+        return top
+    values = _detector(languages()).compute_language_confidence_values(sample(text))
+    conf = {v.language.iso_code_639_1.name.lower(): float(v.value) for v in values}
+    best = max(preferred, key=lambda code: conf.get(code, 0.0))
+    if conf.get(best, 0.0) >= ratio * top.confidence:
+        return Detection(best, conf[best])
+    return top
