@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from pathlib import PurePath
 
 from control_plane.domain import DomainError
 from control_plane.text import formats
 from control_plane.text.chunking import count_words
-from control_plane.text.formats.units import plan_units, split_units
+from control_plane.text.formats.units import split_units
 
 # formats with their own planner; every other known format is a document format
 OWN_PATH = ("text", "html", "xml")
@@ -87,11 +88,21 @@ def extract(stored: str, fmt: str):  # noqa: ANN201 - list[Unit]
         ) from exc
 
 
-def word_count(stored: str, fmt: str, lang: str = "en") -> int:
+_CODES = re.compile(r"<[^<>]*>|&#?\w{1,32};")  # tags and references: linear
+
+
+def text_words(text: str, markup: str) -> int:
+    """Words of unit text (a unit, or a chunk's unit stream): inline codes and character
+    references of "xml" units are not words."""
+    return count_words(_CODES.sub(" ", text) if markup != "text" else text)
+
+
+def word_count(stored: str, fmt: str) -> int:
     """Words of the document's translatable text: what progress, cost and quota count
-    (a PO file's keywords and comments, a DOCX's XML, tags: none of it)."""
-    layouts = plan_units(extract(stored, fmt), markup_of(fmt), lang)
-    return sum(count_words(s) for layout in layouts for s in layout.segments)
+    (a PO file's keywords and comments, a DOCX's XML, tags: none of it). The chunks'
+    counts (``text_words`` of each unit stream) add up to it."""
+    markup = markup_of(fmt)
+    return sum(text_words(u.text, markup) for u in extract(stored, fmt))
 
 
 def assemble(stored: str, fmt: str, stream: str, options: formats.Options) -> str:

@@ -122,9 +122,11 @@ def count_text_words(text: str, fmt: str = "text") -> int:
 
 
 def chunk_words(text: str, fmt: str) -> int:
-    """Words of one planned chunk: a document's chunk is its unit stream, whose inline
-    codes are tags when the format writes them so."""
-    if documents.markup_of(fmt) != "text":
+    """Words of one planned chunk; a document's chunks add up to its word count (its
+    chunk is a unit stream, whose inline codes are tags when the format writes them so)."""
+    if documents.is_document(fmt):
+        return documents.text_words(text, documents.markup_of(fmt))
+    if fmt in MARKUP_FORMATS:
         text = _TAG.sub(" ", text)
     return count_words(text)
 
