@@ -18,7 +18,7 @@ from pathlib import PurePath
 from control_plane.domain import DomainError
 from control_plane.text import formats
 from control_plane.text.chunking import count_words
-from control_plane.text.formats.units import split_units
+from control_plane.text.formats.units import UNIT_END, split_units
 
 # formats with their own planner; every other known format is a document format
 OWN_PATH = ("text", "html", "xml")
@@ -94,6 +94,7 @@ _CODES = re.compile(r"<[^<>]*>|&#?\w{1,32};")  # tags and references: linear
 def text_words(text: str, markup: str) -> int:
     """Words of unit text (a unit, or a chunk's unit stream): inline codes and character
     references of "xml" units are not words."""
+    text = text.replace(UNIT_END, " ")  # units are apart, also in a chunk's stream
     return count_words(_CODES.sub(" ", text) if markup != "text" else text)
 
 

@@ -44,7 +44,7 @@ async def test_po_upload_round_trip(client):  # noqa: F811
     assert r.status == 202, await r.text()
     sub = await r.json()
     assert sub["format"] == "po"
-    assert sub["word_count"] == 5  # "Open the file", "Deleted %d files": no keywords, no "42"
+    assert sub["word_count"] == 6  # "Open the file", "Deleted %d files": no keywords, no "42"
     done = await wait_done(client, sub["job_id"], h)
     assert done["status"] == "completed", done
     assert done["words_processed"] == done["word_count"] and done["progress"] == 1.0
