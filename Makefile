@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reuse pip's cache between runs (torch for the HF export tests is large).
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean triton-config
+.PHONY: browser venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean triton-config
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,12 @@ lint: venv
 triton-config: venv
 	$(PY) -m control_plane.inference.triton_config
 
-test: venv venv-hf test-models
+# Debian's chromium + chromium-driver for the web page's browser test (apt, as root or
+# with sudo); the test skips, naming what is missing, where they cannot be installed
+browser: venv
+	$(PY) -m devstack.browser ensure || echo "browser: not installed; tests/functional/L0_webui will skip"
+
+test: venv venv-hf test-models browser
 	$(VENV)/bin/ruff check .
 	MTB_MODEL_DIR=$(CURDIR)/.models $(PY) -m pytest -ra
 
