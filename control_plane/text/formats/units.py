@@ -2,8 +2,9 @@
 
 Every unit becomes one ``Layout`` (its sentences are the segments; line breaks,
 indentation and, for "xml" units, tags around sentences stay literal). A document's
-chunks are runs of whole units, each unit followed by ``UNIT_END`` (NUL, which no
-extracted unit holds), so the job's assembled result splits back into one translation
+chunks are runs of whole units, each unit followed by ``UNIT_END`` (U+001E, the
+information separator "record separator"; taken out of unit texts, and unlike NUL a
+PostgreSQL text column holds it), so the job's assembled result splits back into one translation
 per unit and a chunk never cuts a PO entry, an XLIFF unit, a table cell or a cue.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from control_plane.text.chunking import Budget, Layout, count_words
 from control_plane.text.formats.base import Unit
 
-UNIT_END = "\x00"
+UNIT_END = "\x1e"
 
 
 def unit_layout(text: str, markup: str, lang: str, budget: Budget | None = None) -> Layout:
