@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,9 +19,17 @@ Status = Literal[JOB_STATUSES]
 FORMAT_DESCRIPTION = (
     "text, html, xml or a document format (po, xliff, markdown, srt, vtt, docx), as submitted"
 )
+JobFormat = Annotated[Format, Field(description=FORMAT_DESCRIPTION)]
+DetectedLanguage = Annotated[
+    str | None, Field(description='source_language "auto": the language detected (ISO 639-1)')
+]
+DetectionConfidence = Annotated[
+    float | None, Field(description="source_language auto: the detector's confidence, 0-1")
+]
 GLOSSARY_ID_DESCRIPTION = (
     "the stored glossary the job was submitted with (its terms as they were then apply); null: none"
 )
+GlossaryId = Annotated[str | None, Field(description=GLOSSARY_ID_DESCRIPTION)]
 
 
 class Links(BaseModel):
@@ -44,14 +52,10 @@ class SubmitResponse(BaseModel):
     target_language: str
     chunk_count: int
     metadata: dict[str, Any] | None
-    format: Format = Field("text", description=FORMAT_DESCRIPTION)
-    glossary_id: str | None = Field(None, description=GLOSSARY_ID_DESCRIPTION)
-    detected_language: str | None = Field(
-        None, description='source_language "auto": the language detected (ISO 639-1)'
-    )
-    detection_confidence: float | None = Field(
-        None, description="source_language auto: the detector's confidence, 0-1"
-    )
+    format: JobFormat = "text"
+    glossary_id: GlossaryId = None
+    detected_language: DetectedLanguage = None
+    detection_confidence: DetectionConfidence = None
     links: Links
 
 
@@ -77,14 +81,10 @@ class JobView(BaseModel):
     retry_count: int
     error: str | None
     metadata: dict[str, Any] | None
-    format: Format = Field("text", description=FORMAT_DESCRIPTION)
-    glossary_id: str | None = Field(None, description=GLOSSARY_ID_DESCRIPTION)
-    detected_language: str | None = Field(
-        None, description='source_language "auto": the language detected (ISO 639-1)'
-    )
-    detection_confidence: float | None = Field(
-        None, description="source_language auto: the detector's confidence, 0-1"
-    )
+    format: JobFormat = "text"
+    glossary_id: GlossaryId = None
+    detected_language: DetectedLanguage = None
+    detection_confidence: DetectionConfidence = None
     links: Links
 
 
@@ -106,14 +106,10 @@ class JobResult(BaseModel):
     cost_usd: float | None = Field(description="USD, actual (engine time over all workers)")
     words_per_minute: float | None
     metadata: dict[str, Any] | None
-    format: Format = Field("text", description=FORMAT_DESCRIPTION)
-    glossary_id: str | None = Field(None, description=GLOSSARY_ID_DESCRIPTION)
-    detected_language: str | None = Field(
-        None, description='source_language "auto": the language detected (ISO 639-1)'
-    )
-    detection_confidence: float | None = Field(
-        None, description="source_language auto: the detector's confidence, 0-1"
-    )
+    format: JobFormat = "text"
+    glossary_id: GlossaryId = None
+    detected_language: DetectedLanguage = None
+    detection_confidence: DetectionConfidence = None
 
 
 class JobList(BaseModel):

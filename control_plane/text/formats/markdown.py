@@ -42,6 +42,7 @@ from markdown_it.token import Token
 from mdit_py_plugins.front_matter import front_matter_plugin
 
 from control_plane.text.formats.base import Options, Unit
+from control_plane.text.formats.plain import split_lines as _split_lines  # markdown-it's cuts
 
 _BOM = "\ufeff"
 _SRC = "mtb_src"  # Token.meta key: (start, end) of the token's syntax in the inline source
@@ -91,23 +92,6 @@ def parser() -> MarkdownIt:
 
 
 # ---------------------------------------------------------------------------- lines
-
-
-def _split_lines(text: str) -> list[tuple[str, str]]:
-    """(body, ending) per line, cut where markdown-it cuts them: ``\\n``, ``\\r\\n``,
-    ``\\r``."""
-    out: list[tuple[str, str]] = []
-    pos, n = 0, len(text)
-    while pos < n:
-        ends = [i for i in (text.find("\n", pos), text.find("\r", pos)) if i >= 0]
-        if not ends:
-            out.append((text[pos:], ""))
-            break
-        end = min(ends)
-        eol = "\r\n" if text.startswith("\r\n", end) else text[end]
-        out.append((text[pos:end], eol))
-        pos = end + len(eol)
-    return out
 
 
 # ---------------------------------------------------------------------------- units
