@@ -322,7 +322,12 @@ def run(args: argparse.Namespace) -> int:
             if stream is not sys.stdin:
                 stream.close()
         try:
-            out_stream.write(translate_document(document, args.source, protection, translate))
+            out = translate_document(document, args.source, protection, translate)
+            if args.format == "html":
+                from control_plane.text.markup import set_lang
+
+                out = set_lang(out, args.target)
+            out_stream.write(out)
             out_stream.flush()
         except ValueError as exc:  # the document does not parse as --format
             print(f"mtctl translate: {exc}", file=sys.stderr)

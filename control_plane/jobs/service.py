@@ -37,6 +37,7 @@ from control_plane.queue.base import ChunkMessage, ChunkQueue
 from control_plane.text import spans
 from control_plane.text.chunking import count_words
 from control_plane.text.formats import Options
+from control_plane.text.markup import set_lang
 from control_plane.text.spans import Protection
 
 log = logging.getLogger(__name__)
@@ -705,6 +706,8 @@ class JobService:
                 .order_by(Chunk.chunk_index)
             ).all()
             job.result_text = "".join(p.result_text or "" for p in parts)
+            if job.format == "html":  # the page says its new language
+                job.result_text = set_lang(job.result_text, job.target_lang)
             if documents.is_document(job.format):
                 failed = self._rebuild(session, job)
                 if failed is not None:

@@ -944,3 +944,53 @@ def _inline_signature(rules: _Rules, el: etree._Element) -> Iterator[tuple]:
     yield ("inline", el.tag, _attrs(el, False))
     for kid in el:
         yield from _inline_signature(rules, kid)
+
+
+# ---------------------------------------------------------------------------- language
+
+
+class _Found(Exception):
+    pass
+
+
+class _RootTag(HTMLParser):
+    """Stops at the document's <html> start tag (a page's first lines), recording where
+    it is and its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: tuple[tuple[int, int], str, list[tuple[str, str | None]]] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "html":
+            self.found = (self.getpos(), self.get_starttag_text() or "", attrs)
+            raise _Found
+        raise _Found  # another element first: a fragment, no <html> to mark
+
+
+def set_lang(document: str, lang: str) -> str:
+    """The translated page says its language: ``lang`` (and ``xml:lang``) of the <html>
+    element set to the target language; added when the element has none. A fragment
+    without <html> is returned as it is."""
+    parser = _RootTag()
+    try:
+        parser.feed(document[:65536])  # the root tag is at the start of a page
+        parser.close()
+    except _Found:
+        pass
+    if parser.found is None:
+        return document
+    (line, col), raw, attrs = parser.found
+    start = sum(len(x) for x in document.splitlines(keepends=True)[: line - 1]) + col
+    if document[start : start + len(raw)] != raw:
+        return document  # positions did not line up: leave the page as it is
+    names = {name for name, _ in attrs}
+    pairs = [(n, lang if n in ("lang", "xml:lang") else v) for n, v in attrs]
+    if "lang" not in names:
+        pairs.append(("lang", lang))
+    tag = (
+        "<html"
+        + "".join(f" {n}" if v is None else f' {n}="{escape_attr(v)}"' for n, v in pairs)
+        + ">"
+    )
+    return document[:start] + tag + document[start + len(raw) :]

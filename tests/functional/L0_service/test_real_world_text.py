@@ -52,7 +52,7 @@ def test_spans_survive(service):
 
 def test_html_format(service):
     page = (
-        "<html><head><title>Getting started</title></head><body>"
+        '<html lang="en"><head><title>Getting started</title></head><body>'
         '<h1 class="t">Welcome to the project</h1>'
         '<p>Read the <a href="https://example.com/guide" title="The user guide">guide</a> '
         "before you <b>install</b> anything.</p>"
@@ -71,6 +71,7 @@ def test_html_format(service):
     assert "Do not translate this line." in out
     assert doc.find(".//img").get("alt") != "The project logo"  # alt text translated
     assert "projeto" in doc.find(".//h1").text_content().lower()
+    assert doc.get("lang") == "pt"  # the page says its new language
 
 
 def test_glossary_inline_and_stored(service):

@@ -369,3 +369,14 @@ def test_end_to_end_with_a_hostile_engine_keeps_structure():
 
 def test_escape_output():
     assert escape_output('a < b & "c" > d') == "a &lt; b &amp; &quot;c&quot; &gt; d"
+
+
+def test_set_lang_marks_the_page_with_its_new_language():
+    from control_plane.text.markup import set_lang
+
+    page = '<!DOCTYPE html>\n<html lang="en" class="x">\n<body><p>Hi</p></body></html>'
+    assert set_lang(page, "pt") == page.replace('lang="en"', 'lang="pt"')
+    xhtml = '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en">\n<body/></html>'
+    assert 'xml:lang="pt" lang="pt"' in set_lang(xhtml, "pt")
+    assert set_lang("<html><body>x</body></html>", "pt").startswith('<html lang="pt">')
+    assert set_lang("<p>a fragment</p>", "pt") == "<p>a fragment</p>"
