@@ -131,3 +131,25 @@ async def test_source_language_auto(client):  # noqa: F811
         headers=h,
     )
     assert r.status == 422 and (await r.json())["error"]["code"] == "language_not_detected"
+
+
+async def test_json_submission_of_a_binary_document_is_base64(client):  # noqa: F811
+    import base64
+
+    from evaluation.documents import build
+
+    h = user(client)
+    data = build("docx", ["Open the file now.", "Save the file.", "Close it.", "Done here."])
+    body = {"source_language": "en", "target_language": "pt", "format": "docx"}
+    r = await client.post(
+        "/api/v1/translate", json={**body, "content": base64.b64encode(data).decode()}, headers=h
+    )
+    assert r.status == 202, await r.text()
+    done = await wait_done(client, (await r.json())["job_id"], h)
+    assert done["status"] == "completed", done
+    res = await client.get(f"/api/v1/jobs/{done['job_id']}/result", headers=h)
+    assert res.headers["Content-Type"].startswith("application/vnd.openxmlformats")
+    assert (await res.read())[:2] == b"PK"  # a zip: the .docx itself
+    r = await client.post("/api/v1/translate", json={**body, "content": "not base64!"}, headers=h)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_document"
+    assert "base64" in (await r.json())["error"]["message"]
