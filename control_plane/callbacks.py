@@ -17,6 +17,10 @@ resolves to, with the connection made to exactly the addresses checked. Redirect
 followed (a 3xx counts as a failed attempt). Delivery runs in its own task with exponential backoff
 (``callback_backoff_s`` * 2**attempt, up to ``callback_attempts`` tries); workers only
 enqueue, so a slow receiver never blocks translation.
+
+Tracing: ``send`` keeps the caller's trace context (the job's: the finisher runs in it);
+each delivery attempt is a ``webhook.deliver`` span in the job's trace, and the POST
+carries its W3C ``traceparent`` so a receiver's spans can join.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ import time
 from typing import Any
 
 import aiohttp
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from control_plane import tracing
 from control_plane.security import guarded_resolver, literal_problem
 
 log = logging.getLogger(__name__)
@@ -71,7 +78,7 @@ class CallbackSender:
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
         self.on_result = on_result
-        self._queue: asyncio.Queue[tuple[str, dict[str, Any], str | None]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any], str | None, Any]] = asyncio.Queue()
         self._tasks: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -88,12 +95,14 @@ class CallbackSender:
     def send(self, url: str, event: dict[str, Any], secret: str | None = None) -> None:
         """Queue a delivery signed with ``secret`` (the owner's webhook secret; None: the
         fallback ``MTB_CALLBACK_SECRET``, or unsigned without one); returns at once."""
-        self._queue.put_nowait((url, event, secret or self.secret or None))
+        self._queue.put_nowait(
+            (url, event, secret or self.secret or None, otel_context.get_current())
+        )
 
     async def _run(self) -> None:
         while True:
-            url, event, secret = await self._queue.get()
-            task = asyncio.create_task(self._deliver(url, event, secret))
+            url, event, secret, ctx = await self._queue.get()
+            task = asyncio.create_task(self._deliver(url, event, secret), context=_copy(ctx))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -120,17 +129,28 @@ class CallbackSender:
             if secret is not None:
                 headers[TIMESTAMP_HEADER] = ts
                 headers[SIGNATURE_HEADER] = sign(secret, ts, body)
-            try:
-                assert self._session is not None
-                async with self._session.post(
-                    url, data=body, headers=headers, allow_redirects=False
-                ) as resp:
-                    if 200 <= resp.status < 300:
-                        self._report(True)
-                        return True
-                    status: Any = resp.status
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                status = repr(exc)
+            with tracing.tracer.start_as_current_span(
+                "webhook.deliver",
+                kind=SpanKind.CLIENT,
+                attributes={"mtb.job_id": str(event.get("job_id")), "mtb.attempt": attempt + 1,
+                            "http.request.method": "POST", "mtb.signed": secret is not None,
+                            "server.address": _host(url)},
+            ) as span:  # fmt: skip
+                tracing.inject(headers)  # traceparent: the receiver may continue the trace
+                try:
+                    assert self._session is not None
+                    async with self._session.post(
+                        url, data=body, headers=headers, allow_redirects=False
+                    ) as resp:
+                        span.set_attribute("http.response.status_code", resp.status)
+                        if 200 <= resp.status < 300:
+                            self._report(True)
+                            return True
+                        status: Any = resp.status
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    status = repr(exc)
+                    span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(status)[:200]))
             log.warning(
                 "callback attempt failed",
                 extra={"url": url, "attempt": attempt + 1, "status": str(status),
@@ -155,3 +175,23 @@ class CallbackSender:
                 t.cancel()
         if self._session is not None:
             await self._session.close()
+
+
+def _copy(ctx: Any) -> Any:  # noqa: ANN401 - a contextvars.Context
+    """A copy of the current contextvars context in which ``ctx`` (an OpenTelemetry
+    context) is current: the delivery task runs in the job's trace, not the sender's."""
+    import contextvars
+
+    copied = contextvars.copy_context()
+    copied.run(otel_context.attach, ctx)
+    return copied
+
+
+def _host(url: str) -> str:
+    """The target's host only (a callback URL's path or query may carry a token)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""

@@ -1,5 +1,11 @@
 """JSON logs: one object per line with timestamp, level, logger, message and any
-``extra={...}`` fields (job_id, user_id, priority, trace_id, ...)."""
+``extra={...}`` fields (job_id, user_id, priority, ...).
+
+A line logged inside a span carries its ``trace_id`` and ``span_id`` (the W3C ids Jaeger
+shows), so a log line leads to its trace; a line about a job carries ``correlation_id``
+(the job id, the design's name). The job-finished line adds the design's fields
+(``processing_time_ms``, ``words_per_minute``, ``cache_hit``, ``cost_usd``,
+``model_version``; ``control_plane.runtime``)."""
 
 from __future__ import annotations
 
@@ -11,10 +17,10 @@ from datetime import UTC, datetime
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
-def _trace_id() -> str | None:
-    from control_plane.tracing import trace_id
+def _trace_ids() -> tuple[str, str] | None:
+    from control_plane.tracing import ids
 
-    return trace_id()
+    return ids()
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,12 +38,17 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        trace_id = _trace_id()
-        if trace_id:
-            entry["trace_id"] = trace_id
+        current = _trace_ids()
+        if current:
+            entry["trace_id"], entry["span_id"] = current
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
+                entry[key] = (
+                    value if value is None or isinstance(value, str | int | float | bool)
+                    else str(value)
+                )  # fmt: skip
+        if "job_id" in entry and "correlation_id" not in entry:
+            entry["correlation_id"] = entry["job_id"]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

@@ -28,6 +28,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from control_plane import tracing
 from control_plane.auth import Authenticator, RateLimiter
 from control_plane.cache import SegmentCache
 from control_plane.callbacks import CallbackSender
@@ -114,6 +115,14 @@ def _finisher(metrics: Metrics, callbacks: CallbackSender, db: Database, queue: 
     log line with the design's fields, the signed webhook, the results topic."""
 
     async def on_finished(job: Job) -> None:
+        # a span in the job's trace (the worker attaches the job's context): the log line
+        # below carries its trace_id, the webhook's delivery spans are its children
+        with tracing.tracer.start_as_current_span(
+            "job.finish", attributes=tracing.job_attributes(job)
+        ):
+            await _finish(job)
+
+    async def _finish(job: Job) -> None:
         m = metrics
         m.jobs_finished.labels(job.priority, job.status).inc()
         if job.status == "completed":
@@ -123,12 +132,15 @@ def _finisher(metrics: Metrics, callbacks: CallbackSender, db: Database, queue: 
             m.cost.inc(job.cost_usd or 0.0)
         log.info(
             f"job {job.status}",
-            extra={"job_id": job.id, "user_id": job.user_id, "priority": job.priority,
-                   "status": job.status, "source_language": job.source_lang,
+            extra={"job_id": job.id, "correlation_id": job.id, "user_id": job.user_id,
+                   "priority": job.priority, "status": job.status,
+                   "source_language": job.source_lang,
                    "target_language": job.target_lang, "word_count": job.word_count,
                    "processing_time_ms": job.processing_time_ms,
                    "words_per_minute": job.words_per_minute, "cost_usd": job.cost_usd,
-                   "model_version": job.model_version, "error": job.error},
+                   "model_version": job.model_version, "error": job.error,
+                   "cache_hit": _all_cached(job), "cached_segments": job.cached_segments,
+                   "segment_count": job.segment_count},
         )  # fmt: skip
         if job.callback_url and job.status in ("completed", "failed"):
             try:  # signed with the owner's own secret (control_plane.callbacks)
@@ -146,6 +158,13 @@ def _finisher(metrics: Metrics, callbacks: CallbackSender, db: Database, queue: 
             await queue.publish_result(job.id, job_event(job))
 
     return on_finished
+
+
+def _all_cached(job: Job) -> bool | None:
+    """Whether every segment of the job came from the segment cache (known at submit)."""
+    if not job.segment_count:
+        return None
+    return (job.cached_segments or 0) >= job.segment_count
 
 
 async def _boot(rt: Runtime, run_workers: bool) -> None:

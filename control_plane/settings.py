@@ -69,6 +69,9 @@ class ServiceSettings:
     log_format: str = "json"  # json | text
     tracing: str = "off"  # off | console | otlp
     otlp_endpoint: str = "127.0.0.1:4317"
+    # parent-based: a span follows its parent's decision; a root span (a REST request, an
+    # ingest message without traceparent) is sampled at this ratio; critical jobs always
+    tracing_sample_ratio: float = 1.0
 
 
 @dataclass

@@ -132,6 +132,33 @@ def triton_command(
     ]
 
 
+def trace_args(url: str | None, rate: int = 1, service: str = "triton") -> list[str]:
+    """tritonserver flags sending its own spans (request, compute, queue timestamps) to an
+    OTLP/HTTP endpoint: ``url`` is the collector's base URL (``http://127.0.0.1:4318``)
+    or its ``.../v1/traces`` URL; None or empty: no tracing flags. Triton continues the
+    ``traceparent`` gRPC metadata the inference client sends, so its spans join each
+    job's trace. ``rate=1`` traces every request (Triton samples 1 in ``rate``)."""
+    if not url:
+        return []
+    url = url.rstrip("/")
+    if not url.endswith("/v1/traces"):
+        url += "/v1/traces"
+    return [
+        "--trace-config",
+        "mode=opentelemetry",
+        "--trace-config",
+        f"rate={rate}",
+        "--trace-config",
+        "level=TIMESTAMPS",
+        "--trace-config",
+        "count=-1",
+        "--trace-config",
+        f"opentelemetry,url={url}",
+        "--trace-config",
+        f"opentelemetry,resource=service.name={service}",
+    ]
+
+
 def triton_http_ready(http_port: int, host: str = "127.0.0.1") -> bool:
     """``/v2/health/ready`` answers 200 (with --strict-readiness: every model loaded)."""
     url = f"http://{host}:{http_port}/v2/health/ready"
@@ -153,6 +180,7 @@ def start_triton(
     timeout: float = 180.0,
     extra_args: Iterable[str] = (),
     extra_env: Mapping[str, str] | None = None,
+    trace_url: str | None = None,
 ) -> ServiceInfo:
     """Start tritonserver on ``model_repository`` and wait until it is ready.
 
@@ -161,6 +189,8 @@ def start_triton(
     ``host:port``), ``urls['http']``, ``urls['metrics']`` and ``stop()``. Nothing is
     recorded in ``.services/env``: ``up``/``ensure_service`` do that for the shared server.
     ``extra_env`` reaches the models' Python (e.g. ``MTB_MODEL_DIR`` for our model.py).
+    ``trace_url`` (default: ``MTB_TRITON_TRACE_URL``; empty: off) is an OTLP/HTTP endpoint
+    for Triton's own spans (``trace_args``).
     """
     repo = Path(model_repository).resolve()
     if not repo.is_dir():
@@ -183,7 +213,10 @@ def start_triton(
         http_port=ports["http"],
         grpc_port=ports["grpc"],
         metrics_port=ports["metrics"],
-        extra_args=extra_args,
+        extra_args=[
+            *trace_args(os.environ.get("MTB_TRITON_TRACE_URL") if trace_url is None else trace_url),
+            *extra_args,
+        ],
     )
     t0 = time.monotonic()
     env = triton_env(paths, {**os.environ, **(extra_env or {})})

@@ -6,7 +6,7 @@ Usable from tests and benchmarks as well as ``mtctl serve``:
     app = create_app(settings, client=my_client)     # any InferenceClient (fakes, Triton)
 
 The parts themselves are built, started and stopped by ``control_plane.runtime``; this
-module only adds routes, the error middleware and the app's lifecycle hook.
+module only adds routes, the tracing and error middlewares and the app's lifecycle hook.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from . import openapi
 from .errors import error_middleware
 from .routes import documents, glossaries, jobs, meta, translate, webui
 from .state import RUNTIME
+from .tracing_middleware import tracing_middleware
 
 
 async def _lifecycle(app: web.Application):  # noqa: ANN202
@@ -40,7 +41,8 @@ def create_app(
     settings = settings or Settings.from_env()
     rt = runtime.build_runtime(settings, client=client, queue=queue)
     app = web.Application(
-        middlewares=[error_middleware(rt.metrics)],
+        # the request's span is outermost: it sees the error middleware's status codes
+        middlewares=[tracing_middleware, error_middleware(rt.metrics)],
         client_max_size=settings.max_body_bytes + 1024,
     )
     app[RUNTIME] = rt

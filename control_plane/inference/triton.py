@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from control_plane import tracing
 from control_plane.engine.base import Translation, UnsupportedPair
 from control_plane.inference.base import InferenceClient, InferenceUnavailable
 from control_plane.inference.triton_config import PRIORITY_LEVELS
@@ -548,12 +549,16 @@ class TritonInferenceClient:
         src.set_data_from_numpy(np.array([[source.encode()]], dtype=np.object_))
         tgt = InferInput("TARGET_LANG", [1, 1], "BYTES")
         tgt.set_data_from_numpy(np.array([[target.encode()]], dtype=np.object_))
+        # W3C traceparent as gRPC metadata (only inside a span): Triton's own spans
+        # (--trace-config mode=opentelemetry) join the caller's inference.translate span
+        traced = tracing.inject()
         result = await self._client().infer(
             self.model,
             [text, src, tgt],
             priority=level,
             timeout=int(remaining * 1e6),  # Triton's queue timeout (microseconds)
             client_timeout=remaining,
+            **({"headers": traced} if traced else {}),
         )
         texts = [
             x.decode("utf-8") if isinstance(x, bytes) else str(x)

@@ -47,6 +47,8 @@ record's value is redacted (``queue.kafka.topics.redact_secrets``), malformed JS
 The consumer (group ``<MTB_KAFKA_GROUP>-ingest``) admits up to ``MTB_INGEST_CONCURRENCY``
 messages at a time and commits an offset only once its job is in the database (or its
 dead letter is on the broker). Database or broker trouble is retried, never dead-lettered.
+A record's ``traceparent`` header (W3C trace context) is honoured: the job's spans join
+the producer's trace.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import logging
 import uuid
 from typing import Any
 
+from control_plane import tracing
 from control_plane.domain import DomainError
 from control_plane.jobs.admission import Rejected  # REST's own: the code is the reason
 from control_plane.jobs.json_body import THREAD_BYTES, BodyError, parse_json
@@ -127,6 +130,16 @@ async def parse_message_async(value: bytes | None, max_bytes: int) -> tuple[dict
     return parse_message(value, max_bytes)
 
 
+def producer_context(rec):  # noqa: ANN001, ANN201 - a ConsumerRecord; an otel Context
+    """The trace context a producer put in the record's Kafka headers (``traceparent``,
+    ``tracestate``), or None: the job's ``job.submit`` span is then a root span."""
+    try:
+        headers = headers_to_dict(rec.headers)
+    except Exception:  # noqa: BLE001 - odd headers must not stop admission
+        return None
+    return tracing.extract(headers) if tracing.has_context(headers) else None
+
+
 def job_id_for(
     user_id: str, request_id: str | None, topic: str, partition: int, offset: int
 ) -> str:
@@ -192,7 +205,9 @@ class IngestConsumer(GroupConsumer):
             quota_wait = None
             async with self._sem:
                 try:
-                    await self._admit(tp, rec)
+                    # a producer's W3C traceparent header: the job's trace continues it
+                    with tracing.attached(producer_context(rec)):
+                        await self._admit(tp, rec)
                     tracker.done(rec.offset)
                     return
                 except Rejected as exc:

@@ -380,13 +380,19 @@ class JobService:
         return job
 
     async def submit(self, req: SubmitRequest, model_version: str) -> Job:
-        with tracing.tracer.start_as_current_span("job.submit") as span:
-            span.set_attribute("mtb.priority", req.priority)
-            span.set_attribute("mtb.pair", f"{req.source_lang}-{req.target_lang}")
+        # the priority is known at the start: the sampler always keeps critical jobs
+        with tracing.tracer.start_as_current_span(
+            "job.submit",
+            attributes={"mtb.priority": req.priority, "mtb.model_version": model_version,
+                        "mtb.pair": f"{req.source_lang}-{req.target_lang}"},
+        ) as span:  # fmt: skip
             job = await self._submit(req, model_version)
             span.set_attribute("mtb.job_id", job.id)
-            span.set_attribute("mtb.words", job.word_count)
-            span.set_attribute("mtb.chunks", job.chunk_count)
+            span.set_attribute("mtb.word_count", job.word_count)
+            span.set_attribute("mtb.chunk_count", job.chunk_count)
+            span.set_attribute("mtb.cached_segments", job.cached_segments or 0)
+            if job.estimated_cost is not None:
+                span.set_attribute("mtb.estimated_cost_usd", job.estimated_cost)
             return job
 
     async def _submit(self, req: SubmitRequest, model_version: str) -> Job:
@@ -414,9 +420,13 @@ class JobService:
                 else await asyncio.to_thread(count_text_words, req.text, fmt)
             )
         est_s, cost = self.estimate(words, req.priority)
-        job = await self.db.run(
-            self._insert, req, model_version, options, planned, words, est_s, cost
-        )
+        with tracing.tracer.start_as_current_span(
+            "db.insert_job", attributes={"db.operation.name": "insert", "mtb.chunk_count":
+                                         len(planned[0])},
+        ):  # fmt: skip
+            job = await self.db.run(
+                self._insert, req, model_version, options, planned, words, est_s, cost
+            )
         await self._publish_chunks(job, planned[0])
         log.info(
             "job queued",
@@ -532,20 +542,46 @@ class JobService:
     # -- worker side ---------------------------------------------------------------
     # Async wrappers run the blocking methods below on the database's threads.
 
+    # Each opens a span (a child of the caller's current span: the chunk's) around its
+    # database work; the database's threads do not see the caller's context.
+
     async def claim(self, job_id: str, chunk_index: int) -> Claim | None:
-        return await self.db.run(self.claim_chunk, job_id, chunk_index)
+        with tracing.tracer.start_as_current_span(
+            "db.claim_chunk", attributes=_db_attributes("claim", job_id, chunk_index)
+        ) as span:
+            claim = await self.db.run(self.claim_chunk, job_id, chunk_index)
+            span.set_attribute("mtb.claimed", claim is not None)
+            return claim
 
     async def complete(self, *args: Any) -> Job | None:
         """``complete_chunk`` (same arguments) on the database's threads."""
-        return await self.db.run(self.complete_chunk, *args)
+        with tracing.tracer.start_as_current_span(
+            "db.complete_chunk", attributes=_db_attributes("complete", args[0], args[1])
+        ) as span:
+            job = await self.db.run(self.complete_chunk, *args)
+            span.set_attribute("mtb.job_finished", job is not None)
+            return job
 
     async def fail(self, job_id: str, chunk_index: int, error: str) -> Job | None:
-        return await self.db.run(self.fail_chunk, job_id, chunk_index, error)
+        with tracing.tracer.start_as_current_span(
+            "db.fail_chunk", attributes=_db_attributes("fail", job_id, chunk_index)
+        ) as span:
+            job = await self.db.run(self.fail_chunk, job_id, chunk_index, error)
+            span.set_attribute("mtb.job_finished", job is not None)
+            return job
 
     async def cached_segments(
         self, texts: list[str], source: str, target: str, model_version: str
     ) -> dict[int, Translation]:
-        return await self.db.run(self.cache.get_many, texts, source, target, model_version)
+        with tracing.tracer.start_as_current_span(
+            "cache.lookup",
+            attributes={"mtb.pair": f"{source}-{target}", "mtb.segments": len(texts),
+                        "mtb.model_version": model_version},
+        ) as span:  # fmt: skip
+            hits = await self.db.run(self.cache.get_many, texts, source, target, model_version)
+            span.set_attribute("mtb.cache_hits", len(hits))
+            span.set_attribute("mtb.cache_misses", len(texts) - len(hits))
+            return hits
 
     def remember_segments(
         self,
@@ -557,9 +593,18 @@ class JobService:
     ) -> asyncio.Future:
         """Write translations to the cache in the background; await the future before
         the chunks they belong to are finished."""
-        return asyncio.ensure_future(
-            self.db.run(self.cache.put_many, texts, translations, source, target, model_version)
-        )
+
+        async def write() -> None:  # the task copies the caller's context: a child span
+            with tracing.tracer.start_as_current_span(
+                "cache.write",
+                attributes={"mtb.pair": f"{source}-{target}", "mtb.segments": len(texts),
+                            "mtb.model_version": model_version},
+            ):  # fmt: skip
+                await self.db.run(
+                    self.cache.put_many, texts, translations, source, target, model_version
+                )
+
+        return asyncio.ensure_future(write())
 
     async def drop_cancelled(self, job_ids: list[str]) -> set[str]:
         return await self.db.run(self.refresh_cancelled, job_ids)
@@ -817,6 +862,10 @@ class JobService:
 
 
 _MESSAGE_COLUMNS = (Job.id, Job.priority, Job.source_lang, Job.target_lang)
+
+
+def _db_attributes(operation: str, job_id: str, chunk_index: int) -> dict:
+    return {"db.operation.name": operation, "mtb.job_id": job_id, "mtb.chunk_index": chunk_index}
 
 
 def _aware(ts: datetime) -> datetime:

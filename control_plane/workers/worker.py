@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from control_plane import tracing
 from control_plane.db.engine import is_database_unavailable
@@ -96,6 +96,21 @@ class _Work:
 
 
 _Lane = tuple[str, str, Protection]  # (source, target, protection)
+
+
+def _end_with_error(span: trace.Span, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, str(exc)[:300]))
+    span.end()
+
+
+def _job_context(msg, span: trace.Span):  # noqa: ANN001, ANN202 - ChunkMessage; a Context
+    """The job's trace context for what happens once per job (the finisher's span, the
+    job-finished log line, the webhook): the submit span's context the chunk message
+    carries, else (a message re-published without headers) the chunk's own span's."""
+    if tracing.has_context(msg.headers):
+        return tracing.extract(msg.headers)
+    return tracing.span_context(span)
 
 
 class Worker:
@@ -231,51 +246,15 @@ class Worker:
 
     async def process(self, deliveries: list[Delivery]) -> None:
         works: list[_Work] = []
-        for d in deliveries:
-            m = d.message
-            held = self._claimed.get(id(d))
-            chunk = held[1] if held is not None and held[0] is d else None
-            if chunk is None:
-                chunk = await self.jobs.claim(m.job_id, m.chunk_index)
-                if chunk is not None:
-                    self._claimed[id(d)] = (d, chunk)
-            if chunk is None:  # cancelled, finished, or already written: nothing to do
-                self.jobs.chunk_done(m)
-                await self._ack(d)
-                continue
-            # The database, not the message, says what this chunk is: a forged or stale
-            # message can neither fail nor corrupt a job. Pair, priority and size are the
-            # job's; the attempt is the message's capped by how often the database saw the
-            # chunk taken (a message claiming attempt 99 of a fresh chunk counts as 0), and
-            # only a content error after a real translation try can spend the last one.
-            m.source_lang, m.target_lang = chunk.source_lang, chunk.target_lang
-            m.priority, m.word_count = chunk.priority, chunk.word_count
-            m.attempt = min(m.attempt, chunk.attempts)
-            if m.attempt >= self.settings.max_chunk_attempts:  # handed back by errors
-                error = f"chunk {m.chunk_index} failed {m.attempt} times; giving up"
-                job = await self.jobs.fail(m.job_id, m.chunk_index, error)
-                self.jobs.chunk_done(m)
-                m.headers["error"] = error
-                await self._nack(d, requeue=False)
-                if job is not None:
-                    await self.jobs.on_finished(job)
-                continue
-            layout = Layout.loads(chunk.layout) if chunk.layout else None  # parsed at submit
-            if layout is None or layout.source() != chunk.source_text:
-                # a row from before chunks.layout (or one that does not match): segment here
-                layout = await asyncio.to_thread(Layout.parse, chunk.source_text, m.source_lang)
-            span = tracing.tracer.start_span(
-                "chunk.translate",
-                context=tracing.extract(m.headers),
-                attributes={"mtb.job_id": m.job_id, "mtb.chunk": m.chunk_index,
-                            "mtb.priority": m.priority, "mtb.words": chunk.word_count,
-                            "mtb.attempt": m.attempt, "mtb.worker": self.name},
-            )  # fmt: skip
-            protection = protection_for(chunk.options)
-            works.append(_Work(d, layout, chunk.word_count, protection, span=span))
-        if not works:
-            return
-        await self._fill_from_cache(works)
+        try:
+            await self._claim_all(deliveries, works)
+            if not works:
+                return
+            await self._fill_from_cache(works)
+        except BaseException as exc:  # the batch is tried again or handed back
+            for w in works:
+                _end_with_error(w.span, exc)
+            raise
         try:
             await self._translate(works)
         except Exception as exc:
@@ -290,6 +269,70 @@ class Worker:
         for w in works:
             await self._finish(w)
 
+    async def _claim_all(self, deliveries: list[Delivery], works: list[_Work]) -> None:
+        """Claim each delivery's chunk; what is to be translated lands in ``works``."""
+        for d in deliveries:
+            m = d.message
+            # the chunk's span, a child of the job's submit span (the message's headers);
+            # the claim and every database write for the chunk are its children
+            span = tracing.tracer.start_span(
+                "chunk.translate",
+                context=tracing.extract(m.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={"mtb.job_id": m.job_id, "mtb.chunk_index": m.chunk_index,
+                            "mtb.priority": m.priority, "mtb.worker": self.name,
+                            "mtb.pair": f"{m.source_lang}-{m.target_lang}"},
+            )  # fmt: skip
+            held = self._claimed.get(id(d))
+            chunk = held[1] if held is not None and held[0] is d else None
+            if chunk is None:
+                try:
+                    with trace.use_span(span, end_on_exit=False):
+                        chunk = await self.jobs.claim(m.job_id, m.chunk_index)
+                except BaseException as exc:
+                    _end_with_error(span, exc)
+                    raise
+                if chunk is not None:
+                    self._claimed[id(d)] = (d, chunk)
+            if chunk is None:  # cancelled, finished, or already written: nothing to do
+                span.set_attribute("mtb.skipped", True)
+                span.end()
+                self.jobs.chunk_done(m)
+                await self._ack(d)
+                continue
+            # The database, not the message, says what this chunk is: a forged or stale
+            # message can neither fail nor corrupt a job. Pair, priority and size are the
+            # job's; the attempt is the message's capped by how often the database saw the
+            # chunk taken (a message claiming attempt 99 of a fresh chunk counts as 0), and
+            # only a content error after a real translation try can spend the last one.
+            m.source_lang, m.target_lang = chunk.source_lang, chunk.target_lang
+            m.priority, m.word_count = chunk.priority, chunk.word_count
+            m.attempt = min(m.attempt, chunk.attempts)
+            span.set_attributes(
+                {"mtb.priority": m.priority, "mtb.word_count": chunk.word_count,
+                 "mtb.attempt": m.attempt, "mtb.pair": f"{m.source_lang}-{m.target_lang}"}
+            )  # fmt: skip
+            if m.attempt >= self.settings.max_chunk_attempts:  # handed back by errors
+                error = f"chunk {m.chunk_index} failed {m.attempt} times; giving up"
+                with trace.use_span(span, end_on_exit=False):
+                    job = await self.jobs.fail(m.job_id, m.chunk_index, error)
+                span.set_status(Status(StatusCode.ERROR, error))
+                span.end()
+                self.jobs.chunk_done(m)
+                m.headers["error"] = error
+                await self._nack(d, requeue=False)
+                if job is not None:
+                    with tracing.attached(_job_context(m, span)):
+                        await self.jobs.on_finished(job)
+                continue
+            layout = Layout.loads(chunk.layout) if chunk.layout else None  # parsed at submit
+            if layout is None or layout.source() != chunk.source_text:
+                # a row from before chunks.layout (or one that does not match): segment here
+                layout = await asyncio.to_thread(Layout.parse, chunk.source_text, m.source_lang)
+            span.set_attribute("mtb.segments", len(layout.segments))
+            protection = protection_for(chunk.options)
+            works.append(_Work(d, layout, chunk.word_count, protection, span=span))
+
     def _cache_version(self, lane: _Lane) -> str:
         return cache_version(self.client.model_version(lane[0], lane[1]), lane[2])
 
@@ -301,7 +344,8 @@ class Worker:
             src, tgt, _ = lane
             version = self._cache_version(lane)
             texts = [s for w in group for s in w.layout.segments]
-            hits = await self.jobs.cached_segments(texts, src, tgt, version)
+            with trace.use_span(group[0].span, end_on_exit=False):
+                hits = await self.jobs.cached_segments(texts, src, tgt, version)
             self.metrics.record_cache(len(hits), len(texts) - len(hits))
             pos = 0
             wps = self.jobs.words_per_second
@@ -313,6 +357,11 @@ class Worker:
                         # would show a tenant that another one translated this text before
                         w.engine_seconds += count_words(seg) / wps
                 pos += len(w.layout.segments)
+                n = len(w.layout.segments)
+                w.span.set_attributes(
+                    {"mtb.cache_hits": len(w.translations), "mtb.model_version": version,
+                     "mtb.cache_hit": bool(n) and len(w.translations) == n}
+                )  # fmt: skip
 
     async def _translate(self, works: list[_Work]) -> None:
         # unique missing segments per lane (pair and protection), each remembering who
@@ -363,12 +412,21 @@ class Worker:
         priority = next(p for p, r in PRIORITY_RANK.items() if r == rank)
         owners = list({id(w): w for s in batch for w, _ in segs[s]}.values())
         t0 = time.perf_counter()
+        # a child of the first chunk's span, linked to every other chunk's (other jobs'
+        # traces): each job's trace shows the call that served it. The Triton client
+        # sends this span's context as gRPC metadata (traceparent): Triton's spans join.
         with tracing.tracer.start_as_current_span(
             "inference.translate",
             context=trace.set_span_in_context(owners[0].span),
-            links=[Link(w.span.get_span_context()) for w in owners[1:]],
+            kind=SpanKind.CLIENT,
+            links=[Link(w.span.get_span_context(), {"mtb.job_id": w.msg.job_id,
+                                                    "mtb.chunk_index": w.msg.chunk_index})
+                   for w in owners[1:]],
             attributes={"mtb.segments": len(batch), "mtb.priority": priority,
-                        "mtb.pair": f"{pair[0]}-{pair[1]}", "mtb.chunks": len(owners)},
+                        "mtb.pair": f"{pair[0]}-{pair[1]}", "mtb.chunks": len(owners),
+                        "mtb.job_ids": sorted({w.msg.job_id for w in owners}),
+                        "mtb.model_version": self.client.model_version(*pair),
+                        "mtb.backend": self.client.backend},
         ):  # fmt: skip
 
             async def engine(texts: list[str]) -> list[Translation]:
@@ -399,7 +457,8 @@ class Worker:
                 w.translations[i] = tr
                 w.engine_seconds += share
         version = self._cache_version(lane)
-        writes.append(self.jobs.remember_segments(batch, out, pair[0], pair[1], version))
+        with trace.use_span(owners[0].span, end_on_exit=False):  # cache.write: its child
+            writes.append(self.jobs.remember_segments(batch, out, pair[0], pair[1], version))
 
     async def _finish(self, w: _Work) -> None:
         m = w.msg
@@ -412,23 +471,30 @@ class Worker:
         outs = [w.translations[i] for i in range(len(w.layout.segments))]
         text = w.layout.render([t.text for t in outs])
         confidence = weighted_confidence(w.layout.segments, [t.score for t in outs])
-        job = await self.jobs.complete(
-            m.job_id,
-            m.chunk_index,
-            text,
-            w.words,
-            w.engine_seconds,
-            confidence,
-            self.instance,
-        )
+        try:
+            with trace.use_span(w.span, end_on_exit=False):
+                job = await self.jobs.complete(
+                    m.job_id,
+                    m.chunk_index,
+                    text,
+                    w.words,
+                    w.engine_seconds,
+                    confidence,
+                    self.instance,
+                )
+        except BaseException as exc:
+            _end_with_error(w.span, exc)
+            raise
+        w.span.set_attribute("mtb.engine_seconds", round(w.engine_seconds, 6))
         if job is not None:
-            w.span.add_event("job.completed", {"mtb.job_id": job.id})
+            w.span.add_event("job.completed", tracing.job_attributes(job))
         w.span.end()
         self.metrics.record_words(f"{m.source_lang}-{m.target_lang}", w.words)
         self.jobs.chunk_done(m)
         await self._ack(w.delivery)
-        if job is not None:
-            await self.jobs.on_finished(job)
+        if job is not None:  # in the job's trace: the finish span, its log line, webhook
+            with tracing.attached(_job_context(m, w.span)):
+                await self.jobs.on_finished(job)
 
     async def _retry_or_fail(self, works: list[_Work], exc: BaseException) -> None:
         """A content error (``CONTENT_ERRORS``, not an outage): each chunk is retried with
@@ -440,8 +506,8 @@ class Worker:
             m = w.msg
             w.span.record_exception(exc)
             w.span.set_status(Status(StatusCode.ERROR, str(exc)))
-            w.span.end()
             if m.attempt + 1 < self.settings.max_chunk_attempts:
+                w.span.end()
                 log.warning(
                     "chunk failed, retrying",
                     extra={"job_id": m.job_id, "chunk": m.chunk_index, "attempt": m.attempt + 1,
@@ -450,13 +516,19 @@ class Worker:
                 retry.append(w)
                 continue
             error = f"translation failed after {m.attempt + 1} attempts: {exc}"
-            job = await self.jobs.fail(m.job_id, m.chunk_index, error)
+            try:
+                with trace.use_span(w.span, end_on_exit=False):
+                    job = await self.jobs.fail(m.job_id, m.chunk_index, error)
+                    log.error("chunk failed for good", extra={"job_id": m.job_id,
+                                                              "error": error})  # fmt: skip
+            finally:
+                w.span.end()
             self.jobs.chunk_done(m)
             m.headers["error"] = error  # the dead-letter reason (Kafka: dead-letter topic)
             await self._nack(w.delivery, requeue=False)
-            log.error("chunk failed for good", extra={"job_id": m.job_id, "error": error})
             if job is not None:
-                await self.jobs.on_finished(job)
+                with tracing.attached(_job_context(m, w.span)):
+                    await self.jobs.on_finished(job)
         if retry:
             await asyncio.sleep(max(min(2**w.msg.attempt, 10) * 0.5 for w in retry))
             for w in retry:
