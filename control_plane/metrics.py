@@ -73,6 +73,13 @@ class Metrics:
             "mtb_cache_hit_ratio", "Segment cache hits / lookups since start", registry=r
         )
         self.errors = Counter("mtb_errors_total", "Errors by kind", ["kind"], registry=r)
+        self.dead_letters = Counter(
+            "mtb_dead_letters_total",
+            "Messages and chunks sent to the dead letter (a chunk that failed for good: "
+            "chunk_failed; an ingest message refused: the API's error code)",
+            ["reason"],
+            registry=r,
+        )
         self.cost = Counter("mtb_cost_usd_total", "Actual cost of completed jobs", registry=r)
         self.callbacks = Counter(
             "mtb_callbacks_total", "Webhook deliveries", ["outcome"], registry=r

@@ -72,6 +72,9 @@ class ServiceSettings:
     # parent-based: a span follows its parent's decision; a root span (a REST request, an
     # ingest message without traceparent) is sampled at this ratio; critical jobs always
     tracing_sample_ratio: float = 1.0
+    # mtctl worker: serve GET /metrics on this port (0: off); mtctl serve has it on its
+    # own port. On Kafka the workers count finished jobs, latency and cost
+    metrics_port: int = 0
 
 
 @dataclass

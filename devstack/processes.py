@@ -150,7 +150,25 @@ class MtctlProcess:
                 raise ProcessError(f"{self.name} not ready in {timeout} s:\n{self.log_tail()}")
             time.sleep(0.2)
         self.boot_seconds = time.monotonic() - self.started_at
+        self._scrape(True)
         return self
+
+    def _scrape(self, on: bool) -> None:
+        """Be (or stop being) a target of the local Prometheus (devstack.prometheus):
+        serve's /metrics, or a worker's MTB_METRICS_PORT. Harmless when none runs."""
+        port = self.env.get("MTB_PORT") if self.url else self.env.get("MTB_METRICS_PORT")
+        if not port or port == "0":
+            return
+        from devstack import prometheus
+
+        job = "mtb-api" if self.url else "mtb-worker"
+        try:
+            if on:
+                prometheus.register_target(job, f"127.0.0.1:{port}")
+            else:
+                prometheus.unregister_target(job, f"127.0.0.1:{port}")
+        except OSError as exc:  # a read-only services folder: no scraping, nothing else
+            print(f"devstack: prometheus target not written: {exc}", file=sys.stderr)
 
     # -- mtctl commands against the same database ------------------------------------
 
@@ -178,6 +196,7 @@ class MtctlProcess:
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, wait up to ``timeout`` s, then kill -9 (``ignored_sigterm`` set);
         returns the exit code."""
+        self._scrape(False)
         self.signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=timeout)

@@ -107,6 +107,7 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
                "database": settings.effective_database_url.split("@")[-1]},
     )  # fmt: skip
     tasks: list[asyncio.Task] = []
+    metrics_runner = None
     ingest_consumer = None
     boot = None
     ready_file = None
@@ -125,6 +126,8 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
             ingest_consumer = IngestConsumer(settings, queue, rt)
             await ingest_consumer.start()
             tasks.append(asyncio.create_task(ingest_consumer.run(), name="ingest"))
+        if settings.metrics_port:
+            metrics_runner = await _serve_metrics(rt, queue, settings)
         log.info("worker ready", extra={"pairs": str(rt.client.pairs())})
         ready_file = _write_ready_file()
         await stop.wait()
@@ -139,11 +142,32 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
                 await t
         if ingest_consumer is not None:
             await ingest_consumer.close()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         # the worker tasks finish the batch in hand (MTB_DRAIN_TIMEOUT_S), then the offsets
         # are committed; a chunk still running after that is not acked and is redelivered
         await runtime.stop(rt, boot)
         log.info("worker stopped")
     return 0
+
+
+async def _serve_metrics(rt, queue, settings):  # noqa: ANN001, ANN202 - an AppRunner
+    """GET /metrics of this worker process (Prometheus scrapes every worker: on Kafka the
+    workers record finished jobs, latency and cost), on ``MTB_METRICS_PORT``."""
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = rt.metrics.render(queue.depth())
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.metrics_port).start()
+    log.info("worker metrics", extra={"url": f"http://{settings.host}:{settings.metrics_port}"})
+    return runner
 
 
 def _write_ready_file() -> Path | None:

@@ -249,6 +249,7 @@ class IngestConsumer(GroupConsumer):
                     k: redact_secrets(v.encode("utf-8", "replace")).decode("utf-8", "replace")
                     for k, v in headers_to_dict(rec.headers).items()
                 }
+                self.svc.metrics.dead_letters.labels(exc.code).inc()
                 await self.queue.dead_letter(
                     exc.code,
                     str(exc),

@@ -321,6 +321,7 @@ class Worker:
                 self.jobs.chunk_done(m)
                 m.headers["error"] = error
                 await self._nack(d, requeue=False)
+                self.metrics.dead_letters.labels("chunk_failed").inc()
                 if job is not None:
                     with tracing.attached(_job_context(m, span)):
                         await self.jobs.on_finished(job)
@@ -526,6 +527,7 @@ class Worker:
             self.jobs.chunk_done(m)
             m.headers["error"] = error  # the dead-letter reason (Kafka: dead-letter topic)
             await self._nack(w.delivery, requeue=False)
+            self.metrics.dead_letters.labels("chunk_failed").inc()
             if job is not None:
                 with tracing.attached(_job_context(m, w.span)):
                     await self.jobs.on_finished(job)
