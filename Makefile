@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reuse pip's cache between runs (torch for the HF export tests is large).
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: browser venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean triton-config
+.PHONY: browser dashboards venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean triton-config
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ lint: venv
 # (GPU: tritonserver --model-config-name=gpu) from control_plane/inference/triton_config.py.
 triton-config: venv
 	$(PY) -m control_plane.inference.triton_config
+
+# Grafana dashboards (dashboards/grafana/*.json) generated from dashboards/build.py
+dashboards: venv
+	$(PY) -m dashboards.build
 
 # Debian's chromium + chromium-driver for the web page's browser test (apt, as root or
 # with sudo); the test skips, naming what is missing, where they cannot be installed
