@@ -10,6 +10,7 @@ import asyncio
 import json
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from control_plane.jobs import documents
 from control_plane.jobs.admission import admit, detects
@@ -60,7 +61,7 @@ async def read_form(request: web.Request, limit: int) -> tuple[dict, bytes, str 
                 fields[part.name] = raw.decode("utf-8", "replace")
             else:
                 raise ApiError(422, "invalid_request", f"unknown form field {part.name!r}")
-    except (ValueError, AssertionError) as exc:  # aiohttp's parser on a broken body
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # a broken body
         raise ApiError(400, "malformed_form", f"multipart body could not be read: {exc}") from exc
     if data is None:
         raise ApiError(422, "invalid_request", "the form has no 'file' part")

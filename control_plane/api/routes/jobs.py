@@ -19,6 +19,10 @@ from ..protocol import JobList, JobResult, JobView, job_links
 from ..state import authenticate, runtime_of
 
 routes = web.RouteTableDef()
+# what the result endpoint answers with for a document job: each format's file type
+DOCUMENT_MEDIA_TYPES = sorted(
+    {formats.get(name).media_type.split(";")[0] for name in formats.names() if is_document(name)}
+)
 
 
 def job_view(job: Job) -> JobView:
@@ -102,7 +106,10 @@ async def get_job(request: web.Request) -> web.Response:
                 "base64 for docx)",
                 "content": {
                     "application/json": {"schema": ref("JobResult")},
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    **{
+                        media: {"schema": {"type": "string", "format": "binary"}}
+                        for media in DOCUMENT_MEDIA_TYPES
+                    },
                 },
             },
             **AUTH_ERRORS,

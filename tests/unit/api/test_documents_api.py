@@ -153,3 +153,15 @@ async def test_json_submission_of_a_binary_document_is_base64(client):  # noqa: 
     r = await client.post("/api/v1/translate", json={**body, "content": "not base64!"}, headers=h)
     assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_document"
     assert "base64" in (await r.json())["error"]["message"]
+
+
+async def test_a_broken_multipart_header_is_a_400(client):  # noqa: F811
+    """A part header aiohttp refuses (control bytes in a name) is the caller's error."""
+    b = b"ead2fcfbf24017c49c3f5be372b848a7"
+    body = b"--" + b + b'\r\nContent-Disposition: form-data; name="\xc2\x9e\x05\x12"\r\n\r\n{}\r\n'
+    body += b"--" + b + b"--\r\n"
+    ctype = "multipart/form-data; boundary=" + b.decode()
+    r = await client.post(
+        "/api/v1/documents", data=body, headers={**user(client), "Content-Type": ctype}
+    )
+    assert r.status == 400 and (await r.json())["error"]["code"] == "malformed_form"

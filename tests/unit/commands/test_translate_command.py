@@ -44,7 +44,8 @@ def test_help_explains_the_options(capsys):
         main(["translate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     needles = (
-        "--format {text,html,xml}",
+        "--format {text,html,xml,po,xliff,markdown,srt,vtt,docx}",
+        "or auto (detected from the input",
         "--glossary FILE.json",
         "--do-not-translate STR",
         "repeatable",

@@ -28,7 +28,7 @@ def test_config_defaults_env_and_overrides(tmp_path):
 
 
 def test_parse_only():
-    assert devstack.parse_only(None) == ["postgres", "kafka", "triton"]
+    assert devstack.parse_only(None) == ["postgres", "kafka", "triton", "jaeger", "prometheus"]
     assert devstack.parse_only("triton, postgres") == ["postgres", "triton"]
     assert devstack.parse_only(["kafka"]) == ["kafka"]
     with pytest.raises(devstack.ServiceError, match="redis"):
