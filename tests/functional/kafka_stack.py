@@ -130,8 +130,15 @@ class KafkaStack:
 
     # -- kafka ---------------------------------------------------------------------
 
-    def produce(self, topic: str, values: list[bytes], keys: list[bytes | None] | None = None):
-        asyncio.run(produce(self.bootstrap, self.topic(topic), values, keys))
+    def produce(
+        self,
+        topic: str,
+        values: list[bytes],
+        keys: list[bytes | None] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        """``headers``: put on every record (e.g. a producer's ``traceparent``)."""
+        asyncio.run(produce(self.bootstrap, self.topic(topic), values, keys, headers))
 
     def read(self, topic: str, at_least: int, timeout: float = 60) -> list:
         return asyncio.run(read_topic(self.bootstrap, self.topic(topic), at_least, timeout))
@@ -147,14 +154,19 @@ class KafkaStack:
             pytest.fail("\n".join(problems))
 
 
-async def produce(bootstrap: str, topic: str, values, keys=None) -> None:  # noqa: ANN001
+async def produce(bootstrap: str, topic: str, values, keys=None, headers=None) -> None:  # noqa: ANN001
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, v, key=(keys[i] if keys else None))
+            await producer.send(
+                topic,
+                v,
+                key=(keys[i] if keys else None),
+                headers=[(k, h.encode()) for k, h in (headers or {}).items()] or None,
+            )
             for i, v in enumerate(values)
         ]
         await asyncio.gather(*futures)
