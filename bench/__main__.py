@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SECTIONS = ["engine", "quality", "spans", "formats", "service", "triton", "stack"]
+SECTIONS = ["engine", "quality", "spans", "formats", "service", "triton", "stack", "latency"]
 
 
 def main(argv: list[str] | None = None) -> int:

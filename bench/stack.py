@@ -177,6 +177,14 @@ class Stack:
                 pg_url = info.url
             else:
                 bootstrap = info.url
+        tracing = {}
+        if args.tracing == "otlp":  # spans to Jaeger (the caller's, or the local one)
+            if not args.otlp_endpoint:
+                jaeger = svc.ensure_service("jaeger", self.cfg, lease=True)
+                self.leased.append("jaeger")
+                args.otlp_endpoint = jaeger.env["MTB_OTLP_ENDPOINT"]
+                args.triton_trace_url = f"http://127.0.0.1:{jaeger.ports['otlp_http']}"
+            tracing = {"MTB_TRACING": "otlp", "MTB_OTLP_ENDPOINT": args.otlp_endpoint}
         self.triton = None
         triton_url = args.triton_url
         if args.inference == "triton" and not triton_url:
@@ -185,6 +193,7 @@ class Stack:
                 REPO / "model_repository",
                 workdir=workdir / "triton",
                 extra_env={"MTB_MODEL_DIR": str(args.model_dir)},
+                trace_url=args.triton_trace_url if tracing else "",
             )
             triton_url = self.triton.url
         prefix = f"bench{uuid.uuid4().hex[:6]}."
@@ -205,6 +214,7 @@ class Stack:
             # throughput is measured here, not fair use: no word quota
             MTB_QUOTA_WORDS_PER_MINUTE_ENTERPRISE="0",
             MTB_QUOTA_WORDS_PER_DAY_ENTERPRISE="0",
+            **tracing,
         )
         self.port = int(self.env["MTB_PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -366,7 +376,7 @@ def run_stack(args: argparse.Namespace) -> dict:
             stack.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench stack", description=__doc__.split("\n")[0])
     ap.add_argument("--backlog-words", type=int, default=100_000)
     ap.add_argument("--jobs", type=int, default=10, help="normal-priority backlog jobs")
@@ -386,7 +396,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--skip-engine", action="store_true", help="stack only")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    ap.add_argument(
+        "--tracing",
+        choices=["off", "otlp"],
+        default="off",
+        help="otlp: every process (and Triton) sends its spans to the local Jaeger",
+    )
+    ap.set_defaults(otlp_endpoint=None, triton_trace_url=None)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.child:
         return engine_child(args)
     from control_plane.settings import Settings
