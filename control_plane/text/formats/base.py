@@ -58,3 +58,19 @@ class DocumentFormat(Protocol):
         """The file with ``translations[i]`` in place of ``extract(data)[i]``; the same
         structure otherwise."""
         ...
+
+
+BOM = "\ufeff"
+
+
+def decode_utf8(data: bytes, what: str) -> tuple[str, str]:
+    """(byte-order mark or "", text) of a UTF-8 file; ValueError naming the file kind and
+    the first bad byte otherwise (the upload's 422 says it)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"the {what} file is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    bom = BOM if text.startswith(BOM) else ""
+    return bom, text[len(bom) :]

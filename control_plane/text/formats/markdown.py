@@ -41,10 +41,9 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.front_matter import front_matter_plugin
 
-from control_plane.text.formats.base import Options, Unit
+from control_plane.text.formats.base import Options, Unit, decode_utf8
 from control_plane.text.formats.plain import split_lines as _split_lines  # markdown-it's cuts
 
-_BOM = "\ufeff"
 _SRC = "mtb_src"  # Token.meta key: (start, end) of the token's syntax in the inline source
 _RECORDED = ("link", "image", "autolink", "backticks")
 _SYNTAX = ("link_open", "image", "code_inline")
@@ -407,14 +406,7 @@ class Markdown:
     markup = "xml"
 
     def _read(self, data: bytes) -> tuple[str, str, list[tuple[str, str]], list[_Block]]:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"the Markdown file is not UTF-8 ({exc.reason} at byte {exc.start})"
-            ) from None
-        bom = _BOM if text.startswith(_BOM) else ""
-        text = text[len(bom) :]
+        bom, text = decode_utf8(data, "Markdown")
         lines = _split_lines(text)
         bodies = [b for b, _ in lines]
         tokens = parser().parse("\n".join(bodies))

@@ -20,10 +20,10 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-from control_plane.text.formats.base import Options, Unit
+from control_plane.text.formats.base import Options, Unit, decode_utf8
 
 MIN_WRAP_WIDTH = 50  # narrower paragraphs are never taken for hard-wrapped ones
-_BOM = "\ufeff"
+
 _TERMINATORS = ".!?:;"
 _BULLETS = "-*+\u2022\u2023\u25e6\u2013"
 
@@ -147,14 +147,8 @@ class PlainText:
     markup = "text"
 
     def _read(self, data: bytes) -> tuple[str, list[tuple[str, str]], list[_Paragraph]]:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"the text file is not UTF-8 ({exc.reason} at byte {exc.start})"
-            ) from None
-        bom = _BOM if text.startswith(_BOM) else ""
-        lines = split_lines(text[len(bom) :])
+        bom, text = decode_utf8(data, "text")
+        lines = split_lines(text)
         paragraphs: list[_Paragraph] = []
         i = 0
         while i < len(lines):

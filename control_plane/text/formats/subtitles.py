@@ -25,10 +25,7 @@ import io
 from itertools import combinations
 from xml.sax.saxutils import unescape
 
-from control_plane.text.formats.base import Options, Unit
-
-_BOM = "\ufeff"
-
+from control_plane.text.formats.base import Options, Unit, decode_utf8
 
 # ---------------------------------------------------------------------------- cue text
 
@@ -211,17 +208,6 @@ def _new_lines(lines: list[str], translated: str, vtt: bool) -> list[str] | None
     return split_lines(_restore(translated, table, vtt), count, dialogue)
 
 
-def _decode(data: bytes, what: str) -> tuple[str, str]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"the {what} file is not UTF-8 ({exc.reason} at byte {exc.start})"
-        ) from None
-    bom = _BOM if text.startswith(_BOM) else ""
-    return bom, text[len(bom) :]
-
-
 def _check(units: int, translations: list[str]) -> None:
     if len(translations) != units:
         raise ValueError(f"{len(translations)} translations for {units} units")
@@ -240,7 +226,7 @@ class Srt:
     def _parse(self, data: bytes) -> tuple[str, str, list]:
         import srt
 
-        bom, text = _decode(data, "SRT")
+        bom, text = decode_utf8(data, "SRT")
         try:
             cues = list(srt.parse(text))
         except srt.SRTParseError as exc:
@@ -278,7 +264,7 @@ class Vtt:
         import webvtt
         from webvtt.errors import MalformedFileError
 
-        bom, text = _decode(data, "WebVTT")
+        bom, text = decode_utf8(data, "WebVTT")
         try:
             doc = webvtt.from_buffer(io.StringIO(text))
         except (MalformedFileError, ValueError) as exc:
