@@ -352,9 +352,9 @@ class WordQuota:
                     )
                 retry = seconds
                 if oldest is not None:
-                    from control_plane.jobs.service import _aware
+                    from control_plane.db import as_utc
 
-                    retry = max(1.0, (_aware(oldest) + timedelta(seconds=seconds) - now)
+                    retry = max(1.0, (as_utc(oldest) + timedelta(seconds=seconds) - now)
                                 .total_seconds())  # fmt: skip
                 raise QuotaExceeded(
                     f"word quota of the {tier} tier exceeded: {used} of {limit} words per "

@@ -6,6 +6,7 @@ from control_plane.db.models import (
     Job,
     SegmentCacheEntry,
     User,
+    as_utc,
     utcnow,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "Job",
     "SegmentCacheEntry",
     "User",
+    "as_utc",
     "utcnow",
 ]

@@ -17,6 +17,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(ts: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive datetimes for
+    what was stored as UTC)."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
 class User(SQLModel, table=True):
     __tablename__ = "users"
 

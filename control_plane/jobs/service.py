@@ -19,7 +19,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -27,7 +27,7 @@ from sqlalchemy.orm import defer
 
 from control_plane import tracing
 from control_plane.cache import SegmentCache
-from control_plane.db import Chunk, Database, Job, utcnow
+from control_plane.db import Chunk, Database, Job, as_utc, utcnow
 from control_plane.domain import ACTIVE_STATUSES as ACTIVE
 from control_plane.domain import PRIORITY_RANK, DomainError
 from control_plane.engine.base import Translation
@@ -766,7 +766,7 @@ class JobService:
                 [p.confidence for p in scored], [p.word_count for p in scored]
             )
             started = job.started_at or job.created_at
-            job.processing_time_ms = max(0, round((now - _aware(started)).total_seconds() * 1000))
+            job.processing_time_ms = max(0, round((now - as_utc(started)).total_seconds() * 1000))
             job.words_per_minute = words_per_minute(job.word_count, job.processing_time_ms)
             session.add(job)
             session.commit()
@@ -868,11 +868,6 @@ def _db_attributes(operation: str, job_id: str, chunk_index: int) -> dict:
     return {"db.operation.name": operation, "mtb.job_id": job_id, "mtb.chunk_index": chunk_index}
 
 
-def _aware(ts: datetime) -> datetime:
-    """SQLite hands back naive datetimes for what was stored as UTC."""
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-
-
 def words_per_minute(words: int, milliseconds: int | None) -> float | None:
     if milliseconds is None:
         return None
@@ -899,7 +894,7 @@ def elapsed_speed(job: Job) -> float:
     if not job.started_at or not job.words_processed:
         return 0.0
     end = job.completed_at or utcnow()
-    seconds = max((_aware(end) - _aware(job.started_at)).total_seconds(), 1e-3)
+    seconds = max((as_utc(end) - as_utc(job.started_at)).total_seconds(), 1e-3)
     return round(job.words_processed * 60 / seconds, 1)
 
 
