@@ -11,7 +11,8 @@ of ``dashboards/rules/mtb.rules.yml`` where one exists.
 
 ``needs`` of a panel: ``api`` (``mtctl serve``, embedded or Kafka), ``triton`` (the API on
 ``MTB_INFERENCE=triton`` and Triton's metrics port scraped), ``worker`` (``mtctl worker``
-exposing /metrics).
+exposing /metrics on ``MTB_METRICS_PORT``; the live test's Kafka workload also produces a
+refused ingest message, so the dead-letter panel has a series).
 """
 
 from __future__ import annotations
@@ -110,6 +111,16 @@ OVERVIEW = DashboardSpec(
                     "Errors by kind",
                     ("sum by (kind) (rate(mtb_errors_total[5m]))", "{{kind}}"),
                     unit="reqps",
+                ),
+                P(
+                    "Dead letters by reason (10m)",
+                    ("reason:mtb_dead_letters:increase10m", "{{reason}}"),
+                    needs=("worker",),
+                    description=(
+                        "Ingest messages refused (reason: the API's error code) and chunks"
+                        " failed for good (chunk_failed), on the dead-letter topic. Alerts"
+                        " MtbDeadLetters / MtbChunksFailed."
+                    ),
                 ),
                 P(
                     "HTTP requests by status",
