@@ -41,6 +41,7 @@ from control_plane.jobs.service import JobService
 from control_plane.metrics import Metrics
 from control_plane.queue import ChunkQueue, open_queue
 from control_plane.security import (
+    WordQuota,
     allow_hosts,
     production_mode,
     resolve_jwt_secret,
@@ -62,6 +63,7 @@ class Runtime:
     jobs: JobService
     auth: Authenticator
     limiter: RateLimiter
+    quota: WordQuota  # words per user per minute/day (REST and ingest submissions)
     metrics: Metrics
     callbacks: CallbackSender
     workers: list = field(default_factory=list)  # asyncio tasks running Worker.run
@@ -105,6 +107,7 @@ def build_runtime(
         ),
         auth=Authenticator(db.engine, settings.jwt_secret, settings.auth_cache_s),
         limiter=RateLimiter({tier: getattr(settings, f"rate_limit_{tier}") for tier in TIERS}),
+        quota=WordQuota(settings),
         metrics=metrics,
         callbacks=callbacks,
     )

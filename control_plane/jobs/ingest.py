@@ -324,7 +324,6 @@ class IngestConsumer(GroupConsumer):
         from control_plane.security import (
             QuotaExceeded,
             UnsafeCallback,
-            WordQuota,
             vet_callback_url,
         )
 
@@ -336,8 +335,7 @@ class IngestConsumer(GroupConsumer):
                 raise Rejected(exc.code, exc.message, exc.details) from exc
         words = req.word_count  # counted by admission
         try:
-            quota = WordQuota(self.settings)
-            await svc.db.run(quota.check, svc.db.engine, who.user_id, who.tier, words)
+            await svc.db.run(svc.quota.check, svc.db.engine, who.user_id, who.tier, words)
         except QuotaExceeded as exc:
             if exc.retry_after_s is None:  # larger than a whole day's quota: never fits
                 raise Rejected("content_too_large", exc.message) from exc

@@ -9,7 +9,7 @@ from aiohttp import web
 from control_plane.jobs.admission import admit, detects
 from control_plane.jobs.json_body import THREAD_BYTES, check_media_type, parse_json
 from control_plane.jobs.request import metadata_value
-from control_plane.security import QuotaExceeded, WordQuota, vet_callback_url
+from control_plane.security import QuotaExceeded, vet_callback_url
 
 from ..errors import ApiError
 from ..openapi import AUTH_ERRORS, SECURED, err, json_spec, operation, ref
@@ -41,7 +41,7 @@ async def vet_submission(svc, who, req) -> None:  # noqa: ANN001
         await vet_callback_url(req.callback_url, svc.settings)  # UnsafeCallback: 422
     words = req.word_count  # counted by admission
     try:
-        await svc.db.run(WordQuota(svc.settings).check, svc.db.engine, who.user_id, who.tier, words)
+        await svc.db.run(svc.quota.check, svc.db.engine, who.user_id, who.tier, words)
     except QuotaExceeded:  # 429 with Retry-After (413 when one request exceeds the quota)
         svc.metrics.errors.labels("quota").inc()
         raise
