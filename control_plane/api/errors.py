@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane.db.engine import is_database_unavailable
+from control_plane.db.database import is_database_unavailable
 from control_plane.domain import DomainError
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Persistence: sqlmodel tables, alembic migrations, and the Database handle."""
 
-from control_plane.db.engine import Database, make_engine, migrate, normalize_url
+from control_plane.db.database import Database, make_engine, migrate, normalize_url
 from control_plane.db.models import (
     Chunk,
     Job,

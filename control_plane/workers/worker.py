@@ -35,7 +35,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from control_plane import tracing
-from control_plane.db.engine import is_database_unavailable
+from control_plane.db.database import is_database_unavailable
 from control_plane.domain import PRIORITY_RANK
 from control_plane.engine.base import Translation, UnsupportedPair
 from control_plane.inference.base import InferenceClient, InferenceUnavailable

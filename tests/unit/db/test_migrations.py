@@ -38,7 +38,7 @@ def test_0003_carries_existing_rows_forward(tmp_path):
     ``processing`` and ``actual_cost`` is kept as ``cost_usd``."""
     from sqlalchemy import text
 
-    from control_plane.db.engine import migrate
+    from control_plane.db.database import migrate
 
     db = Database(f"sqlite:///{tmp_path / 'old.db'}")
     migrate(db.engine, "0002")
@@ -83,7 +83,7 @@ def _downgrade(engine, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from control_plane.db.engine import MIGRATIONS
+    from control_plane.db.database import MIGRATIONS
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -97,7 +97,7 @@ def _0004_up_and_down(db) -> None:
     jobs and chunks (existing jobs read as plain text, no options), and goes back down."""
     from sqlalchemy import text
 
-    from control_plane.db.engine import migrate
+    from control_plane.db.database import migrate
 
     migrate(db.engine, "0003")
     with db.engine.begin() as conn:
@@ -176,7 +176,7 @@ def test_0005_detected_language_up_and_down(tmp_path):
     """0005 adds jobs.detected_language/detection_confidence (NULL for existing jobs)."""
     from sqlalchemy import text
 
-    from control_plane.db.engine import migrate
+    from control_plane.db.database import migrate
 
     db = Database(f"sqlite:///{tmp_path / 'd.db'}")
     migrate(db.engine, "0004")

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from control_plane.db import Chunk
-from control_plane.db.engine import is_database_unavailable
+from control_plane.db.database import is_database_unavailable
 from control_plane.engine.base import UnsupportedPair
 from control_plane.inference.base import InferenceUnavailable
 from control_plane.jobs.service import SubmitRequest
