@@ -8,9 +8,7 @@ import json
 import os
 import stat
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -18,6 +16,7 @@ import requests
 from control_plane.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from devstack.processes import MTCTL
 from tests.functional.api_service import wait_for
+from tests.functional.callbacks import callback_receiver
 
 from ..conftest import REPO
 from .conftest import QUOTA_MINUTE_BASIC
@@ -87,33 +86,12 @@ def test_shared_stacks_refuse_to_start_without_a_secret(tmp_path, env, command):
 
 def test_callback_signed_with_the_users_own_secret(secure_service):
     svc = secure_service
-    received: list[tuple[dict, bytes]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((dict(self.headers), body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    with callback_receiver() as hook:
         sub = post(svc, {"content": "Sign this callback, please.", "source_language": "en",
-                         "target_language": "pt", "callback_url": url})  # fmt: skip
+                         "target_language": "pt", "callback_url": hook.url})  # fmt: skip
         assert sub.status_code == 202, sub.text
         wait_for(svc, sub.json()["job_id"])
-        deadline = time.monotonic() + 20
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        server.shutdown()
-    assert received, "no callback arrived"
-    headers, body = received[0]
+        headers, body = hook.wait()[0]
     own = svc.webhook_secrets[svc.keys["enterprise"]]
     other = svc.webhook_secrets[svc.keys["basic"]]
     jwt_secret = open(svc.env["MTB_DATA_DIR"] + "/jwt-secret").read().strip()

@@ -4,9 +4,7 @@ and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -14,6 +12,7 @@ import requests
 from control_plane.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from control_plane.text.chunking import Layout
 from tests.contract import DESIGN_RESULT, DESIGN_STATUS, DESIGN_SUBMIT
+from tests.functional.callbacks import callback_receiver
 
 from .conftest import MAX_WORDS, RATE_LIMIT_BASIC, Service, wait_for
 from .documents import document
@@ -326,50 +325,24 @@ def wait_for_status(service: Service, job_id: str) -> dict:
 
 
 def test_signed_callback_on_completion(service):
-    received: list[tuple[bool, dict]] = []
-    attempts = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            attempts.append(1)
-            if len(attempts) == 1:  # the first attempt fails: the service must retry
-                self.send_response(500)
-                self.end_headers()
-                return
-            ok = verify(  # the submitting user's own webhook secret
-                service.webhook_secrets[service.keys["enterprise"]],
-                self.headers[TIMESTAMP_HEADER],
-                body,
-                self.headers[SIGNATURE_HEADER],
-            )
-            received.append((ok, json.loads(body)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    with callback_receiver(fail_first=1) as hook:  # the service must retry the first
         sub = submit(
             service,
             {"text": "Call me back when done.", "source_lang": "en", "target_lang": "pt",
-             "callback_url": url},
+             "callback_url": hook.url},
         ).json()  # fmt: skip
         wait_for(service, sub["job_id"])
-        deadline = time.monotonic() + 20
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        server.shutdown()
-    assert received, "no callback arrived"
-    ok, event = received[0]
+        headers, body = hook.wait()[0]
+    ok = verify(  # the submitting user's own webhook secret
+        service.webhook_secrets[service.keys["enterprise"]],
+        headers[TIMESTAMP_HEADER],
+        body,
+        headers[SIGNATURE_HEADER],
+    )
     assert ok, "bad signature"
+    event = json.loads(body)
     assert event["event"] == "job.completed" and event["job_id"] == sub["job_id"]
-    assert len(attempts) >= 2
+    assert hook.attempts >= 2
 
 
 def test_sigint_and_sigterm_shut_down_cleanly(service, tmp_path):
