@@ -6,7 +6,13 @@ Workload: ``mtctl serve`` (SQLite, in-process queue) on the session's Triton
 (``MTB_INFERENCE=triton``), both registered as scrape targets (``register_target``); two
 waves of jobs at every priority (the second one repeats the texts: cache hits), a
 basic-tier key over its rate limit (errors by kind), each wave scraped twice.
-Panels that need ``mtctl worker`` to expose /metrics are checked in their own test.
+
+Panels that need ``mtctl worker`` (``needs`` "worker") are checked against a Kafka stack
+(``make_stack``: ``mtctl serve`` with MTB_QUEUE=kafka, one ``mtctl worker`` with
+MTB_METRICS_PORT; devstack.processes makes both targets): jobs of every priority and one
+ingest message with an API key that does not exist (a dead letter, reason
+"unauthorized"). The Kafka dashboard's lag panels are checked on the same stack: the API's
+consumer-group lag per chunk topic is scraped from it.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ ROOT = str(Path(__file__).resolve().parents[3])
 if ROOT not in sys.path:  # dashboards/ is a folder at the root, not an installed package
     sys.path.insert(0, ROOT)
 
-from dashboards import build  # noqa: E402
+from dashboards import build, names  # noqa: E402
 
 pytestmark = pytest.mark.services
 
@@ -61,6 +67,7 @@ def prometheus(tmp_path_factory):
     if "prometheus" in devstack.SPECS:
         cfg = devstack.Config.from_env()
         info = devstack.ensure_service("prometheus", cfg, lease=True)
+        prom.reload(info.url)  # one already running: the rules of this checkout
         yield info.url, cfg
         devstack.release_service("prometheus", cfg)
         return
@@ -218,10 +225,101 @@ def test_alert_rules_are_loaded_and_evaluate(workload):
     assert all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
 
 
-def test_worker_panels():
-    needing = [f"{d.uid} / {p.title}" for d, p in build.panels() if "worker" in p.needs]
-    if needing:
-        pytest.skip(
-            "`mtctl worker` exposes no /metrics yet (control_plane/commands/worker.py):"
-            f" not checked live: {', '.join(needing)}"
-        )
+@pytest.fixture(scope="module")
+def kafka_workload(prometheus, make_stack):
+    """(Prometheus URL, API target, worker target) after jobs of every priority and one
+    refused ingest message went through a Kafka stack, scraped twice."""
+    base, cfg = prometheus
+    t0 = time.monotonic()
+    stack = make_stack("dashboards", workers=0)
+    port = devstack.free_port()
+    worker = stack.start_worker("worker-0", MTB_METRICS_PORT=str(port))
+    api_target, worker_target = _host_port(stack.url), f"127.0.0.1:{port}"
+    # devstack.processes registered both in the default services folder; the fixture's
+    # Prometheus may watch another one (a private server)
+    for job, target in (("mtb-api", api_target), ("mtb-worker", worker_target)):
+        prom.register_target(job, target, cfg, labels={"test": "L0_dashboards"})
+    try:
+        wait_scrapes(base, worker_target, 1)
+        jobs = [stack.submit(text, priority=p)["job_id"] for p, text in TEXTS.items()]
+        bad = {"api_key": "mtb_not_a_real_key", "text": "Hello.", "source_lang": "en"}
+        stack.produce("ingest", [json.dumps({**bad, "target_lang": "pt"}).encode()])
+        for job_id in jobs:
+            assert stack.wait(job_id)["status"] == "completed"
+        deadline = time.monotonic() + 60
+        while 'mtb_dead_letters_total{reason="unauthorized"}' not in (
+            requests.get(f"http://{worker_target}/metrics", timeout=10).text
+        ):
+            assert time.monotonic() < deadline, f"no dead letter:\n{worker.log_tail()}"
+            time.sleep(0.3)
+        wait_scrapes(base, worker_target, 2)
+        wait_scrapes(base, api_target, 1)
+        print(f"\nKafka workload ready in {time.monotonic() - t0:.1f} s")
+        yield base, api_target, worker_target
+    finally:
+        prom.unregister_target("mtb-api", api_target, cfg)
+        prom.unregister_target("mtb-worker", worker_target, cfg)
+
+
+def _raw_metrics(expr: str) -> set[str]:
+    """Scraped metric names behind ``expr``: recording rules expanded to their inputs."""
+    exprs: dict[str, list[str]] = {}
+    for rule in names.rules():
+        if "record" in rule:
+            exprs.setdefault(rule["record"], []).append(rule["expr"])
+    out: set[str] = set()
+    for name in names.expr_metric_names(expr):
+        if name in exprs:
+            for inner in exprs[name]:
+                out |= _raw_metrics(inner)
+        else:
+            out.add(name)
+    return out
+
+
+def _check_panels(base: str, panels: list, target: str) -> list[str]:
+    """Problems: a query without series or with only NaN, or a metric behind it that
+    ``target`` does not expose (so the series came from this stack, not another one)."""
+    problems = []
+    for dash, panel in panels:
+        for q in panel.queries:
+            where = f"{dash.uid} / {panel.title}: {q.expr}"
+            result = query(base, q.expr)
+            if not result:
+                problems.append(f"no series: {where}")
+            elif all(math.isnan(v) for v in _numbers(result)):
+                problems.append(f"only NaN: {where}")
+            for name in sorted(_raw_metrics(q.expr) - names.PROMETHEUS_METRICS):
+                if not query(base, f'{name}{{instance="{target}"}}'):
+                    problems.append(f"{target} has no {name}: {where}")
+    return problems
+
+
+def test_worker_panels(kafka_workload):
+    base, _, worker_target = kafka_workload
+    needing = [(d, p) for d, p in build.panels() if "worker" in p.needs]
+    assert len(needing) >= 2
+    problems = _check_panels(base, needing, worker_target)
+    assert not problems, "\n".join(problems)
+    (dead,) = query(base, 'reason:mtb_dead_letters:increase10m{reason="unauthorized"}')
+    assert float(dead["value"][1]) >= 1
+
+
+def test_dead_letter_alert_fires(kafka_workload):
+    base = kafka_workload[0]
+    expr = 'ALERTS{alertname="MtbDeadLetters",reason="unauthorized",alertstate="firing"}'
+    deadline = time.monotonic() + 30
+    while not query(base, expr):
+        assert time.monotonic() < deadline, f"{expr} not in 30 s"
+        time.sleep(0.5)
+
+
+def test_kafka_lag_panels(kafka_workload):
+    """The lag panels (the API's view of the consumer group, per chunk topic) on Kafka."""
+    base, api_target, _ = kafka_workload
+    lag = [(d, p) for d, p in build.panels() if d.uid == "mtb-kafka" and "worker" not in p.needs]
+    assert len(lag) >= 3
+    problems = _check_panels(base, lag, api_target)
+    assert not problems, "\n".join(problems)
+    depth = query(base, f'mtb_queue_depth{{job="mtb-api",instance="{api_target}"}}')
+    assert {r["metric"]["priority"] for r in depth} == set(TEXTS)
