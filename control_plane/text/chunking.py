@@ -414,38 +414,57 @@ def _line_runs(text: str):  # noqa: ANN202 - Iterator[tuple[int, int, bool]]
         pos = end
 
 
+WRAP = 2  # the kind of a piece holding a hard-wrapped paragraph (its JSON, see _wrapped)
+
+
 @dataclass
 class Layout:
-    """A chunk as literal pieces and sentence segments, in order."""
+    """A chunk as literal pieces and sentence segments, in order.
 
-    pieces: list[tuple[bool, str]] = field(default_factory=list)  # (is_segment, text)
+    A hard-wrapped paragraph (lines broken by width mid-sentence, see
+    ``formats.plain.wrap_width``) is one piece of kind ``WRAP``: its lines joined into one,
+    cut into sentences (translated as whole sentences, not line by line), and rendered
+    re-filled to the paragraph's width and indentation; untranslated, exactly as it was."""
+
+    pieces: list[tuple[int, str]] = field(default_factory=list)  # (kind, text): 0/1/WRAP
 
     @property
     def segments(self) -> list[str]:
-        return [t for is_seg, t in self.pieces if is_seg]
+        out: list[str] = []
+        for kind, t in self.pieces:
+            if kind == WRAP:
+                out.extend(p for is_seg, p in json.loads(t)["pieces"] if is_seg)
+            elif kind:
+                out.append(t)
+        return out
 
     def render(self, translations: list[str]) -> str:
         it = iter(translations)
-        out = [next(it) if is_seg else t for is_seg, t in self.pieces]
+        out = []
+        for kind, t in self.pieces:
+            if kind == WRAP:
+                out.append(_render_wrapped(json.loads(t), it))
+            else:
+                out.append(next(it) if kind else t)
         return "".join(out)
 
     def source(self) -> str:
-        return "".join(t for _, t in self.pieces)
+        return "".join(json.loads(t)["source"] if k == WRAP else t for k, t in self.pieces)
 
     def dumps(self) -> str:
         """JSON for storage (``Layout.loads(layout.dumps()) == layout``)."""
-        return json.dumps([[int(is_seg), t] for is_seg, t in self.pieces], ensure_ascii=False)
+        return json.dumps([[int(k), t] for k, t in self.pieces], ensure_ascii=False)
 
     @classmethod
     def loads(cls, data: str) -> Layout:
-        return cls([(bool(is_seg), t) for is_seg, t in json.loads(data)])
+        return cls([(WRAP if k == WRAP else bool(k), t) for k, t in json.loads(data)])
 
     @classmethod
     def parse(cls, text: str, lang: str, budget: Budget | None = None) -> Layout:
         """``budget``: the document's pysbd budget (``plan`` shares one between chunks);
         None gives this call its own."""
         budget = budget if budget is not None else Budget()
-        pieces: list[tuple[bool, str]] = []
+        pieces: list[tuple[int, str]] = []
         literal: list[str] = []  # adjacent literal pieces, joined once (never s += t)
 
         def add(is_seg: bool, piece: str) -> None:
@@ -454,15 +473,33 @@ class Layout:
             if not is_seg:
                 literal.append(piece)
                 return
+            flush()
+            pieces.append((True, piece))
+
+        def flush() -> None:
             if literal:
                 pieces.append((False, "".join(literal)))
                 literal.clear()
-            pieces.append((True, piece))
 
-        for start, end, blank in _line_runs(text):
+        runs = list(_line_runs(text))
+        i = 0
+        lines_until = 0  # runs before this index are lines of a paragraph found not wrapped
+        while i < len(runs):
+            start, end, blank = runs[i]
             if blank:
                 add(False, text[start:end])
+                i += 1
                 continue
+            if i >= lines_until:  # a paragraph starts: hard-wrapped? (each line seen once)
+                block = _block_end(runs, i)
+                region = _wrapped(text, runs[i:block], lang, budget) if block - i > 1 else None
+                if region is not None:
+                    flush()
+                    pieces.append((WRAP, region))
+                    add(False, _eol(text[runs[block - 1][0] : runs[block - 1][1]]))
+                    i = block
+                    continue
+                lines_until = block
             line = text[start:end]
             body = line.rstrip("\r\n")
             eol = line[len(body) :]
@@ -481,9 +518,80 @@ class Layout:
                     pos = e
                 add(False, rest[pos:])
             add(False, eol)
-        if literal:
-            pieces.append((False, "".join(literal)))
+            i += 1
+        flush()
         return cls(pieces)
+
+
+WRAP_MAX_LINES = 2000  # a longer run of lines is not looked at as one paragraph
+
+
+def _block_end(runs: list[tuple[int, int, bool]], i: int) -> int:
+    """The end (exclusive) of the paragraph of non-blank lines starting at run ``i``."""
+    j = i
+    while j < len(runs) and not runs[j][2] and j - i < WRAP_MAX_LINES:
+        j += 1
+    return j
+
+
+def _eol(line: str) -> str:
+    return line[len(line.rstrip("\r\n")) :]
+
+
+def _wrapped(text: str, runs: list[tuple[int, int, bool]], lang: str, budget: Budget) -> str | None:
+    """The WRAP piece (JSON) of a hard-wrapped paragraph, or None when its line breaks
+    mean something. The paragraph's last line ending stays outside the piece."""
+    from control_plane.text.formats.plain import wrap_width
+
+    bodies = [text[s:e].rstrip("\r\n") for s, e, _ in runs]
+    width = wrap_width(bodies)
+    if width is None:
+        return None
+    m = _MARKER.match(bodies[0])
+    head = m.group(0) if m else ""
+    cont = bodies[1][: len(bodies[1]) - len(bodies[1].lstrip())]
+    joined = " ".join([bodies[0][len(head) :].strip()] + [b.strip() for b in bodies[1:]])
+    pieces: list[list] = []
+    pos = 0
+    for s, e in sentence_spans(joined, lang, budget):
+        if joined[pos:s]:
+            pieces.append([0, joined[pos:s]])
+        pieces.append([int(bool(_HAS_WORD.search(joined[s:e]))), joined[s:e]])
+        pos = e
+    if joined[pos:]:
+        pieces.append([0, joined[pos:]])
+    last_start, last_end, _ = runs[-1]
+    source = text[runs[0][0] : last_end - len(_eol(text[last_start:last_end]))]
+    first_eol = _eol(text[runs[0][0] : runs[0][1]])
+    region = {"width": width, "head": head, "cont": cont, "eol": first_eol, "source": source,
+              "pieces": pieces}  # fmt: skip
+    return json.dumps(region, ensure_ascii=False)
+
+
+def _render_wrapped(region: dict, translations) -> str:  # noqa: ANN001 - an iterator
+    """The paragraph with its sentences' translations, re-filled to its width; exactly
+    the source when no sentence changed (so rendering the segments gives the text back)."""
+    import textwrap
+
+    out, same = [], True
+    for is_seg, piece in region["pieces"]:
+        if is_seg:
+            tr = next(translations)
+            same = same and tr == piece
+            out.append(tr)
+        else:
+            out.append(piece)
+    if same:
+        return region["source"]
+    filled = textwrap.fill(
+        "".join(out),
+        width=region["width"],
+        initial_indent=region["head"],
+        subsequent_indent=region["cont"],
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return filled.replace("\n", region["eol"] or "\n")
 
 
 _COLUMN_GAP = re.compile(r"[ \t]{2,}|\t")  # two spaces or a tab: aligned columns

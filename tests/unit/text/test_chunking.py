@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -174,3 +175,58 @@ def test_one_sentence_lines_skip_pysbd_with_the_same_result():
     assert all(len(s) == 2 and s[1][1] - s[1][0] == 1 for _, s in differ), differ
     assert len(differ) <= 3, differ
     assert chunking.sentence_spans("One. Two.", "en") == [(0, 4), (5, 9)]  # pysbd still splits
+
+
+# -- hard-wrapped paragraphs (issue 12) -------------------------------------------------
+
+GPL = (
+    "This program is free software; you can redistribute it and/or modify it\n"
+    "under the terms of the GNU General Public License as published by the Free\n"
+    "Software Foundation; either version 2 of the License, or (at your option)\n"
+    "any later version.\n"
+)
+
+
+def test_a_hard_wrapped_paragraph_is_translated_as_sentences_and_refilled():
+    text = "Intro.\n\n  " + GPL.replace("\n", "\n  ").rstrip(" ") + "\n- one\n- two\n"
+    layout = Layout.parse(text, "en")
+    assert layout.render(layout.segments) == text  # untranslated: exactly as it was
+    assert Layout.loads(layout.dumps()) == layout and layout.source() == text
+    wrapped = [s for s in layout.segments if s.startswith("This program")]
+    assert wrapped == [
+        "This program is free software; you can redistribute it and/or modify it under the "
+        "terms of the GNU General Public License as published by the Free Software "
+        "Foundation; either version 2 of the License, or (at your option) any later version."
+    ]
+    out = layout.render([s.upper() + " MORE WORDS HERE" for s in layout.segments])
+    paragraph = out.split("\n\n")[1].split("\n- ")[0]
+    lines = paragraph.split("\n")
+    assert len(lines) >= 4 and all(line.startswith("  ") for line in lines)
+    assert max(len(line) for line in lines) <= max(len(x) for x in text.split("\n"))
+    assert out.endswith("\n- ONE MORE WORDS HERE\n- TWO MORE WORDS HERE\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Roses are red,\nviolets are blue,\nsugar is sweet,\nand so are you.\n",  # a poem
+        "The meeting starts at nine.\nPlease bring your laptop.\nThank you.\n",  # breaks
+        "- one item of the list that is long enough to look like prose text\n- two\n",
+        "def f(x):\n    return x * 2  # code that is long enough to matter here\n",
+    ],
+)
+def test_line_breaks_that_mean_something_stay(text):
+    layout = Layout.parse(text, "en")
+    assert all(kind != 2 for kind, _ in layout.pieces)
+    assert layout.render([s.upper() for s in layout.segments]).count("\n") == text.count("\n")
+
+
+def test_a_wrapped_paragraph_keeps_crlf_line_endings():
+    text = GPL.replace("\n", "\r\n")
+    layout = Layout.parse(text, "en")
+    out = layout.render([s + " Extra words to make the paragraph longer." for s in layout.segments])
+    assert (
+        out.endswith("\r\n")
+        and "\r\n" in out.rstrip("\r\n")
+        and "\n" not in out.replace("\r\n", "")
+    )
