@@ -56,6 +56,16 @@ def structure(data: bytes, exact_inline: bool = True) -> list[tuple]:
     return out
 
 
+def translatable(unit_text: str) -> str:
+    """The words of a unit the model is asked to translate: without tags and without
+    protected spans (a template's ``{{ dataset_summary | default("", true) }}`` stays)."""
+    from control_plane.text.spans import find_spans, outside
+
+    text = plain_words(unit_text)
+    rest = outside(text, find_spans(text))
+    return rest if has_text(rest) else ""
+
+
 def plain_words(unit_text: str) -> str:
     """A unit's text without its tags, whitespace collapsed."""
     from control_plane.text.markup import tag_spans
@@ -279,11 +289,7 @@ def test_real_files_with_the_real_engine(path, engine):
     assert structure(out, exact_inline=False) == structure(data, exact_inline=False), path
     after = FMT.extract(out)
     assert len(after) == len(units)
-    wordy = [
-        i
-        for i, u in enumerate(units)
-        if len(plain_words(u.text).split()) >= 3 and has_text(plain_words(u.text))
-    ]
+    wordy = [i for i, u in enumerate(units) if len(translatable(u.text).split()) >= 3]
     changed = [i for i in wordy if plain_words(after[i].text) != plain_words(units[i].text)]
     # units of three words or more are translated; a model may copy a short name, a URL
     # or "Windows PowerShell:" as it is, and a unit of protected spans stays (a command
