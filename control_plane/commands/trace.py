@@ -216,16 +216,24 @@ def stage_rows(spans: list[Span]) -> list[StageRow]:
         if s.name == "chunk.translate" and submit_end is not None:
             priority = s.tags.get("mtb.priority") or "?"
             rows.setdefault(f"queue wait [{priority}]", []).append(max(0, s.start_us - submit_end))
-    # Triton's request span has QUEUE_START/COMPUTE_START/COMPUTE_END events; its compute
-    # time counts once: from a "compute" child span when there is one, else the events
-    has_compute_child = {s.parent_id for s in spans if s.name.lower() == "compute"}
+    # Triton (mode=opentelemetry, level=TIMESTAMPS) writes a model span with REQUEST_START
+    # and QUEUE_START events and a "compute" child span with COMPUTE_START...COMPUTE_END;
+    # older builds put every event on one span. Queue time: QUEUE_START to COMPUTE_START,
+    # the latter the compute child's start when there is one. Compute counts once.
+    compute_child = {s.parent_id: s for s in spans if s.name.lower() == "compute"}
+    has_compute_child = set(compute_child)
     for s in spans:
         rows.setdefault(stage_of(s), []).append(s.duration_us)
         queued = _event_gap(s, "QUEUE_START", "COMPUTE_START")
+        if queued is None and s.span_id in compute_child:
+            start = next((ts for ts, name in s.events if name == "QUEUE_START"), None)
+            if start is not None and compute_child[s.span_id].start_us >= start:
+                queued = compute_child[s.span_id].start_us - start
         if queued is not None:
             rows.setdefault("Triton: queue", []).append(queued)
         computed = _event_gap(s, "COMPUTE_START", "COMPUTE_END")
-        if computed is not None and s.span_id not in has_compute_child:
+        own = s.name.lower() == "compute"  # already counted by its duration
+        if computed is not None and not own and s.span_id not in has_compute_child:
             rows.setdefault("Triton: compute", []).append(computed)
     return [StageRow(stage, durations) for stage, durations in rows.items()]
 

@@ -242,3 +242,18 @@ def test_jaeger_errors_are_reported(fake_jaeger, capsys):
     jaeger = fake_jaeger({"data": None, "errors": [{"code": 500, "msg": "boom"}]})
     assert main(["trace", HIGH_JOB, "--jaeger-url", jaeger.url]) == 1
     assert "boom" in capsys.readouterr().err
+
+
+def test_triton_queue_from_the_model_span_and_its_compute_child():
+    """What tritonserver (opentelemetry mode, level=TIMESTAMPS) really sends: InferRequest
+    -> the model's span (REQUEST_START, QUEUE_START, REQUEST_END) -> compute
+    (COMPUTE_START ... COMPUTE_END); recorded from a run against the local Triton."""
+    model = tr.Span("t", "m1", "g1", "translator", "triton", 1_000, 13_215,
+                    events=[(1_000, "REQUEST_START"), (1_200, "QUEUE_START"),
+                            (14_215, "REQUEST_END")])  # fmt: skip
+    compute = tr.Span("t", "c1", "m1", "compute", "triton", 2_200, 10_995,
+                      events=[(2_200, "COMPUTE_START"), (13_195, "COMPUTE_END")])  # fmt: skip
+    grpc = tr.Span("t", "g1", None, "InferRequest", "triton", 990, 13_241)
+    rows = _rows([grpc, model, compute])
+    assert rows["Triton: queue"].durations_us == [1_000]  # QUEUE_START -> compute's start
+    assert rows["Triton: compute"].durations_us == [10_995]
