@@ -18,8 +18,6 @@ npm build), so the UI path serves Jaeger's placeholder page; the query API is co
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -29,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from devstack.daemon import (
     ServiceInfo,
     atomic_write,
     check_ports_free,
+    file_lock,
     free_port,
     spawn,
     wait_ready,
@@ -88,18 +87,6 @@ def go_build_commands(version: str, out: Path) -> list[list[str]]:
         ["go", "mod", "download", "-json", f"{JAEGER_MODULE}@{version}"],
         ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(out), JAEGER_PACKAGE],
     ]
-
-
-@contextlib.contextmanager
-def _build_lock(folder: Path) -> Iterator[None]:
-    """One build per cache folder at a time (parallel test sessions, `make services`)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".build.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _go_env() -> dict[str, str]:
@@ -153,7 +140,7 @@ def build_jaeger(version: str = JAEGER_VERSION, env: Mapping[str, str] | None = 
     if os.access(target, os.X_OK):
         return target
     folder = target.parent
-    with _build_lock(folder):
+    with file_lock(folder / ".build.lock"):  # one build per cache folder
         if os.access(target, os.X_OK):  # built by whoever held the lock before us
             return target
         if shutil.which("go") is None:

@@ -9,34 +9,20 @@ stay until ``down``. One ``up``/``down`` per service at a time (a file lock).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from devstack.config import Config, parse_only
-from devstack.daemon import ServiceInfo, atomic_write, pid_alive, stop_pid
+from devstack.daemon import ServiceInfo, atomic_write, file_lock, pid_alive, stop_pid
 from devstack.envfile import refresh_env_file
 from devstack.errors import ServiceError
 from devstack.registry import SERVICES, SPECS
-
-
-@contextlib.contextmanager
-def _service_lock(cfg: Config, name: str) -> Iterator[None]:
-    """One `up`/`down` per service at a time (parallel test sessions, make services)."""
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(cfg.state_dir / f".{name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _state_path(cfg: Config, name: str) -> Path:
@@ -112,7 +98,7 @@ def ensure_service(name: str, cfg: Config | None = None, *, lease: bool = False)
     cfg = cfg or Config.from_env()
     if name not in SPECS:
         raise ServiceError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
-    with _service_lock(cfg, name):
+    with file_lock(cfg.state_dir / f".{name}.lock"):  # one up/down per service
         state = running_state(cfg, name)
         if state:
             info = _info_from_state(name, state, started=False)
@@ -143,7 +129,7 @@ def release_service(name: str, cfg: Config | None = None, *, stop_if_unused: boo
     """Drop this process's lease; stop the server if it was started under a lease and no
     live process holds one any more (and ``stop_if_unused``). True if it stopped it."""
     cfg = cfg or Config.from_env()
-    with _service_lock(cfg, name):
+    with file_lock(cfg.state_dir / f".{name}.lock"):  # one up/down per service
         (_lease_dir(cfg, name) / str(os.getpid())).unlink(missing_ok=True)
         state = running_state(cfg, name)
         if not (stop_if_unused and state and state.get("started_by") == "lease"):
@@ -156,7 +142,7 @@ def release_service(name: str, cfg: Config | None = None, *, stop_if_unused: boo
 def stop_service(name: str, cfg: Config | None = None, *, purge: bool = False) -> bool:
     """Stop our ``name`` server if it runs (True if it did); ``purge`` deletes its data."""
     cfg = cfg or Config.from_env()
-    with _service_lock(cfg, name):
+    with file_lock(cfg.state_dir / f".{name}.lock"):  # one up/down per service
         return _stop_unlocked(name, cfg, purge=purge)
 
 

@@ -15,8 +15,6 @@ A Triton started by devstack is added when Prometheus starts. Rules: every
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -24,7 +22,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from devstack.daemon import (
     apt_install,
     atomic_write,
     check_ports_free,
+    file_lock,
     spawn,
     wait_ready,
 )
@@ -88,17 +87,6 @@ def targets_dir(cfg: Config | None = None) -> Path:
     return cfg.service_dir("prometheus") / "targets"
 
 
-@contextlib.contextmanager
-def _targets_lock(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def read_targets(job: str, cfg: Config | None = None) -> list[dict[str, Any]]:
     """The file_sd groups of ``job`` (``[{"targets": [...], "labels": {...}}, ...]``)."""
     try:
@@ -127,7 +115,7 @@ def register_target(
     directory = targets_dir(cfg)
     path = directory / f"{job}.json"
     group = {"targets": [host_port], "labels": dict(labels or {})}
-    with _targets_lock(directory):
+    with file_lock(directory / ".lock"):
         groups = [g for g in read_targets(job, cfg) if host_port not in g.get("targets", ())]
         groups.append(group)
         atomic_write(path, json.dumps(groups, indent=2) + "\n")
@@ -139,7 +127,7 @@ def unregister_target(job: str, host_port: str, cfg: Config | None = None) -> bo
     was there."""
     _check_job(job)
     directory = targets_dir(cfg)
-    with _targets_lock(directory):
+    with file_lock(directory / ".lock"):
         groups = read_targets(job, cfg)
         kept = [g for g in groups if host_port not in g.get("targets", ())]
         if len(kept) == len(groups):
@@ -247,7 +235,7 @@ def start_prometheus(cfg: Config) -> ServiceInfo:
     targets = targets_dir(cfg)
     for job in JOBS:
         if job != "prometheus" and not (targets / f"{job}.json").exists():
-            with _targets_lock(targets):
+            with file_lock(targets / ".lock"):
                 atomic_write(targets / f"{job}.json", "[]\n")
     _seed_triton(cfg)
     config = work / "prometheus.yml"
