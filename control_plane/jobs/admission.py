@@ -10,7 +10,6 @@ consumer writes into a dead-letter record's reason.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,8 +18,6 @@ from control_plane.auth import Principal
 from control_plane.domain import TIER_MAX_PRIORITY, DomainError
 from control_plane.jobs.request import TranslateRequest, metadata_json
 from control_plane.jobs.service import SubmitRequest, count_text_words
-
-_TAGS = re.compile(r"<[^<>]*>")  # linear: [^<>] stops at the next "<"
 
 
 class Rejected(DomainError):
@@ -55,7 +52,7 @@ def detect_source(content: str, fmt: str, served: list[str] | None = None):  # n
     if documents.is_document(fmt):
         text = "\n".join(u.text for u in documents.extract(content, fmt)[:200])
     if documents.markup_of(fmt) != "text":
-        text = _TAGS.sub(" ", text)
+        text = documents.TAG.sub(" ", text)
     try:
         return language.detect_preferring(text, served or [])
     except ValueError as exc:

@@ -88,7 +88,8 @@ def extract(stored: str, fmt: str):  # noqa: ANN201 - list[Unit]
         ) from exc
 
 
-_CODES = re.compile(r"<[^<>]*>|&#?\w{1,32};")  # tags and references: linear
+TAG = re.compile(r"<[^<>]*>")  # a tag, to count or detect text without: linear
+_CODES = re.compile(TAG.pattern + r"|&#?\w{1,32};")  # tags and references
 
 
 def text_words(text: str, markup: str) -> int:

@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -108,9 +107,6 @@ class InvalidMarkup(DomainError):
     code = "invalid_markup"
 
 
-_TAG = re.compile(r"<[^<>]*>")  # linear: [^<>] stops at the next "<"
-
-
 def count_text_words(text: str, fmt: str = "text") -> int:
     """Words for billing, estimates, quota and progress: for html/xml the text's words,
     not the tags' (every tag, comment and declaration counts as a space; the text of
@@ -118,7 +114,7 @@ def count_text_words(text: str, fmt: str = "text") -> int:
     if documents.is_document(fmt):
         return documents.word_count(text, fmt)
     if fmt in MARKUP_FORMATS:
-        text = _TAG.sub(" ", text)
+        text = documents.TAG.sub(" ", text)
     return count_words(text)
 
 
@@ -128,7 +124,7 @@ def chunk_words(text: str, fmt: str) -> int:
     if documents.is_document(fmt):
         return documents.text_words(text, documents.markup_of(fmt))
     if fmt in MARKUP_FORMATS:
-        text = _TAG.sub(" ", text)
+        text = documents.TAG.sub(" ", text)
     return count_words(text)
 
 
