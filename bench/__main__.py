@@ -10,7 +10,18 @@ import argparse
 import importlib
 import sys
 
-SECTIONS = ["engine", "quality", "spans", "formats", "service", "triton", "stack", "latency"]
+SECTIONS = [
+    "engine",
+    "quality",
+    "spans",
+    "formats",
+    "service",
+    "triton",
+    "stack",
+    "latency",
+    "capacity",
+    "gpu",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
