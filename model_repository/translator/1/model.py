@@ -58,6 +58,9 @@ class TritonPythonModel:
             tensorrt=provider == "tensorrt",
         )
         self.pairs = set(self.engine.pairs())
+        if _param(config, "pairs"):  # a per-pair model (inference/lifecycle.py): its pairs only
+            wanted = {tuple(p.split("-", 1)) for p in _param(config, "pairs").split(",")}
+            self.pairs &= wanted
         t0 = time.monotonic()
         for src, tgt in sorted(self.pairs):  # load sessions now: the first request is not slow
             self.engine.translate(["Hello."], src, tgt)
