@@ -527,6 +527,11 @@ class TritonInferenceClient:
             self.m_latency.labels(priority).observe(time.monotonic() - t0)
             return result
 
+    def _model_for(self, source: str, target: str) -> str:
+        """The Triton model serving a pair: the all-pairs ``translator`` here; one model per
+        pair under explicit model control (control_plane/inference/lifecycle.py)."""
+        return self.model
+
     async def _infer_once(
         self,
         segments: list[str],
@@ -553,7 +558,7 @@ class TritonInferenceClient:
         # (--trace-config mode=opentelemetry) join the caller's inference.translate span
         traced = tracing.inject()
         result = await self._client().infer(
-            self.model,
+            self._model_for(source, target),
             [text, src, tgt],
             priority=level,
             timeout=int(remaining * 1e6),  # Triton's queue timeout (microseconds)
