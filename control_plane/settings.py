@@ -199,6 +199,12 @@ class TritonSettings:
     triton_connect_timeout_s: float = 30.0  # start() waits this long for a ready server
     triton_health_interval_s: float = 5.0  # background readiness polling
     triton_fallback: bool = False  # serve from the in-process engine while Triton is down
+    # none: one all-pairs model (triton_model); explicit: one Triton model per pair
+    # (translator-<src>-<tgt>), loaded on first demand, unloaded after model_idle_s
+    # (control_plane/inference/lifecycle.py; tritonserver --model-control-mode=explicit)
+    triton_model_control: str = "none"
+    model_idle_s: float = 600.0  # explicit mode: idle time before a pair's model is unloaded
+    triton_load_timeout_s: float = 300.0  # explicit mode: one load_model call may take this
 
 
 @dataclass
