@@ -152,6 +152,9 @@ class KafkaSettings:
     kafka_topic_prefix: str = "mtb."
     kafka_partitions: int = 6
     kafka_group: str = "mtb-workers"  # consumer group of `mtctl worker`
+    # `mtctl worker --priorities`: the chunk topics it consumes, comma-separated from
+    # critical,high,normal,retry (empty: all). Deployments per priority share the group
+    worker_priorities: str = ""
     kafka_session_timeout_ms: int = 10_000  # a dead worker's partitions move after this
     kafka_max_poll_interval_ms: int = 300_000
     kafka_publish_timeout_s: float = 10.0

@@ -1,7 +1,8 @@
 """``mtctl worker``: the Kafka side of the production stack (``MTB_QUEUE=kafka``).
 
 One process = one member of the consumer group ``MTB_KAFKA_GROUP`` on the chunk topics
-(critical, high, normal, retry) plus, unless ``--no-ingest``, one member of
+(critical, high, normal, retry; ``--priorities`` a subset: one Deployment per priority in
+Kubernetes, each scaled on its topics' lag) plus, unless ``--no-ingest``, one member of
 ``<group>-ingest`` on the ingest topic, plus a reconciler. Inside, ``MTB_WORKERS`` worker
 tasks take chunks of any priority and ``MTB_URGENT_WORKERS`` more take only critical and
 high ones, so urgent work never waits for a free task; inference calls carry the chunk's
@@ -43,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="extra tasks for critical/high only (MTB_URGENT_WORKERS)",
     )
     p.add_argument("--group", default=None, help="consumer group (MTB_KAFKA_GROUP)")
+    p.add_argument(
+        "--priorities",
+        default=None,
+        help="chunk topics to consume, e.g. critical or high,retry (MTB_WORKER_PRIORITIES; "
+        "default: critical,high,normal,retry)",
+    )
     p.add_argument("--no-ingest", action="store_true", help="do not consume the ingest topic")
     p.add_argument("--no-reconciler", action="store_true", help="do not re-publish stale chunks")
     p.set_defaults(func=run)
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             ("workers", args.workers),
             ("urgent_workers", args.urgent_workers),
             ("kafka_group", args.group),
+            ("worker_priorities", args.priorities),
         )
         if v is not None
     }
@@ -65,13 +73,14 @@ def run(args: argparse.Namespace) -> int:
     if settings.queue != "kafka":
         log.warning("MTB_QUEUE is %r; `mtctl worker` always uses Kafka", settings.queue)
         settings.queue = "kafka"
-    from control_plane.queue.kafka.topics import KafkaAuthError
+    from control_plane.queue.kafka.topics import KafkaAuthError, Topics
     from control_plane.security import ConfigError, kafka_client_kwargs, resolve_jwt_secret
 
     try:  # Kafka: MTB_JWT_SECRET is required (the worker signs nothing with it, but one
         resolve_jwt_secret(settings)  # misconfigured process of the stack must not start)
         kafka_client_kwargs(settings)
-    except ConfigError as exc:
+        Topics.from_settings(settings).consumed(settings.worker_priorities)
+    except (ConfigError, ValueError) as exc:
         print(f"mtctl worker: {exc}", file=sys.stderr)
         return 2
     logs.configure("DEBUG" if args.verbose else settings.log_level, settings.log_format)

@@ -5,7 +5,8 @@ puts together a ``Publisher`` (every process), a ``ChunkConsumer`` (``mtctl work
 ``consume=True``) and, in a process that only publishes, a ``LagMonitor`` for its depth.
 
 Consuming: one consumer in group ``MTB_KAFKA_GROUP`` subscribed to the three priority
-topics and the retry topic (``GroupConsumer``: manual commits of finished offsets only).
+topics and the retry topic, or the subset in ``MTB_WORKER_PRIORITIES`` (``GroupConsumer``:
+manual commits of finished offsets only).
 Its poll loop fills a ``PriorityBuffer``; worker tasks take deliveries from it with
 ``consume`` (most urgent first, with aging). Strict priority at the broker: while a more
 urgent level has backlog, the partitions of every less urgent level are paused, and resumed
@@ -92,7 +93,7 @@ class ChunkConsumer(GroupConsumer):
     def __init__(self, settings: Any, topics: Topics, publisher: Publisher, **kwargs: Any):
         super().__init__(
             settings,
-            topics=[*topics.chunk_topics(), topics.retry],
+            topics=topics.consumed(settings.worker_priorities),
             group_id=settings.kafka_group,
             **kwargs,
         )

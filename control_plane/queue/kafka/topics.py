@@ -105,6 +105,17 @@ class Topics:
     def chunk_topics(self) -> list[str]:
         return [self.chunks(p) for p in PRIORITIES]
 
+    def consumed(self, priorities: str = "") -> list[str]:
+        """The chunk topics a worker subscribes to: ``priorities`` is a comma-separated
+        subset of the priorities and ``retry`` (``MTB_WORKER_PRIORITIES``; empty: all), so
+        one Deployment per priority can share the consumer group (k8s/scaling-policy.yaml)."""
+        wanted = [p.strip() for p in priorities.split(",") if p.strip()]
+        known = {p: self.chunks(p) for p in PRIORITIES} | {"retry": self.retry}
+        unknown = [p for p in wanted if p not in known]
+        if unknown:
+            raise ValueError(f"unknown worker priorities {unknown}; known: {list(known)}")
+        return [t for p, t in known.items() if not wanted or p in wanted]
+
     def all(self) -> list[str]:
         return [*self.chunk_topics(), self.retry, self.dead_letter, self.ingest, self.results]
 

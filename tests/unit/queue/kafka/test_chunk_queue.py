@@ -20,6 +20,12 @@ def test_retry_delay_is_exponential_and_capped():
     assert retry_delay(1.0, 50) == 60.0
 
 
+def test_worker_subscribes_to_its_priorities_in_the_shared_group():
+    q = KafkaChunkQueue(Settings(worker_priorities="high,retry"), consume=True)
+    assert q.consumer.topics == ["mtb.chunks.high", "mtb.chunks.retry"]
+    assert q.consumer.group_id == "mtb-workers"
+
+
 def _queue(aging_s: float = 30.0) -> KafkaChunkQueue:
     q = KafkaChunkQueue(Settings(aging_s=aging_s), consume=True)
     return q

@@ -38,6 +38,15 @@ def test_topic_names_follow_the_prefix():
         t.chunks("urgent")
 
 
+def test_a_worker_consumes_the_chosen_priorities_only():
+    t = Topics("t1.")
+    assert t.consumed("") == [*t.chunk_topics(), t.retry]
+    assert t.consumed("critical") == ["t1.chunks.critical"]
+    assert t.consumed(" retry, high") == ["t1.chunks.high", "t1.chunks.retry"]
+    with pytest.raises(ValueError, match="urgent"):
+        t.consumed("critical,urgent")
+
+
 def test_chunk_round_trip_keyed_by_job_with_trace_context():
     job = str(uuid.uuid4())
     msg = ChunkMessage(job, 3, "high", "en", "pt", word_count=812, attempt=1)
