@@ -110,13 +110,18 @@ def triton_command(
     grpc_port: int,
     metrics_port: int,
     extra_args: Iterable[str] = (),
+    model_control: str = "none",
 ) -> list[str]:
-    """tritonserver on loopback only, fixed model set, failing fast on any model error."""
+    """tritonserver on loopback only, failing fast on any model error. ``model_control``
+    none: the repository's models, all loaded at start; explicit: none loaded until the
+    control plane asks (repository API; control_plane/inference/lifecycle.py)."""
+    if model_control not in ("none", "explicit"):
+        raise ValueError(f"model_control must be none or explicit, not {model_control!r}")
     return [
         str(server),
         f"--model-repository={model_repository}",
         f"--backend-directory={backend_directory}",
-        "--model-control-mode=none",
+        f"--model-control-mode={model_control}",
         "--strict-readiness=true",
         "--exit-on-error=true",
         "--log-verbose=0",
@@ -181,6 +186,7 @@ def start_triton(
     extra_args: Iterable[str] = (),
     extra_env: Mapping[str, str] | None = None,
     trace_url: str | None = None,
+    model_control: str = "none",
 ) -> ServiceInfo:
     """Start tritonserver on ``model_repository`` and wait until it is ready.
 
@@ -190,7 +196,8 @@ def start_triton(
     recorded in ``.services/env``: ``up``/``ensure_service`` do that for the shared server.
     ``extra_env`` reaches the models' Python (e.g. ``MTB_MODEL_DIR`` for our model.py).
     ``trace_url`` (default: ``MTB_TRITON_TRACE_URL``; empty: off) is an OTLP/HTTP endpoint
-    for Triton's own spans (``trace_args``).
+    for Triton's own spans (``trace_args``). ``model_control="explicit"`` starts it with
+    nothing loaded (``triton_command``); the shared server keeps ``none``.
     """
     repo = Path(model_repository).resolve()
     if not repo.is_dir():
@@ -213,6 +220,7 @@ def start_triton(
         http_port=ports["http"],
         grpc_port=ports["grpc"],
         metrics_port=ports["metrics"],
+        model_control=model_control,
         extra_args=[
             *trace_args(os.environ.get("MTB_TRITON_TRACE_URL") if trace_url is None else trace_url),
             *extra_args,

@@ -13,6 +13,10 @@ def open_inference(settings) -> InferenceClient:  # noqa: ANN001
         from control_plane.inference.local import open_local_engine
 
         return LocalInferenceClient(factory=lambda: open_local_engine(settings))
+    if settings.inference == "triton" and settings.triton_model_control == "explicit":
+        from control_plane.inference.lifecycle import LifecycleTritonClient
+
+        return LifecycleTritonClient(settings)  # per-pair models, loaded on demand
     if settings.inference == "triton":
         from control_plane.inference.triton import TritonInferenceClient  # issue 4
 
