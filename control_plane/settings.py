@@ -212,10 +212,39 @@ class TritonSettings:
 
 @dataclass
 class CostSettings:
-    """Estimates and cost."""
+    """Estimates and cost: the cost model (control_plane/capacity/cost.py) prices instance
+    time, storage and transfer; ``mtctl cost`` and every job's cost read the same fields."""
 
-    price_per_hour: float = 0.10  # instance price used for estimates (USD)
     throughput_wps: float = 60.0  # words/s assumed before any job has been measured
+    # instance prices (USD per hour, on demand); spot: the GPU price less this fraction
+    price_cpu_per_hour: float = 2.05
+    price_gpu_per_hour: float = 1.20
+    spot_discount: float = 0.60
+    # the kind this process's jobs are billed as: cpu | gpu | gpu-spot
+    cost_instance_kind: str = "cpu"
+    # a job's engine seconds / this = its instance seconds: how many engine calls share one
+    # instance at a time (1: each call's wall time in full, an upper bound when they overlap)
+    cost_engine_overlap: float = 1.0
+    # measured words/min come from bench/results (control_plane/capacity/rates.py)
+    cost_results_dir: Path = field(
+        default_factory=lambda: Path(__file__).resolve().parents[1] / "bench" / "results"
+    )
+    cost_cpu_cores: int = 0  # cores of the priced CPU instance (0: the measured machine's)
+    # until bench/results/gpu/gpu.json exists: issue 15's goal for the engine on an H200
+    cost_gpu_words_per_minute_estimate: float = 4_650_000.0
+    # storage: text kept per word (job source + result, chunks, cache entries, indexes) for
+    # retention days, priced like managed PostgreSQL block storage (USD per GB-month)
+    cost_storage_price_gb_month: float = 0.115
+    cost_stored_bytes_per_word: float = 60.0
+    cost_retention_days: float = 30.0
+    # transfer: request + response bytes per word (JSON, HTTP), priced as internet egress
+    cost_transfer_price_gb: float = 0.09
+    cost_transfer_bytes_per_word: float = 20.0
+    cost_cache_hit_rate: float = 0.0  # mtctl cost: share of words served from the cache
+    # mtctl cost: the busiest hour over the day's mean (instances needed at the peak), and
+    # the separate busy periods a day of a scale-to-zero pool (each ends with a cooldown)
+    cost_peak_to_mean: float = 2.0
+    cost_active_periods_per_day: float = 24.0
     # an API without in-process workers (Kafka) re-reads backlog and throughput this often
     estimate_refresh_s: float = 2.0
 

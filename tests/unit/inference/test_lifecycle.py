@@ -1,0 +1,209 @@
+"""ModelLifecycle's bookkeeping (load once, refcounts, idle timer, unload racing a call,
+another process's use) and the per-pair repository, with a fake repository client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from control_plane.inference.lifecycle import (
+    ModelLifecycle,
+    model_name,
+    pair_of,
+    render_pair,
+    write_repository,
+)
+from control_plane.inference.triton_config import CPU, MODEL_REPOSITORY
+
+EN_PT = model_name("en", "pt")
+PT_EN = model_name("pt", "en")
+
+
+class FakeRepository:
+    """Triton's repository API as explicit mode behaves: unload answers at once and the
+    model stays UNLOADING for ``unload_s`` before it is UNAVAILABLE."""
+
+    def __init__(self, names=(EN_PT, PT_EN), load_s=0.05, unload_s=0.05):
+        self.state = {n: "" for n in names}
+        self.load_s, self.unload_s = load_s, unload_s
+        self.events: list[tuple[str, str]] = []
+        self.last_inference_ms = 0
+
+    async def get_model_repository_index(self, as_json=False, client_timeout=None):
+        return {
+            "models": [{"name": n, **({"state": s} if s else {})} for n, s in self.state.items()]
+        }
+
+    async def load_model(self, name, client_timeout=None):
+        assert self.state[name] not in ("READY", "UNLOADING"), f"load while {self.state[name]}"
+        self.events.append(("load", name))
+        self.state[name] = "LOADING"
+        await asyncio.sleep(self.load_s)
+        self.state[name] = "READY"
+
+    async def unload_model(self, name, client_timeout=None):
+        self.events.append(("unload", name))
+        self.state[name] = "UNLOADING"
+
+        async def finish():
+            await asyncio.sleep(self.unload_s)
+            self.state[name] = "UNAVAILABLE"
+
+        asyncio.get_running_loop().create_task(finish())
+
+    async def get_inference_statistics(self, name, as_json=False, client_timeout=None):
+        entry = {"name": name}
+        if self.last_inference_ms:
+            entry["last_inference"] = str(self.last_inference_ms)
+        return {"model_stats": [entry]}
+
+
+async def call(lc: ModelLifecycle, repo: FakeRepository, s: float = 0.0) -> None:
+    async with lc.use("en", "pt") as name:
+        assert repo.state[name] == "READY", "a call runs on a loaded model only"
+        repo.events.append(("infer", name))
+        await asyncio.sleep(s)
+
+
+async def wait_for(cond, timeout=3.0):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout
+        await asyncio.sleep(0.01)
+
+
+def test_names_and_rendered_config():
+    assert pair_of("translator-en-pt") == ("en", "pt")
+    assert pair_of("translator") is None and pair_of("translator_urgent") is None
+    assert pair_of("other-en-pt") is None
+    text = render_pair(CPU, "en", "pt")
+    assert 'name: "translator-en-pt"' in text and 'name: "translator"\n' not in text
+    assert 'key: "pairs"\n  value { string_value: "en-pt" }' in text
+
+
+def test_write_repository(tmp_path):
+    written = write_repository(tmp_path, [("pt", "en"), ("en", "pt")])
+    assert [p.name for p in written] == ["translator-en-pt", "translator-pt-en"]
+    for folder in written:
+        assert (folder / "1" / "model.py").read_text() == (
+            MODEL_REPOSITORY / "translator" / "1" / "model.py"
+        ).read_text()
+        assert f'name: "{folder.name}"' in (folder / "config.pbtxt").read_text()
+
+
+async def test_refresh_lists_pairs_without_loading():
+    repo = FakeRepository()
+    lc = ModelLifecycle(repo, idle_s=60)
+    states = await lc.refresh()
+    assert lc.pairs() == [("en", "pt"), ("pt", "en")]
+    assert states == {("en", "pt"): "", ("pt", "en"): ""}
+    assert repo.events == []
+
+
+async def test_concurrent_first_calls_load_once():
+    repo = FakeRepository(load_s=0.1)
+    lc = ModelLifecycle(repo, idle_s=60)
+    await asyncio.gather(*(call(lc, repo) for _ in range(8)))
+    assert [e for e in repo.events if e[0] == "load"] == [("load", EN_PT)]
+    assert len([e for e in repo.events if e[0] == "infer"]) == 8
+    assert lc.models[EN_PT].refs == 0 and lc.models[EN_PT].loads == 1
+    await lc.close()
+
+
+async def test_unloaded_after_idle_not_before():
+    repo = FakeRepository()
+    lc = ModelLifecycle(repo, idle_s=0.3)
+    await call(lc, repo)
+    await asyncio.sleep(0.15)
+    assert repo.state[EN_PT] == "READY"
+    await call(lc, repo)  # a call restarts the idle period
+    await asyncio.sleep(0.2)
+    assert repo.state[EN_PT] == "READY"
+    await wait_for(lambda: lc.models[EN_PT].unloads == 1)
+    assert repo.state[EN_PT] == "UNAVAILABLE" and not lc.models[EN_PT].loaded
+    await lc.close()
+
+
+async def test_no_unload_while_a_call_is_in_flight():
+    repo = FakeRepository()
+    lc = ModelLifecycle(repo, idle_s=0.05)
+    running = asyncio.ensure_future(call(lc, repo, s=0.4))
+    await wait_for(lambda: lc.models.get(EN_PT) is not None and lc.models[EN_PT].loaded)
+    lc.models[EN_PT].last_used -= 10  # long idle by the clock, but a call holds it
+    assert not await lc.unload_if_idle(EN_PT)
+    await running
+    assert ("unload", EN_PT) not in repo.events
+    await wait_for(lambda: repo.state[EN_PT] == "UNAVAILABLE")  # idle after the call ends
+    await lc.close()
+
+
+async def test_call_racing_an_unload_waits_and_reloads():
+    repo = FakeRepository(unload_s=0.2)
+    lc = ModelLifecycle(repo, idle_s=0.0)
+    await call(lc, repo)
+    lc.models[EN_PT].timer.cancel()  # drive the unload by hand
+    unloading = asyncio.ensure_future(lc.unload_if_idle(EN_PT))
+    await wait_for(lambda: repo.state[EN_PT] == "UNLOADING")
+    await call(lc, repo)  # arrives mid-unload: waits for it, then loads again
+    assert await unloading
+    assert [e[0] for e in repo.events] == ["load", "infer", "unload", "load", "infer"]
+    await lc.close()
+
+
+async def test_another_process_recent_inference_postpones_unload():
+    repo = FakeRepository()
+    lc = ModelLifecycle(repo, idle_s=0.3)
+    await call(lc, repo)
+    lc.models[EN_PT].timer.cancel()
+    lc.models[EN_PT].last_used -= 1.0
+    repo.last_inference_ms = int(time.time() * 1000)  # someone else used it just now
+    assert not await lc.unload_if_idle(EN_PT)
+    # the idle period now counts from the other process's call
+    assert time.monotonic() - lc.models[EN_PT].last_used < 0.1
+    repo.last_inference_ms = int((time.time() - 1.0) * 1000)
+    lc.models[EN_PT].last_used -= 1.0
+    assert await lc.unload_if_idle(EN_PT)
+    await lc.close()
+
+
+async def test_model_gone_behind_our_back_is_reloaded():
+    repo = FakeRepository()
+    lc = ModelLifecycle(repo, idle_s=60)
+    await call(lc, repo)
+    repo.state[EN_PT] = "UNAVAILABLE"  # another process unloaded it
+    with pytest.raises(RuntimeError):
+        async with lc.use("en", "pt"):
+            raise RuntimeError("Request for unknown model: 'translator-en-pt' is not found")
+    await call(lc, repo)
+    assert lc.models[EN_PT].loads == 2
+    await lc.close()
+
+
+async def test_refresh_adopts_a_model_loaded_elsewhere():
+    repo = FakeRepository()
+    repo.state[EN_PT] = "READY"
+    lc = ModelLifecycle(repo, idle_s=0.1)
+    await lc.refresh()
+    assert lc.models[EN_PT].loaded
+    await wait_for(lambda: repo.state[EN_PT] == "UNAVAILABLE")
+    await lc.close()
+
+
+async def test_failed_load_leaves_it_unloaded_and_the_next_call_tries_again():
+    repo = FakeRepository()
+    lc = ModelLifecycle(repo, idle_s=60)
+    real = repo.load_model
+
+    async def broken(name, client_timeout=None):
+        raise RuntimeError("failed to load 'translator-en-pt'")
+
+    repo.load_model = broken
+    with pytest.raises(RuntimeError, match="failed to load"):
+        await call(lc, repo)
+    assert lc.models[EN_PT].refs == 0 and not lc.models[EN_PT].loaded
+    repo.load_model = real
+    await call(lc, repo)
+    assert lc.models[EN_PT].loads == 1
+    await lc.close()
