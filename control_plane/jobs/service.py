@@ -26,6 +26,7 @@ from sqlalchemy.orm import defer
 
 from control_plane import tracing
 from control_plane.cache import SegmentCache
+from control_plane.capacity.cost import CostModel
 from control_plane.db import Chunk, Database, Job, as_utc, utcnow
 from control_plane.domain import ACTIVE_STATUSES as ACTIVE
 from control_plane.domain import PRIORITY_RANK, DomainError
@@ -229,23 +230,27 @@ class JobService:
         self.cache = cache
         self.settings = settings
         self.throughput = Throughput(settings.throughput_wps)
+        self.cost_model = CostModel.from_settings(settings)
         self.pending_words = {p: 0 for p in PRIORITY_RANK}
         self.cancelled: set[str] = set()
         self.on_finished = on_finished
 
     # -- estimates -----------------------------------------------------------------
 
-    def cost_for_seconds(self, seconds: float) -> float:
-        return round(seconds / 3600.0 * self.settings.price_per_hour, 6)
+    def cost_for_seconds(self, seconds: float, words: int = 0) -> float:
+        """USD for ``words`` that took ``seconds`` of engine time, from the cost model
+        ``mtctl cost`` prints (instance time at this process's kind, storage, transfer)."""
+        return self.cost_model.job_cost(words, engine_seconds=seconds)
 
     def estimate(self, words: int, priority: str) -> tuple[float, float]:
         """(seconds until done, cost in USD) from measured throughput and the backlog
-        at the same or a more urgent priority."""
+        at the same or a more urgent priority. The cost is the actual one's formula on
+        the engine seconds the measured throughput predicts."""
         ahead = sum(
             w for p, w in self.pending_words.items() if PRIORITY_RANK[p] <= PRIORITY_RANK[priority]
         )
         seconds = (ahead + words) / self.throughput.wps
-        return seconds, self.cost_for_seconds(words / self.throughput.wps)
+        return seconds, self.cost_for_seconds(words / self.throughput.wps, words)
 
     def _queue_state(self, window_s: float):  # noqa: ANN202
         since = utcnow() - timedelta(seconds=window_s)
@@ -756,7 +761,9 @@ class JobService:
                     return failed
             job.status = "completed"
             job.completed_at = now
-            job.cost_usd = self.cost_for_seconds(sum(p.engine_seconds or 0.0 for p in parts))
+            job.cost_usd = self.cost_for_seconds(
+                sum(p.engine_seconds or 0.0 for p in parts), job.word_count
+            )
             scored = [p for p in parts if p.confidence is not None]
             job.confidence_score = word_weighted_mean(
                 [p.confidence for p in scored], [p.word_count for p in scored]

@@ -470,7 +470,7 @@ async def _app_client(aiohttp_client, tmp_path, engine):
 
     settings = Settings(
         data_dir=tmp_path, chunk_words=20, batch_words=20, log_format="text",
-        price_per_hour=3600.0,  # 1 USD per engine second: costs far above the rounding
+        price_cpu_per_hour=3600.0,  # 1 USD per engine second: costs far above the rounding
     )  # fmt: skip
     app = create_app(settings, client=LocalInferenceClient(engine=engine))
     client = await aiohttp_client(app)

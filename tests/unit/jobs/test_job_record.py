@@ -20,7 +20,7 @@ from tests.unit.api.fake_engine import FakeEngine
 
 @pytest.fixture
 async def parts(tmp_path):
-    settings = Settings(data_dir=tmp_path, chunk_words=4, batch_words=4, price_per_hour=3600.0)
+    settings = Settings(data_dir=tmp_path, chunk_words=4, batch_words=4, price_cpu_per_hour=3600.0)
     db = Database(settings.effective_database_url)
     db.migrate()
     user, _ = create_user(db.engine, "r@x.io", "enterprise")
@@ -47,7 +47,7 @@ async def test_cost_and_confidence_sum_over_workers(parts):
     done = await jobs.get(user.id, job.id, texts=True)
     assert done.status == "completed"
     assert done.result_text == "four. three two One [pt]\n\neight. seven six Five [pt]"
-    # price_per_hour 3600: one engine-second costs 1 USD; the workers took >= 0.05 and
+    # price_cpu_per_hour 3600: one engine-second costs 1 USD; the workers took >= 0.05 and
     # >= 0.15 s, so the sum counts both (only the finishing worker's share would be < 0.2)
     assert done.cost_usd >= 0.2 - 1e-3
     assert done.confidence_score == pytest.approx(0.9)
