@@ -6,6 +6,9 @@ The exported folder holds everything the engine needs and nothing PyTorch-relate
   cross-attention keys and values of every decoder layer (computed once per sentence);
 - ``decoder.<precision>.onnx``: one step; the SSRU cell states are the cached decoder
   state, the output projection arrives as inputs (the batch's shortlist columns);
+- ``decoder_step.<precision>.onnx``: the same step for the device-resident loop
+  (control_plane.engine.device_loop): embedding lookup, argmax and the chosen token's
+  log-probability inside the graph;
 - ``embeddings.npy`` (tied embeddings, float32), ``output_bias.npy``, the SentencePiece
   model, the lexical shortlist and ``metadata.json``.
 """
@@ -24,13 +27,13 @@ import numpy as np
 
 from control_plane.engine.bergamot_math import DIM, HEADS, MASK_NEG
 from export.marian_binary import read_marian_binary
-from export.onnx_builder import FLOAT, GraphBuilder
+from export.onnx_builder import FLOAT, INT64, GraphBuilder
 
 log = logging.getLogger(__name__)
 
 # Bump when the exported graphs change: the store re-exports older folders and the
 # model version (part of every segment-cache key) changes with it.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: decoder_step (device loop) graphs
 PAIR_DIRS = {"en-pt": "enpt-1693087644", "pt-en": "pten-1693087646"}
 LICENSE = (
     "Bergamot/Firefox Translations student models (MPL-2.0, mozilla/firefox-translations-"
@@ -179,27 +182,27 @@ def build_encoder(w: dict[str, np.ndarray]):
     return g.model("Bergamot encoder: embeds -> cross-attention keys/values per decoder layer")
 
 
-def build_decoder(w: dict[str, np.ndarray]):
-    dec_layers = count_layers(w, "decoder")
-    g = GraphBuilder("bergamot_decoder_step")
-    x = g.input("x", FLOAT, ["batch", DIM])
+def _decoder_inputs(g: GraphBuilder, layers: int) -> tuple[str, list[str], list[str], list[str]]:
     mask = g.input("attention_mask", FLOAT, ["batch", "src_len"])
-    out_w = g.input("out_w", FLOAT, [DIM, "cands"])
-    logit_bias = g.input("logit_bias", FLOAT, ["batch", "cands"])
-    states = [g.input(f"state_{i}", FLOAT, ["batch", DIM]) for i in range(1, dec_layers + 1)]
+    states = [g.input(f"state_{i}", FLOAT, ["batch", DIM]) for i in range(1, layers + 1)]
     ks = [
         g.input(f"cross_k_{i}", FLOAT, ["batch", HEADS, DIM // HEADS, "src_len"])
-        for i in range(1, dec_layers + 1)
+        for i in range(1, layers + 1)
     ]
     vs = [
         g.input(f"cross_v_{i}", FLOAT, ["batch", HEADS, "src_len", DIM // HEADS])
-        for i in range(1, dec_layers + 1)
+        for i in range(1, layers + 1)
     ]
+    return mask, states, ks, vs
+
+
+def _decoder_layers(g: GraphBuilder, w, x: str, mask: str, states, ks, vs) -> tuple[str, list]:
+    """SSRU + cross-attention + FFN per layer: (hidden [B,D], new cell states)."""
     mask_bias = _mask_bias(g, mask)
     scale = g.const(1.0 / math.sqrt(DIM // HEADS))
     one = g.const(1.0)
     new_states = []
-    for layer in range(1, dec_layers + 1):
+    for layer in range(1, len(states) + 1):
         p = f"decoder_l{layer}_rnn_"
         wr, wf, bf, s, b = _weights(
             g, w, p + "W", p + "Wf", p + "bf", p + "ffn_ln_scale", p + "ffn_ln_bias"
@@ -223,11 +226,76 @@ def build_decoder(w: dict[str, np.ndarray]):
         o = g.linear(a, wo, bo, name=p + "Wo_matmul")
         x = g.layer_norm(g.op("Add", [o, x]), s, b)
         x = _ffn(g, w, x, f"decoder_l{layer}_")
+    return x, new_states
+
+
+def build_decoder(w: dict[str, np.ndarray]):
+    dec_layers = count_layers(w, "decoder")
+    g = GraphBuilder("bergamot_decoder_step")
+    x = g.input("x", FLOAT, ["batch", DIM])
+    out_w = g.input("out_w", FLOAT, [DIM, "cands"])
+    logit_bias = g.input("logit_bias", FLOAT, ["batch", "cands"])
+    mask, states, ks, vs = _decoder_inputs(g, dec_layers)
+    x, new_states = _decoder_layers(g, w, x, mask, states, ks, vs)
     logits = g.op("Add", [g.op("MatMul", [x, out_w], name="output_matmul"), logit_bias])
     g.output(g.op("LogSoftmax", [logits], axis=-1), "logprobs", FLOAT, ["batch", "cands"])
     for i, c in enumerate(new_states, start=1):
         g.output(c, f"new_state_{i}", FLOAT, ["batch", DIM])
     return g.model("Bergamot decoder: one greedy/beam step with SSRU cell states as cache")
+
+
+# Nodes of decoder_step kept in float32 in the fp16 graph: the log-softmax, its argmax and
+# the chosen token's log-probability (near-ties then resolve as in the float32 graph more
+# often, and the summed log-probability keeps float32 resolution).
+STEP_FP32_NODES = ("step_logits", "step_logsoftmax", "step_argmax", "step_logprob")
+# decoder_step inputs/outputs that stay float32 in the fp16 graph; the rest (embedding
+# table, positions, output layer, states, cross K/V) are float16 so they live on the
+# device in float16 and no step casts them again.
+STEP_FP32_IO = ("attention_mask", "logit_bias", "next_logprob")
+
+
+def build_decoder_step(w: dict[str, np.ndarray]):
+    """One greedy step for a device-resident loop: the embedding lookup, the shortlist
+    mask, the argmax and the chosen token's log-probability run inside the graph, so the
+    loop feeds each step's ``next_ids``/``next_step``/``new_state_*`` back as the next
+    step's inputs without the host touching them; only ``next_ids`` and ``next_logprob``
+    (a few bytes per sentence) need to reach the host.
+
+    ``embeddings`` is the scaled embedding table with one extra all-zero row (id
+    ``vocab_size``: the "no previous token" input of step 0); ``positions`` the sinusoid
+    table; both are inputs, not weights, so the graph file stays small and the engine
+    uploads its own tables once. ``cols`` maps the batch's shortlist columns to vocabulary
+    ids. Arithmetic is the one of ``build_decoder`` (same ops in the same order), so ids
+    and log-probabilities equal the host loop's.
+    """
+    dec_layers = count_layers(w, "decoder")
+    g = GraphBuilder("bergamot_decoder_device_step")
+    prev = g.input("prev_ids", INT64, ["batch"])
+    step = g.input("step", INT64, [1])
+    table = g.input("embeddings", FLOAT, ["vocab_rows", DIM])
+    pos = g.input("positions", FLOAT, ["max_len", DIM])
+    out_w = g.input("out_w", FLOAT, [DIM, "cands"])
+    cols = g.input("cols", INT64, ["cands"])
+    logit_bias = g.input("logit_bias", FLOAT, ["batch", "cands"])
+    mask, states, ks, vs = _decoder_inputs(g, dec_layers)
+    x = g.op("Add", [g.op("Gather", [table, prev], axis=0), g.op("Gather", [pos, step], axis=0)])
+    x, new_states = _decoder_layers(g, w, x, mask, states, ks, vs)
+    logits = g.op(
+        "Add", [g.op("MatMul", [x, out_w], name="output_matmul"), logit_bias], name="step_logits"
+    )
+    lp = g.op("LogSoftmax", [logits], axis=-1, name="step_logsoftmax")
+    best = g.op("ArgMax", [lp], axis=-1, keepdims=0, name="step_argmax")
+    g.output(g.op("Gather", [cols, best], axis=0), "next_ids", INT64, ["batch"])
+    g.output(
+        g.op("ReduceMax", [lp], axes=[-1], keepdims=0, name="step_logprob"),
+        "next_logprob",
+        FLOAT,
+        ["batch"],
+    )
+    g.output(g.op("Add", [step, g.const([1], np.int64)]), "next_step", INT64, [1])
+    for i, c in enumerate(new_states, start=1):
+        g.output(c, f"new_state_{i}", FLOAT, ["batch", DIM])
+    return g.model("Bergamot decoder: one greedy step, argmax inside, for a device loop")
 
 
 # -- export ----------------------------------------------------------------------------
@@ -267,7 +335,12 @@ def export_bergamot(
         shutil.copyfile(shortlist_file, out_dir / "shortlist.bin")
 
     files: dict[str, dict[str, str]] = {}
-    for part, build in (("encoder", build_encoder), ("decoder", build_decoder)):
+    parts = (
+        ("encoder", build_encoder),
+        ("decoder", build_decoder),
+        ("decoder_step", build_decoder_step),
+    )
+    for part, build in parts:
         fp32 = build(weights)
         for precision in precisions:
             name = f"{part}.{precision}.onnx"
@@ -275,6 +348,10 @@ def export_bergamot(
                 onnx.save(fp32, out_dir / name)
             elif precision == "int8":
                 to_int8(fp32, out_dir / name, weight_matmul_names(fp32))
+            elif precision == "fp16" and part == "decoder_step":
+                onnx.save(
+                    to_fp16(fp32, keep_io=STEP_FP32_IO, fp32_nodes=STEP_FP32_NODES), out_dir / name
+                )
             elif precision == "fp16":
                 onnx.save(to_fp16(fp32), out_dir / name)
             else:

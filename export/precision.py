@@ -7,12 +7,24 @@ from pathlib import Path
 import onnx
 
 
-def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """fp16 weights and arithmetic for GPU nodes; inputs and outputs stay float32 so the
-    engine feeds every precision the same arrays."""
+def to_fp16(
+    model: onnx.ModelProto,
+    keep_io: tuple[str, ...] | None = None,
+    fp32_nodes: tuple[str, ...] = (),
+) -> onnx.ModelProto:
+    """fp16 weights and arithmetic for GPU nodes. By default inputs and outputs stay
+    float32 so the engine feeds every precision the same arrays; ``keep_io`` names the
+    only ones that stay float32 (the others become float16: tensors a device loop keeps on
+    the GPU between steps would otherwise be cast again at every step). ``fp32_nodes``
+    stay float32 inside the graph."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    return convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    return convert_float_to_float16(
+        model,
+        keep_io_types=True if keep_io is None else list(keep_io),
+        disable_shape_infer=False,
+        node_block_list=list(fp32_nodes) or None,
+    )
 
 
 def to_int8(model: onnx.ModelProto, out_path: Path, nodes: list[str] | None = None) -> None:

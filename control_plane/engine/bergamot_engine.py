@@ -6,6 +6,10 @@ cached decoder state) and scores the batch's shortlist columns. Finished sentenc
 the batch so late steps get cheaper. Sentences are sorted by length before batching to
 keep padding low, and each row is masked to its own shortlist so results do not depend
 on the batch.
+
+Two greedy loops give the same tokens: the host loop below (numpy between steps, the
+default on CPUs) and the device loop (control_plane.engine.device_loop: state kept on the
+GPU between steps, argmax inside the graph; the default where the graphs run on a GPU).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 
 from control_plane.engine.base import Translation
 from control_plane.engine.bergamot_math import DIM, positions
+from control_plane.engine.buckets import MAX_BUCKET, plan_batches
 from control_plane.engine.lanes import Lanes
 from control_plane.engine.onnx_session import make_session, plan_lanes, uses_gpu
 from control_plane.engine.shortlist import Shortlist
@@ -33,6 +38,7 @@ MAX_SOURCE_TOKENS = 256  # longer sentences are cut at word starts and translate
 # sentences padded to 8,000 tokens in batches of 32 against 3,662 real ones, and encoding
 # took 1.7x as long as in batches of 8. The budget makes long sentences go in small batches.
 BATCH_TOKENS = 1024
+DECODER_LOOPS = ("auto", "host", "device")
 
 
 @dataclass
@@ -52,7 +58,11 @@ class BergamotModel:
         use_shortlist: bool = True,
         lanes: int = 0,
         tensorrt: bool = False,
+        decoder_loop: str = "auto",
     ) -> None:
+        """``decoder_loop``: "host" (numpy between steps), "device" (device_loop: state
+        on the execution device, needs the ``decoder_step`` graphs) or "auto" (device
+        where the graphs run on a GPU, host on CPUs)."""
         import sentencepiece as spm
 
         self.folder = Path(folder)
@@ -62,11 +72,21 @@ class BergamotModel:
             have = ", ".join(self.meta["precisions"])
             raise ValueError(f"{self.folder.name}: no {precision} graphs (exported: {have})")
         self.precision = precision
-        self.lanes, lane_threads = plan_lanes(threads, lanes, uses_gpu(precision, tensorrt))
+        gpu = uses_gpu(precision, tensorrt)
+        if decoder_loop not in DECODER_LOOPS:
+            raise ValueError(f"decoder_loop {decoder_loop!r}; use one of {DECODER_LOOPS}")
+        self.decoder_loop = (
+            ("device" if gpu else "host") if decoder_loop == "auto" else decoder_loop
+        )
+        if self.decoder_loop == "device" and "decoder_step" not in files:
+            raise ValueError(f"{self.folder.name}: no decoder_step graph; re-export the model")
+        self.lanes, lane_threads = plan_lanes(threads, lanes, gpu)
         # one session per graph, shared by the lanes: InferenceSession.run is thread-safe
-        enc, dec = (self.folder / files[g] for g in ("encoder", "decoder"))
-        self.encoder = make_session(enc, lane_threads, precision, tensorrt)
-        self.decoder = make_session(dec, lane_threads, precision, tensorrt)
+        session = lambda graph: make_session(graph, lane_threads, precision, tensorrt)  # noqa: E731
+        self.encoder = session(self.folder / files["encoder"])
+        self.decoder = None  # the host loop's step (device loop: beam search only)
+        if self.decoder_loop == "host" or beam_size > 1:
+            self.decoder = session(self.folder / files["decoder"])
         self._lanes = Lanes(self.lanes) if self.lanes > 1 else None
         self.sp = spm.SentencePieceProcessor(model_file=str(self.folder / "vocab.spm"))
         self.emb = np.load(self.folder / "embeddings.npy")
@@ -77,7 +97,13 @@ class BergamotModel:
         self.unk = int(self.meta["unk_id"])
         self.layers = int(self.meta["decoder_layers"])
         self.length_factor = float(self.meta.get("max_length_factor", 2.5))
+        # A device loop's batch fills its bucket (at most 1024 rows on a GPU) and its
+        # padded-token budget grows with it; the host loop keeps its CPU-sized budget.
         self.max_batch = max(1, max_batch)
+        self.batch_tokens = BATCH_TOKENS
+        if self.decoder_loop == "device":
+            self.max_batch = min(self.max_batch, MAX_BUCKET)
+            self.batch_tokens = BATCH_TOKENS * max(1, self.max_batch // 32)
         self.beam_size = max(1, beam_size)
         self.positions = positions(int(MAX_SOURCE_TOKENS * self.length_factor) + 8)
         sl = self.meta.get("shortlist")
@@ -85,6 +111,19 @@ class BergamotModel:
             Shortlist(self.folder / sl, self.vocab_size) if sl and use_shortlist else None
         )
         self._all_ids = np.arange(self.vocab_size, dtype=np.int64)
+        self._device = None
+        if self.decoder_loop == "device":
+            from control_plane.engine.device_loop import DeviceLoop
+
+            self._device = DeviceLoop(
+                self.encoder,
+                session(self.folder / files["decoder_step"]),
+                self.emb_scaled,
+                self.positions,
+                self.eos,
+                self.layers,
+                session,
+            )
 
     @property
     def version(self) -> str:
@@ -146,14 +185,9 @@ class BergamotModel:
         self, sources: list[np.ndarray], rank: int = 2
     ) -> list[tuple[list[int], float]]:
         """(output ids without EOS, summed log-probability) per source, order kept."""
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         out: list[tuple[list[int], float]] = [([], 0.0)] * len(sources)
-        batches: list[list[int]] = []
-        for i in order:
-            n = len(batches[-1]) if batches else 0
-            if not n or n >= self.max_batch or len(sources[i]) * (n + 1) > BATCH_TOKENS:
-                batches.append([])
-            batches[-1].append(i)
+        lengths = [len(s) for s in sources]
+        batches = plan_batches(lengths, self.max_batch, self.batch_tokens)
         if self._lanes is None:
             for batch in batches:
                 self._run_batch(sources, batch, out)
@@ -169,19 +203,24 @@ class BergamotModel:
     def _run_batch(self, sources, batch: list[int], out) -> None:
         if self.beam_size > 1:
             results = self._beam([sources[i] for i in batch])
+        elif self._device is not None:
+            results = self._device_greedy([sources[i] for i in batch])
         else:
             results = self._greedy([sources[i] for i in batch])
         for i, r in zip(batch, results, strict=True):
             out[i] = r
 
-    def _encode_batch(self, srcs: list[np.ndarray]):
+    def _encoder_inputs(self, srcs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         b, t = len(srcs), max(len(s) for s in srcs)
         ids = np.zeros((b, t), dtype=np.int64)
         mask = np.zeros((b, t), dtype=np.float32)
         for r, s in enumerate(srcs):
             ids[r, : len(s)] = s
             mask[r, : len(s)] = 1.0
-        embeds = self.emb_scaled[ids] + self.positions[:t][None]
+        return self.emb_scaled[ids] + self.positions[:t][None], mask
+
+    def _encode_batch(self, srcs: list[np.ndarray]):
+        embeds, mask = self._encoder_inputs(srcs)
         enc = self.encoder.run(None, {"embeds": embeds, "attention_mask": mask})
         names = [o.name for o in self.encoder.get_outputs()]
         cross = dict(zip(names, enc, strict=True))
@@ -217,6 +256,11 @@ class BergamotModel:
 
     def _limits(self, srcs: list[np.ndarray]) -> np.ndarray:
         return np.array([math.ceil(self.length_factor * len(s)) for s in srcs])
+
+    def _device_greedy(self, srcs: list[np.ndarray]) -> list[tuple[list[int], float]]:
+        embeds, mask = self._encoder_inputs(srcs)
+        cols, out_w, bias = self._output_layer(srcs)
+        return self._device.greedy(embeds, mask, cols, out_w, bias, self._limits(srcs))
 
     def _greedy(self, srcs: list[np.ndarray]) -> list[tuple[list[int], float]]:
         b = len(srcs)

@@ -46,7 +46,9 @@ def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int
     return n, max(1, cores // n)
 
 
-def make_session(path: Path, threads: int = 0, precision: str = "fp32", tensorrt: bool = False):
+def make_session(
+    path: Path | bytes, threads: int = 0, precision: str = "fp32", tensorrt: bool = False
+):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -62,4 +64,5 @@ def make_session(path: Path, threads: int = 0, precision: str = "fp32", tensorrt
     providers = providers_for(precision, tensorrt)
     if precision == "fp16" and providers == ["CPUExecutionProvider"]:
         log.warning("fp16 graphs on CPU are slow; use int8 or fp32 without a GPU")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=opts, providers=providers)
