@@ -12,7 +12,7 @@ import logging
 import sys
 
 # Modules under control_plane.commands, in --help order.
-COMMANDS = ["translate", "models", "serve", "users", "worker", "trace"]
+COMMANDS = ["translate", "models", "serve", "users", "worker", "migrate", "trace"]
 
 
 def build_parser() -> argparse.ArgumentParser:
