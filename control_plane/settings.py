@@ -57,6 +57,9 @@ class EngineSettings:
     max_batch_sentences: int = 32
     beam_size: int = 1
     tensorrt: bool = False  # fp16 on a GPU: TensorRT execution provider before CUDA
+    # greedy loop: host (numpy between steps) | device (state stays on the GPU, argmax in
+    # the graph: engine/device_loop.py) | auto (device when the graphs run on a GPU)
+    decoder_loop: str = "auto"
 
 
 @dataclass
