@@ -43,11 +43,13 @@ class LocalEngine:
         beam_size: int = 1,
         lanes: int = 0,
         tensorrt: bool = False,
+        decoder_loop: str = "auto",
     ) -> None:
         self.root = Path(root)
         self.precision = precision
         self.threads = threads
         self.tensorrt = tensorrt
+        self.decoder_loop = decoder_loop  # Bergamot models: see BergamotModel
         # batches a Bergamot model runs side by side (HF models: one at a time)
         self.lanes = plan_lanes(threads, lanes, uses_gpu(precision, tensorrt))[0]
         self.max_batch = max_batch
@@ -100,6 +102,7 @@ class LocalEngine:
             beam_size=self.beam_size,
             lanes=self.lanes,
             tensorrt=self.tensorrt,
+            decoder_loop=self.decoder_loop,
         )
 
     def translate(
@@ -135,8 +138,11 @@ def load_engine(
     beam_size: int = 1,
     lanes: int = 0,
     tensorrt: bool = False,
+    decoder_loop: str = "auto",
 ) -> LocalEngine:
-    return LocalEngine(Path(model_root), precision, threads, max_batch, beam_size, lanes, tensorrt)
+    return LocalEngine(
+        Path(model_root), precision, threads, max_batch, beam_size, lanes, tensorrt, decoder_loop
+    )
 
 
 def open_engine(settings) -> LocalEngine:  # noqa: ANN001 - Settings, avoids an import cycle
@@ -151,4 +157,5 @@ def open_engine(settings) -> LocalEngine:  # noqa: ANN001 - Settings, avoids an 
         settings.beam_size,
         settings.engine_lanes,
         settings.tensorrt,
+        settings.decoder_loop,
     )
