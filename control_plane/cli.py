@@ -12,7 +12,7 @@ import logging
 import sys
 
 # Modules under control_plane.commands, in --help order.
-COMMANDS = ["translate", "models", "serve", "users", "worker", "migrate", "trace"]
+COMMANDS = ["translate", "models", "serve", "users", "worker", "migrate", "trace", "cost"]
 
 
 def build_parser() -> argparse.ArgumentParser:
