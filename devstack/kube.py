@@ -392,8 +392,7 @@ def validate_objects(
             report.checked[f"{api_version}/{kind}"] = f"Kubernetes {k8s_version} (strict)"
             continue
         except kubernetes_validate.ValidationError as exc:
-            err = exc.caught
-            report.errors.append(f"{where}: {_path(err) or '.'}: {_message(err)}")
+            report.errors.append(f"{where}: {_path(exc) or '.'}: {_message(exc)}")
             continue
         except kubernetes_validate.SchemaNotFoundError:
             pass
@@ -409,8 +408,7 @@ def validate_objects(
         try:
             kubernetes_validate.validate(meta_holder, k8s_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            err = exc.caught
-            report.errors.append(f"{where}: {_path(err)}: {_message(err)}")
+            report.errors.append(f"{where}: {_path(exc)}: {_message(exc)}")
     return report
 
 
@@ -514,6 +512,21 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
         if op == "DoesNotExist" and key in labels:
             return False
     return True
+
+
+def show_selector(selector: Mapping[str, Any] | None) -> str:
+    """A selector as kubectl writes one (``a=b,c=d``, ``key In (x,y)``): key order fixed."""
+    if not selector:
+        return "<none>"
+    if "matchLabels" not in selector and "matchExpressions" not in selector:
+        match_labels, exprs = dict(selector), []
+    else:
+        match_labels, exprs = selector.get("matchLabels") or {}, selector.get("matchExpressions")
+    parts = [f"{k}={v}" for k, v in sorted(match_labels.items())]
+    for e in exprs or []:
+        values = ",".join(e.get("values") or [])
+        parts.append(f"{e['key']} {e['operator']}" + (f" ({values})" if values else ""))
+    return ",".join(parts)
 
 
 def _containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any], bool]]:
@@ -673,7 +686,9 @@ def policy_findings(objects: list[Mapping[str, Any]]) -> list[str]:
             continue  # a Service without selector has hand-made endpoints
         matched = any_pod(selector, _namespace(svc))
         if not matched:
-            found.append(f"{name_of(svc)}: selector {selector} matches no pod template")
+            found.append(
+                f"{name_of(svc)}: selector {show_selector(selector)} matches no pod template"
+            )
         specs = [s for s in matched if s is not None]
         names = {
             p.get("name") for s in specs for _, c, _ in _containers(s) for p in c.get("ports") or []
@@ -685,12 +700,16 @@ def policy_findings(objects: list[Mapping[str, Any]]) -> list[str]:
     for pdb in by_kind.get("PodDisruptionBudget", []):
         selector = (pdb.get("spec") or {}).get("selector")
         if not any_pod(selector, _namespace(pdb)):
-            found.append(f"{name_of(pdb)}: selector {selector} matches no pod template")
+            found.append(
+                f"{name_of(pdb)}: selector {show_selector(selector)} matches no pod template"
+            )
     for pol in by_kind.get("NetworkPolicy", []):
         spec = pol.get("spec") or {}
         selector = spec.get("podSelector")
         if selector and not any_pod(selector, _namespace(pol)):
-            found.append(f"{name_of(pol)}: podSelector {selector} matches no pod template")
+            found.append(
+                f"{name_of(pol)}: podSelector {show_selector(selector)} matches no pod template"
+            )
         for direction, peers in (("ingress", "from"), ("egress", "to")):
             for rule in spec.get(direction) or []:
                 for peer in rule.get(peers) or []:
@@ -698,8 +717,8 @@ def policy_findings(objects: list[Mapping[str, Any]]) -> list[str]:
                     if sel and "namespaceSelector" not in peer:
                         if not any_pod(sel, _namespace(pol)):
                             found.append(
-                                f"{name_of(pol)}: {direction} peer podSelector {sel} matches"
-                                " no pod template"
+                                f"{name_of(pol)}: {direction} peer podSelector {show_selector(sel)}"
+                                " matches no pod template"
                             )
     for kind in ("ScaledObject", "HorizontalPodAutoscaler"):
         for so in by_kind.get(kind, []):
@@ -722,7 +741,9 @@ def policy_findings(objects: list[Mapping[str, Any]]) -> list[str]:
             )
         ]
         if not services:
-            found.append(f"{name_of(sm)}: selector {spec.get('selector')} matches no Service")
+            found.append(
+                f"{name_of(sm)}: selector {show_selector(spec.get('selector'))} matches no Service"
+            )
             continue
         ports = {p.get("name") for s in services for p in (s.get("spec") or {}).get("ports") or []}
         for ep in spec.get("endpoints") or []:
@@ -732,7 +753,9 @@ def policy_findings(objects: list[Mapping[str, Any]]) -> list[str]:
         spec = pm.get("spec") or {}
         matched = any_pod(spec.get("selector"), _namespace(pm))
         if not matched:
-            found.append(f"{name_of(pm)}: selector {spec.get('selector')} matches no pod template")
+            found.append(
+                f"{name_of(pm)}: selector {show_selector(spec.get('selector'))} matches no pod"
+            )
             continue
         specs = [s for s in matched if s is not None]
         names = {
