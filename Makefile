@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reuse pip's cache between runs (torch for the HF export tests is large).
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: browser dashboards venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean triton-config
+.PHONY: browser dashboards k8s-tools k8s-validate venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean triton-config
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,17 @@ dashboards: venv
 browser: venv
 	$(PY) -m devstack.browser ensure || echo "browser: not installed; tests/functional/L0_webui will skip"
 
-test: venv venv-hf test-models browser
+# kustomize (Go module proxy) and the operators' CRD schemas (Go proxy, Maven Central),
+# built/fetched once into ~/.cache/mt-backend/kube; tests/functional/L0_k8s skips, naming
+# what is missing, where they cannot be had
+k8s-tools: venv
+	$(PY) -m devstack.kube --tools || echo "k8s: tools not available; tests/functional/L0_k8s will skip"
+
+# every overlay of k8s/ built and validated offline (schemas and policy), every finding listed
+k8s-validate: venv
+	$(PY) -m devstack.kube
+
+test: venv venv-hf test-models browser k8s-tools
 	$(VENV)/bin/ruff check .
 	MTB_MODEL_DIR=$(CURDIR)/.models $(PY) -m pytest -ra
 

@@ -779,12 +779,23 @@ def validate_overlay(path: Path | str, schemas: Mapping[str, Any]) -> tuple[Repo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.kube", description=__doc__)
     parser.add_argument("overlays", nargs="*", default=[str(ROOT / o) for o in OVERLAYS])
+    parser.add_argument(
+        "--tools",
+        action="store_true",
+        help="only fetch and build kustomize and the schemas into the cache (make test)",
+    )
     args = parser.parse_args(argv)
     try:
+        kustomize_binary()
         schemas = crd_schemas()
     except KubeToolsUnavailable as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.tools:
+        print(
+            f"kube: kustomize {KUSTOMIZE_VERSION} and {len(schemas)} CRD schemas in {cache_dir()}"
+        )
+        return 0
     failed = False
     for overlay in args.overlays:
         try:
