@@ -115,14 +115,14 @@ class BergamotModel:
         if self.decoder_loop == "device":
             from control_plane.engine.device_loop import DeviceLoop
 
+            tables = {"vocab_rows": self.vocab_size + 1, "max_len": len(self.positions)}
+            step = make_session(
+                self.folder / files["decoder_step"], lane_threads, precision, tensorrt, tables
+            )
+            # its small gather graphs: CUDA EP (no TensorRT engine build for a copy)
+            gather = lambda graph: make_session(graph, lane_threads, precision)  # noqa: E731
             self._device = DeviceLoop(
-                self.encoder,
-                session(self.folder / files["decoder_step"]),
-                self.emb_scaled,
-                self.positions,
-                self.eos,
-                self.layers,
-                session,
+                self.encoder, step, self.emb_scaled, self.positions, self.eos, self.layers, gather
             )
 
     @property

@@ -8,6 +8,20 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# TensorRT engines take minutes to build; ORT keeps them (per GPU model, TensorRT version
+# and graph) under this folder and reuses them across processes and restarts.
+TRT_CACHE = Path.home() / ".cache" / "mt-backend" / "trt-engines"
+# (min, opt, max) per symbolic dimension of the exported graphs, for TensorRT's one
+# optimization profile (it needs all three for every dynamic input, else it rebuilds the
+# engine whenever a shape leaves the range seen so far). Batch: up to the device loop's
+# largest bucket; src_len: MAX_SOURCE_TOKENS; cands: a batch's shortlist union, at most
+# the vocabulary. Dimensions not listed here take their value from ``dims``.
+TRT_PROFILE = {
+    "batch": (1, 64, 1024),
+    "src_len": (1, 32, 256),
+    "cands": (8, 2048, 32000),
+}
+
 
 def providers_for(precision: str, tensorrt: bool = False) -> list[str]:
     """CUDA (TensorRT first when ``tensorrt``, Settings.tensorrt) for fp16 graphs if present,
@@ -46,9 +60,81 @@ def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int
     return n, max(1, cores // n)
 
 
+def trt_profile(inputs: list[tuple[str, list]], dims: dict[str, int] | None = None) -> dict:
+    """TensorRT EP options ``trt_profile_{min,opt,max}_shapes`` ("name:1x256,...") for
+    the dynamic inputs of a graph; ``inputs``: (name, shape with ints or dim names)."""
+    ranges = dict(TRT_PROFILE)
+    ranges.update({k: (v, v, v) for k, v in (dims or {}).items()})
+    shapes: list[list[str]] = [[], [], []]
+    for name, shape in inputs:
+        if all(isinstance(d, int) for d in shape):
+            continue
+        for k in range(3):
+            sizes = [str(d if isinstance(d, int) else ranges[d][k]) for d in shape]
+            shapes[k].append(f"{name}:{'x'.join(sizes)}")
+    if not shapes[0]:
+        return {}
+    keys = ("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")
+    return {key: ",".join(s) for key, s in zip(keys, shapes, strict=True)}
+
+
+def graph_inputs(model: Path | bytes) -> list[tuple[str, list]]:
+    """(name, shape) of a graph's inputs, dims as ints or names."""
+    import onnx
+
+    if isinstance(model, bytes):
+        proto = onnx.ModelProto.FromString(model)
+    else:
+        proto = onnx.load(str(model), load_external_data=False)
+    out = []
+    for i in proto.graph.input:
+        dims = i.type.tensor_type.shape.dim
+        out.append(
+            (i.name, [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims])
+        )
+    return out
+
+
+def provider_options(
+    providers: list[str], model: Path | bytes, dims: dict[str, int] | None = None
+) -> list[dict]:
+    """Options per provider: the TensorRT EP in fp16 with its engine and timing caches and
+    one optimization profile covering every shape the engine feeds; the CUDA EP on device
+    0 (Triton pins a GPU instance to one device with CUDA_VISIBLE_DEVICES).
+
+    Never run on a GPU here: written from ONNX Runtime's TensorRT/CUDA EP documentation.
+    """
+    out = []
+    for p in providers:
+        if p == "TensorrtExecutionProvider":
+            TRT_CACHE.mkdir(parents=True, exist_ok=True)
+            opts = {
+                "device_id": "0",
+                "trt_fp16_enable": "True",
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(TRT_CACHE),
+                "trt_timing_cache_enable": "True",
+                "trt_timing_cache_path": str(TRT_CACHE),
+                "trt_max_workspace_size": str(8 << 30),
+            }
+            opts.update(trt_profile(graph_inputs(model), dims))
+            out.append(opts)
+        elif p == "CUDAExecutionProvider":
+            out.append({"device_id": "0"})
+        else:
+            out.append({})
+    return out
+
+
 def make_session(
-    path: Path | bytes, threads: int = 0, precision: str = "fp32", tensorrt: bool = False
+    path: Path | bytes,
+    threads: int = 0,
+    precision: str = "fp32",
+    tensorrt: bool = False,
+    dims: dict[str, int] | None = None,
 ):
+    """``dims``: sizes of a graph's per-model symbolic dimensions (vocab_rows, max_len of
+    decoder_step), for TensorRT's profile (see TRT_PROFILE)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -65,4 +151,7 @@ def make_session(
     if precision == "fp16" and providers == ["CPUExecutionProvider"]:
         log.warning("fp16 graphs on CPU are slow; use int8 or fp32 without a GPU")
     model = path if isinstance(path, bytes) else str(path)
-    return ort.InferenceSession(model, sess_options=opts, providers=providers)
+    options = provider_options(providers, path, dims)
+    return ort.InferenceSession(
+        model, sess_options=opts, providers=providers, provider_options=options
+    )
