@@ -124,3 +124,59 @@ def test_positions_are_sin_then_cos():
     assert p.shape == (3, D)
     assert p[0, :128].tolist() == [0.0] * 128 and p[0, 128:].tolist() == [1.0] * 128
     assert p[2, 1] == pytest.approx(math.sin(2 * math.exp(-math.log(10000) / 127)), rel=1e-5)
+
+
+def test_device_step_is_the_host_step_plus_argmax(setup):
+    """decoder_step (device loop) = the embedding lookup + decoder + argmax the host loop
+    does around the decoder graph: the same ids, log-probabilities and states."""
+    from export.bergamot import build_decoder_step
+
+    w, x, mask = setup
+    k, v = session(build_encoder(w)).run(None, {"embeds": x, "attention_mask": mask})
+    rng = np.random.default_rng(4)
+    table = (w["Wemb"] * 16.0).astype(np.float32)
+    table = np.vstack([table, np.zeros((1, D), np.float32)])  # row V: step 0's "no token"
+    pos = bm.positions(10)
+    prev = np.array([V, 7])  # row 0 at its first step, row 1 after token 7
+    state = rng.normal(0, 0.5, (2, D)).astype(np.float32)
+    cols = np.array([0, 3, 7, 9, 12, 20, 33, 41])
+    out_w = np.ascontiguousarray(w["Wemb"][cols].T)
+    bias = np.tile(w["decoder_ff_logit_out_b"][cols], (2, 1))
+    bias[0, :5] = -np.inf  # row 0's shortlist: the last three columns only
+    common = {"attention_mask": mask, "out_w": out_w, "logit_bias": bias}
+    common.update({"state_1": state, "cross_k_1": k, "cross_v_1": v})
+    lp, ref_state = session(build_decoder(w)).run(None, {"x": table[prev] + pos[3], **common})
+    ids, logprob, step, new_state = session(build_decoder_step(w)).run(
+        None,
+        {
+            "prev_ids": prev,
+            "step": np.array([3]),
+            "embeddings": table,
+            "positions": pos,
+            "cols": cols,
+            **common,
+        },
+    )
+    assert ids.tolist() == cols[lp.argmax(1)].tolist()
+    assert ids[0] in cols[5:]  # the mask holds inside the graph
+    np.testing.assert_array_equal(logprob, lp.max(1))
+    np.testing.assert_array_equal(new_state, ref_state)
+    assert step.tolist() == [4]
+
+
+def test_fp16_device_step_keeps_device_state_in_fp16():
+    """In the fp16 graph only the host-facing tensors stay float32."""
+    from export.bergamot import STEP_FP32_IO, STEP_FP32_NODES, build_decoder_step
+    from export.precision import to_fp16
+
+    fp16 = to_fp16(
+        build_decoder_step(random_weights()),
+        keep_io=STEP_FP32_IO,
+        fp32_nodes=STEP_FP32_NODES,
+    )
+    sess = session(fp16)
+    kinds = {i.name: i.type for i in [*sess.get_inputs(), *sess.get_outputs()]}
+    assert kinds["state_1"] == kinds["cross_k_1"] == kinds["embeddings"] == "tensor(float16)"
+    assert kinds["new_state_1"] == kinds["out_w"] == "tensor(float16)"
+    assert kinds["logit_bias"] == kinds["next_logprob"] == "tensor(float)"
+    assert kinds["next_ids"] == kinds["prev_ids"] == "tensor(int64)"

@@ -1,0 +1,78 @@
+"""Batch buckets and the compaction policy of the device loop."""
+
+import numpy as np
+import pytest
+
+from control_plane.engine.buckets import bucket_for, compaction, pad_rows, plan_batches
+
+
+@pytest.mark.parametrize(
+    ("n", "bucket"),
+    [(0, 1), (1, 1), (2, 2), (3, 4), (4, 4), (5, 8), (33, 64), (64, 64), (513, 1024), (1024, 1024)],
+)
+def test_bucket_is_the_next_power_of_two(n, bucket):
+    assert bucket_for(n) == bucket
+
+
+def test_bucket_refuses_more_rows_than_the_largest():
+    with pytest.raises(ValueError, match="1025 rows"):
+        bucket_for(1025)
+    assert bucket_for(16, max_bucket=16) == 16
+    with pytest.raises(ValueError):
+        bucket_for(17, max_bucket=16)
+
+
+def test_batches_are_length_sorted_and_bounded():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 120, 500).tolist()
+    batches = plan_batches(lengths, max_batch=32, batch_tokens=1024)
+    assert sorted(i for b in batches for i in b) == list(range(500))  # each once
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(lengths)
+    for b in batches:
+        assert 1 <= len(b) <= 32
+        # padded size within budget unless a single sentence is longer than it
+        assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 1024
+
+
+def test_long_sentences_go_in_small_batches():
+    lengths = [10] * 40 + [200] * 10
+    batches = plan_batches(lengths, max_batch=32, batch_tokens=1024)
+    assert [len(b) for b in batches] == [32, 8, 5, 5]
+    assert plan_batches(lengths, max_batch=1024, batch_tokens=32768) == [list(range(50))]
+
+
+def test_no_compaction_while_live_rows_need_the_bucket():
+    live = np.ones(32, dtype=bool)
+    live[[3, 9, 30]] = False  # 29 left: still needs 32 rows
+    assert compaction(live, 32) is None
+    live[:13] = False  # 18 left (rows 13..31 but 30): still more than 16
+    assert live.sum() == 18 and compaction(live, 32) is None
+
+
+def test_compaction_to_the_smaller_bucket_keeps_live_rows_in_order():
+    live = np.zeros(32, dtype=bool)
+    live[[2, 5, 7, 8, 11, 20, 31]] = True  # 7 live rows fit a bucket of 8
+    keep = compaction(live, 32)
+    assert keep.tolist() == [2, 5, 7, 8, 11, 20, 31, 2]  # padded with the first live row
+    live = np.zeros(64, dtype=bool)
+    live[[1, 40]] = True  # 2 live rows: straight to a bucket of 2, not 32
+    assert compaction(live, 64).tolist() == [1, 40]
+
+
+def test_exactly_half_compacts():
+    live = np.zeros(16, dtype=bool)
+    live[8:] = True
+    assert compaction(live, 16).tolist() == list(range(8, 16))
+
+
+def test_all_finished_is_an_empty_keep():
+    keep = compaction(np.zeros(8, dtype=bool), 8)
+    assert keep is not None and len(keep) == 0
+
+
+def test_pad_rows():
+    assert pad_rows(np.array([4, 6, 9]), 4).tolist() == [4, 6, 9, 4]
+    assert pad_rows(np.arange(5), 8).tolist() == [0, 1, 2, 3, 4, 0, 0, 0]
+    with pytest.raises(ValueError):
+        pad_rows(np.arange(5), 4)
