@@ -1,0 +1,130 @@
+"""``python -m bench gpu``: the GPU check's dry run on the CPU (the same code, CPU EP, tiny
+sizes, a private tritonserver on the CPU config) so CI keeps the command that a lent GPU
+machine runs working; its guards (time budget, a failing part recorded while the others
+run) and the no-GPU answer of a plain run. Run as a subprocess: tests never import bench.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+PARTS = {"agreement", "cuda", "ceiling", "triton", "tensorrt"}
+
+
+def bench_gpu(*args: str, model_dir: Path, timeout: float = 120, path: str | None = None):
+    env = {**os.environ, "MTB_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "gpu", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "gpu.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def dry_run(model_dir, tmp_path_factory) -> tuple[dict, str, Path]:
+    out = tmp_path_factory.mktemp("gpu-dry")
+    proc = bench_gpu("--dry-run", "--out", str(out), model_dir=model_dir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return results(out), proc.stdout, out
+
+
+def test_dry_run_runs_every_part_on_the_cpu(dry_run):
+    report, stdout, out = dry_run
+    assert report["section"] == "gpu" and report["dry_run"] is True
+    assert set(report["parts"]) == PARTS
+    assert report["device"]["name"].startswith("none")
+    assert report["elapsed_s"] < 60
+    # agreement: 10 sentences of each pair, fp16 (device loop, CPU EP) against fp32 (CPU)
+    a = report["parts"]["agreement"]
+    assert a["status"] == "ok", a
+    assert a["sentences"] == 20 and set(a["pairs"]) == {"en-pt", "pt-en"}
+    assert 0 <= a["identical"] <= 20 and a["identical_share"] == round(a["identical"] / 20, 4)
+    for pair in a["pairs"].values():
+        assert pair["fp32_cpu"]["bleu"] > 10 and pair["fp16"]["bleu"] > 10
+        assert pair["bleu_delta"] == round(pair["fp16"]["bleu"] - pair["fp32_cpu"]["bleu"], 2)
+        assert pair["engine"]["decoder_loop"] == "device"
+        assert pair["engine"]["encoder_providers"] == ["CPUExecutionProvider"]
+    # throughput on the (CPU) EP at batches 1 and 8
+    c = report["parts"]["cuda"]
+    assert c["status"] == "ok", c
+    assert [p["batch"] for p in c["points"]] == [1, 8]
+    assert all(p["words_per_min"] > 0 and p["sentences"] > 0 for p in c["points"])
+    assert c["gpu"]["sampled"] is False  # no nvidia-smi here
+    # the torch ceiling runs where torch is installed (make test's venv has it)
+    e = report["parts"]["ceiling"]
+    assert e["status"] in ("ok", "skipped"), e
+    if e["status"] == "ok":
+        assert e["shape"]["dim"] == 256 and e["shape"]["encoder_layers"] == 6
+        assert e["shape"]["encoder_ffn"] > e["shape"]["dim"]
+        assert all(p["tokens_per_s"] > 0 for p in e["points"])
+    t = report["parts"]["triton"]
+    assert t["status"] == "ok", t
+    assert t["config"].startswith("cpu")
+    assert [p["clients"] for p in t["points"]] == [2]
+    assert t["points"][0]["requests"] > 0 and t["points"][0]["words_per_min"] > 0
+    assert report["parts"]["tensorrt"]["status"] == "skipped"
+    # the summary pairs each batch's engine figure with the ceiling's
+    rows = {r["batch"]: r for r in report["summary"]["by_batch"]}
+    assert rows[1]["cuda"] == c["points"][0]["words_per_min"]
+    assert "DRY RUN" in (out / "gpu.md").read_text()
+    assert "not GPU figures" in stdout
+
+
+def test_time_budget_skips_what_is_left(model_dir, tmp_path):
+    proc = bench_gpu("--dry-run", "--out", str(tmp_path), "--budget-s", "0", model_dir=model_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parts = results(tmp_path)["parts"]
+    assert set(parts) == PARTS
+    for name in PARTS - {"tensorrt"}:
+        assert parts[name]["status"] == "skipped" and "budget" in parts[name]["reason"]
+
+
+def test_a_failing_part_is_recorded_and_the_next_runs(model_dir, tmp_path):
+    proc = bench_gpu(
+        "--dry-run",
+        "--out",
+        str(tmp_path),
+        "--parts",
+        "agreement,cuda",
+        "--decoder-loop",
+        "no-such-loop",
+        model_dir=model_dir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parts = results(tmp_path)["parts"]
+    assert parts["agreement"]["status"] == "failed"
+    assert "no-such-loop" in parts["agreement"]["error"]
+    # the next part still ran (and failed on its own, every batch size recorded)
+    assert (
+        parts["cuda"]["status"] == "failed" and "no batch size measured" in parts["cuda"]["error"]
+    )
+    assert parts["triton"] == {"status": "skipped", "reason": "not asked (--parts)"}
+
+
+def test_without_a_gpu_a_plain_run_says_so_and_writes_nothing(model_dir):
+    gpu_results = REPO / "bench" / "results" / "gpu"
+    before = {p: p.stat().st_mtime for p in gpu_results.glob("*")} if gpu_results.exists() else {}
+    # a PATH without nvidia-smi: the machine this runs on has no GPU whatever it has
+    proc = bench_gpu(model_dir=model_dir, path=str(Path(sys.executable).parent))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no NVIDIA GPU" in proc.stdout
+    assert "--dry-run" in proc.stdout and "bench.gpu_pack" in proc.stdout
+    after = {p: p.stat().st_mtime for p in gpu_results.glob("*")} if gpu_results.exists() else {}
+    assert after == before
