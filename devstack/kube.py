@@ -226,6 +226,8 @@ def structural_to_jsonschema(node: Any) -> Any:
             out[key] = value
     if node.get("x-kubernetes-int-or-string"):
         out["type"] = ["integer", "string"]
+        if all(set(b) <= {"type"} for b in out.get("anyOf", [])):
+            out.pop("anyOf", None)  # the same two types, reported twice otherwise
     if node.get("x-kubernetes-embedded-resource"):
         props = out.setdefault("properties", {})
         props.setdefault("apiVersion", {"type": "string"})
