@@ -175,7 +175,7 @@ class _Replica:
         return self.ready_at <= t
 
 
-class _Scaler:
+class Scaler:
     """HPA's recommendation history and rate-limit events, with KEDA's activation and
     cooldown, for one scaled target."""
 
@@ -340,12 +340,12 @@ class Simulation:
                       for p in config.pools}  # fmt: skip
         s = config.scaling
         self.scalers = {
-            w.name: _Scaler(w.name, w.min_replicas, w.max_replicas, s, s.down_stabilization_s)
+            w.name: Scaler(w.name, w.min_replicas, w.max_replicas, s, s.down_stabilization_s)
             for w in config.workers
         }
         for p in config.pools:
             window = max(s.down_stabilization_s, p.down_window_s)
-            self.scalers[p.name] = _Scaler(p.name, p.min_replicas, p.max_replicas, s, window)
+            self.scalers[p.name] = Scaler(p.name, p.min_replicas, p.max_replicas, s, window)
         self.queues: dict[str, deque[_Chunk]] = {p: deque() for p in PRIORITIES}
         self.left: dict[int, int] = {}  # job -> chunks not done
         self.done_at: dict[int, float] = {}
@@ -371,25 +371,27 @@ class Simulation:
         c = self.c
         end = until_s if until_s is not None else (self.jobs[-1].at_s if self.jobs else 0.0)
         t = 0.0
+        step = 0
         i = 0
         next_poll = 0.0
         next_sample = 0.0
         hard_end = end + (86_400.0 if drain else 0.0)
         while True:
-            while i < len(self.jobs) and self.jobs[i].at_s <= t:
+            while i < len(self.jobs) and self.jobs[i].at_s <= t + 1e-9:
                 self._arrive(self.jobs[i], t)
                 i += 1
-            if t >= next_poll:
+            if t >= next_poll - 1e-9:
                 self._autoscale(t)
                 next_poll += c.scaling.polling_s
             self._spot(t)
             self._dispatch(t)
             self._progress(t)
             self._bill()
-            if t >= next_sample:
+            if t >= next_sample - 1e-9:
                 self._sample(t)
                 next_sample += c.sample_s
-            t += c.dt
+            step += 1
+            t = step * c.dt  # not a running sum: no drift over a day of small steps
             pending = i < len(self.jobs) or any(self.queues.values()) or self._in_flight()
             if t >= end and (not drain or not pending):
                 break
@@ -418,16 +420,17 @@ class Simulation:
             )
 
     def _level_order(self, t: float, levels: tuple[str, ...]) -> list[str]:
-        """Non-empty levels, most urgent first; a level climbs one rank per aging_s its
-        head chunk has waited (the real buffer's aging)."""
+        """Non-empty levels in the order the real buffer serves them
+        (control_plane.queue.buffer): a head's level improves by one per ``aging_s`` it
+        has waited, never past critical, ties to the older head."""
         aging = self.c.aging_s
 
-        def eff(p: str) -> tuple[float, int]:
-            waited = t - self.queues[p][0].queued_at
-            climb = math.floor(waited / aging) if aging > 0 else 0
-            return (RANK[p] - climb, RANK[p])
+        def key(p: str) -> tuple[int, float, int]:
+            head = self.queues[p][0].queued_at
+            eff = RANK[p] - (int((t - head) // aging) if aging > 0 else 0)
+            return (max(eff, 0), head, RANK[p])
 
-        return sorted((p for p in levels if self.queues[p]), key=eff)
+        return sorted((p for p in levels if self.queues[p]), key=key)
 
     def _dispatch(self, t: float) -> None:
         for name, dep in self.wdeps.items():
@@ -762,3 +765,89 @@ def config_from_policy(
         dt=dt,
         seed=seed,
     )
+
+
+# -- the local stack, and simulated vs measured -------------------------------------------
+
+
+def local_config(
+    words_per_s: float,
+    *,
+    workers: int = 2,
+    latency_s: float = 0.0,
+    chunk_words: int = 1000,
+    batch_words: int = 8000,
+    aging_s: float = 30.0,
+    urgent_slots: int = 1,
+    dt: float = 0.02,
+) -> SimConfig:
+    """The local stack: ``workers`` `mtctl worker` processes, each with the in-process
+    engine (colocated), on one machine whose cores give ``words_per_s`` in all (one worker
+    alone uses every core: its engine runs one lane per core), so busy workers share it.
+    No scaling: the replica count is fixed."""
+    every = tuple(PRIORITIES)
+    return SimConfig(
+        workers=(
+            WorkerSpec(
+                "worker",
+                every,
+                "engine",
+                workers,
+                workers,
+                start_s=0.0,
+                urgent_slots=urgent_slots,
+                colocated=True,
+                scaled=False,
+            ),
+        ),  # fmt: skip
+        pools=(
+            PoolSpec(
+                "engine",
+                every,
+                words_per_s,
+                workers,
+                workers,
+                start_s=0.0,
+                shared_words_per_s=words_per_s,
+                kind="cpu",
+                scaled=False,
+            ),
+        ),  # fmt: skip
+        chunk_words=chunk_words,
+        batch_words=batch_words,
+        aging_s=aging_s,
+        latency_s=latency_s,
+        dt=dt,
+        sample_s=10.0,
+    )
+
+
+def compare(simulated: dict[int, float], measured: dict[int, float], jobs: list[Job]) -> dict:
+    """Per job relative error (simulated - measured) / measured: median and p90 of its
+    absolute value and the share within 20%, for all jobs, per priority and per size."""
+
+    def stats(keys: list[int]) -> dict:
+        rel = [(simulated[k] - measured[k]) / measured[k] for k in keys
+               if k in simulated and measured.get(k, 0) > 0]  # fmt: skip
+        if not rel:
+            return {"n": 0}
+        ab = sorted(abs(x) for x in rel)
+        return {
+            "n": len(rel),
+            "median_abs_rel_error": round(_pct(ab, 50), 4),
+            "p90_abs_rel_error": round(_pct(ab, 90), 4),
+            "within_20pct": round(sum(1 for x in ab if x <= 0.2) / len(ab), 4),
+            "median_rel_error": round(_pct(sorted(rel), 50), 4),
+        }
+
+    groups = {"all": stats([j.index for j in jobs])}
+    for prio in PRIORITIES:
+        keys = [j.index for j in jobs if j.priority == prio]
+        if keys:
+            groups[prio] = stats(keys)
+    for name, lo, hi in (("< 100 words", 0, 100), ("100-999 words", 100, 1000),
+                         (">= 1000 words", 1000, 10**9)):  # fmt: skip
+        keys = [j.index for j in jobs if lo <= j.words < hi]
+        if keys:
+            groups[name] = stats(keys)
+    return {"groups": groups}
