@@ -443,35 +443,59 @@ def _namespace(obj: Mapping[str, Any]) -> str | None:
     return (obj.get("metadata") or {}).get("namespace")
 
 
+def _dig(node: Any, *keys: str) -> dict[str, str]:
+    for key in keys:
+        node = (node or {}).get(key) if isinstance(node, dict) else None
+    return dict(node or {})
+
+
 def operator_pods(obj: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The labels of the pods an operator creates for a custom resource (documented
-    labels of Strimzi, CloudNativePG and the OpenTelemetry operator), so a selector on
-    them counts as matching a workload."""
+    """The labels of the pods an operator creates for a custom resource (the labels Strimzi,
+    CloudNativePG and the OpenTelemetry operator document, plus those the resource asks
+    for in its pod template), so a selector on them counts as matching a workload."""
     kind, name = obj.get("kind"), (obj.get("metadata") or {}).get("name", "")
+    spec = obj.get("spec") or {}
     if kind == "KafkaNodePool":
         cluster = ((obj.get("metadata") or {}).get("labels") or {}).get("strimzi.io/cluster", "")
+        roles = spec.get("roles") or []
         return [
             {
+                **_dig(spec, "template", "pod", "metadata", "labels"),
                 "strimzi.io/cluster": cluster,
                 "strimzi.io/kind": "Kafka",
                 "strimzi.io/name": f"{cluster}-kafka",
                 "strimzi.io/pool-name": name,
+                "strimzi.io/component-type": "kafka",
+                "strimzi.io/broker-role": str("broker" in roles).lower(),
+                "strimzi.io/controller-role": str("controller" in roles).lower(),
                 "app.kubernetes.io/name": "kafka",
+                "app.kubernetes.io/instance": cluster,
+                "app.kubernetes.io/part-of": f"strimzi-{cluster}",
+                "app.kubernetes.io/managed-by": "strimzi-cluster-operator",
             }
         ]
     if kind == "Kafka":
+        parts = {"entityOperator": "entity-operator", "kafkaExporter": "kafka-exporter"}
+        parts["cruiseControl"] = "cruise-control"
         return [
             {
+                **_dig(spec, field, "template", "pod", "metadata", "labels"),
                 "strimzi.io/cluster": name,
                 "strimzi.io/kind": "Kafka",
                 "strimzi.io/name": f"{name}-{part}",
+                "strimzi.io/component-type": part,
                 "app.kubernetes.io/name": part,
+                "app.kubernetes.io/instance": name,
+                "app.kubernetes.io/part-of": f"strimzi-{name}",
+                "app.kubernetes.io/managed-by": "strimzi-cluster-operator",
             }
-            for part in ("entity-operator", "kafka-exporter", "cruise-control")
+            for field, part in parts.items()
+            if field in spec
         ]
     if kind == "Cluster" and str(obj.get("apiVersion", "")).startswith("postgresql.cnpg.io/"):
         return [
             {
+                **_dig(spec, "inheritedMetadata", "labels"),
                 "cnpg.io/cluster": name,
                 "cnpg.io/podRole": "instance",
                 "cnpg.io/instanceRole": role,
