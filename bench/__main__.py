@@ -21,6 +21,7 @@ SECTIONS = [
     "latency",
     "capacity",
     "gpu",
+    "large_models",
 ]
 
 
