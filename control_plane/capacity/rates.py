@@ -164,14 +164,24 @@ _NOT_OURS = ("ceiling", "torch", "pytorch", "cpu", "reference")
 
 def gpu_figure(results_dir: Path | None = None) -> Figure | None:
     """The best sustained words/min through Triton on the GPU (else through our engine on
-    the GPU) in ``gpu/gpu.json``; ``None`` until that file exists. Reference figures in
-    it (the PyTorch ceiling, the CPU baseline) are never taken for ours."""
+    the GPU) in ``gpu/gpu.json`` (``python -m bench gpu``); ``None`` until that file
+    exists or when it is a dry run. Reference figures in it (the PyTorch ceiling, the CPU
+    baseline) are never taken for ours."""
     results_dir = Path(results_dir) if results_dir is not None else RESULTS_DIR
     data = _load(results_dir / GPU_RESULTS)
-    if not data:
+    if not data or data.get("dry_run"):  # a dry run's figures are the CPU's
         return None
-    if (direct := _dig(data, "replica_words_per_min")) is not None:
-        return Figure(direct, f"gpu/gpu.json: replica_words_per_min = {direct:,.0f}")
+    card = data.get("device") or data.get("gpu") or data.get("card") or "GPU"
+    card = card.get("name", "GPU") if isinstance(card, dict) else str(card)
+    # bench/gpu.py's summary: Triton's best under 1-256 clients is one replica serving;
+    # without it, the engine's best on the GPU
+    for keys, what in (
+        (("replica_words_per_min",), "one replica"),
+        (("summary", "triton_best_words_per_min"), "Triton, best over 1-256 clients"),
+        (("summary", "engine_best_words_per_min"), "engine alone, best batch (no Triton run)"),
+    ):
+        if (value := _dig(data, *keys)) is not None:
+            return Figure(value, f"gpu/gpu.json: {'.'.join(keys)} = {value:,.0f} - {what}; {card}")
     best: dict[str, tuple[float, str]] = {}
     for path, value in _walk(data):
         if not path or "words_per_min" not in path[-1] or isinstance(value, bool):
@@ -187,8 +197,6 @@ def gpu_figure(results_dir: Path | None = None) -> Figure | None:
     for group in ("triton", "engine"):
         if group in best:
             value, where = best[group]
-            card = data.get("gpu") or data.get("card") or data.get("device") or "GPU"
-            card = card.get("name", "GPU") if isinstance(card, dict) else card
             return Figure(value, f"gpu/gpu.json: {where} = {value:,.0f} (best {group}); {card}")
     return None
 

@@ -97,6 +97,28 @@ def test_gpu_estimate_until_gpu_json(tmp_path):
     assert gpu_figure(tmp_path) is None
 
 
+def test_gpu_json_from_bench_gpu_summary(tmp_path):
+    """The shape bench/gpu.py writes: Triton's best is a replica's speed; a dry run (CPU
+    figures) is never taken for the GPU's."""
+    report = {
+        "dry_run": False,
+        "device": {"name": "NVIDIA H200"},
+        "summary": {"engine_best_words_per_min": 3_000_000, "ceiling_best_words_per_min": 9e6,
+                    "triton_best_words_per_min": 2_700_000},
+        "parts": {"ceiling": {"points": [{"batch": 1024, "words_per_min": 9e6}]}},
+    }  # fmt: skip
+    write(tmp_path / "gpu" / "gpu.json", report)
+    gpu = measured_kinds(tmp_path, Settings())["gpu"]
+    assert gpu.words_per_minute == 2_700_000 and gpu.measured
+    assert "summary.triton_best_words_per_min" in gpu.source and "NVIDIA H200" in gpu.source
+    del report["summary"]["triton_best_words_per_min"]
+    write(tmp_path / "gpu" / "gpu.json", report)
+    assert gpu_figure(tmp_path).words_per_minute == 3_000_000
+    write(tmp_path / "gpu" / "gpu.json", {**report, "dry_run": True})
+    assert gpu_figure(tmp_path) is None
+    assert not measured_kinds(tmp_path, Settings())["gpu-spot"].measured
+
+
 def test_gpu_json_triton_figure_wins_and_the_ceiling_is_never_ours(tmp_path):
     write(
         tmp_path / "gpu" / "gpu.json",
