@@ -296,6 +296,23 @@ def _cpu_s(pid: int, tree: bool = False) -> float | None:
         return None
 
 
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); with 5 probes p95 lies
+    between the two slowest."""
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+# Issue 5 (in-process engine): critical under 5 s, stack >= 0.85x the engine alone. Issue 15
+# point 4 (through Triton): critical p95 <= 0.5 s and stack >= 0.9x the in-process engine.
+GOALS = {
+    "local": {"critical_max_s": 5.0, "stack_vs_engine": 0.85},
+    "triton": {"critical_max_s": 5.0, "critical_p95_s": 0.5, "stack_vs_engine": 0.9},
+}
+
+
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -363,6 +380,7 @@ def run_stack(args: argparse.Namespace) -> dict:
             "critical_probes": probes,
             "critical_max_s": max(p["seen_s"] for p in probes),
             "critical_median_s": statistics.median(p["seen_s"] for p in probes),
+            "critical_p95_s": round(percentile([p["seen_s"] for p in probes], 0.95), 2),
             "probes_with_backlog_pending": sum(p["backlog_jobs_pending"] > 0 for p in probes),
             "stack_seconds": round(elapsed, 1),
             "stack_words": words,
@@ -447,25 +465,27 @@ def main(argv: list[str] | None = None) -> int:
         if engine and stack["stack_words_per_cpu_s"] and args.inference == "local"
         else None  # with Triton the inference CPU is in tritonserver, not counted here
     )
+    goals = GOALS.get(args.inference, GOALS["local"])
     report = {
         "section": "stack",
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "inference": args.inference,
         "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
         "precision": settings.precision,
         "engine_alone": engine,
         **stack,
         "text": args.text,
         "stack_vs_engine": ratio,
         "stack_vs_engine_per_cpu_s": cpu_ratio,
-        "goals": {"critical_max_s": 5.0, "stack_vs_engine": 0.85},
+        "goals": goals,
     }
     m = report["machine"]
     table = [
         f"Stack (REST -> PostgreSQL -> Kafka -> mtctl worker -> {args.inference} inference), "
         f"{m['cores']} cores ({m['cpu']}), {args.text} text, load average before "
-        f"{load_before:.1f}",
+        f"{load_before:.1f}, after {report['load_average_after']:.1f}",
         "",
         "| measure | value | goal |",
         "|---|---:|---:|",
@@ -474,11 +494,17 @@ def main(argv: list[str] | None = None) -> int:
         f"| critical {args.critical_words}-word job, max of {args.probes} | "
         f"{stack['critical_max_s']} s | < 5 s |",
         f"| critical job, median | {stack['critical_median_s']} s | |",
+        f"| critical job, p95 | {stack['critical_p95_s']} s | "
+        + (f"<= {goals['critical_p95_s']} s |" if "critical_p95_s" in goals else "|"),
         f"| stack throughput | {stack['stack_words_per_min']:,} words/min | |",
     ]
     if engine:
-        table.append(f"| engine alone | {engine['words_per_min']:,} words/min | |")
-        table.append(f"| stack / engine (wall clock) | {ratio}x | >= 0.85x |")
+        each = " / ".join(f"{r['words_per_min']:,}" for r in runs)
+        table.append(
+            f"| engine alone (mean of before / after: {each}) | "
+            f"{engine['words_per_min']:,} words/min | |"
+        )
+        table.append(f"| stack / engine (wall clock) | {ratio}x | >= {goals['stack_vs_engine']}x |")
         shown = f"{cpu_ratio}x" if cpu_ratio is not None else "n/a (Triton)"
         table.append(
             f"| words per CPU-second: stack (serve, workers, PostgreSQL, Kafka) / engine "
@@ -488,7 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     name = "stack" if args.text == "gettext" else f"stack-{args.text}"
     name += "" if args.inference == "local" else f"-{args.inference}"
     save(name, report, "\n".join(table))
-    ok = stack["critical_max_s"] < 5.0 and (ratio is None or ratio >= 0.85)
+    ok = (
+        stack["critical_max_s"] < goals["critical_max_s"]
+        and stack["critical_p95_s"] <= goals.get("critical_p95_s", float("inf"))
+        and (ratio is None or ratio >= goals["stack_vs_engine"])
+    )
     if not ok:
         print("stack: a goal was missed (see the table)", file=sys.stderr)
     return 0

@@ -195,6 +195,8 @@ class TritonSettings:
 
     triton_url: str = "127.0.0.1:8001"
     triton_model: str = "translator"
+    # critical/high requests go to this model (its own process) while it is ready; empty: off
+    triton_urgent_model: str = "translator_urgent"
     triton_timeout_s: float = 120.0  # per translate() call unless the caller gives one
     triton_request_segments: int = 16  # segments per gRPC request; larger calls are split
     triton_inflight_requests: int = 0  # per translate() call (0: all at once); see triton.py

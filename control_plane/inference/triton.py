@@ -3,6 +3,9 @@
 Same interface as the in-process client (control_plane/inference/base.py), plus:
 
 * priority: ``critical``/``high``/``normal`` -> Triton dynamic-batcher levels 1/2/3;
+  critical and high requests go to ``MTB_TRITON_URGENT_MODEL`` (``translator_urgent``: the
+  same model.py in a process of its own) while the health poll finds it ready, else to the
+  main model: they never wait for a normal execution to end (README, "Benchmarks", stack);
 * deadlines: each call has one (``timeout`` or ``MTB_TRITON_TIMEOUT_S``), sent as gRPC's
   ``client_timeout`` and as Triton's queue timeout so a server drops stale requests;
 * large calls are split into requests of ``MTB_TRITON_REQUEST_SEGMENTS`` segments sent
@@ -217,6 +220,8 @@ class TritonInferenceClient:
         self.url = settings.triton_url
         self.backend = f"triton {self.url}"
         self.model = settings.triton_model
+        self.urgent_model = settings.triton_urgent_model
+        self._urgent_ready = False  # set by the health poll; a failed urgent request clears it
         self._grpc = grpc_client
         self._rng = rng or random.Random()
         self._fallback = fallback
@@ -334,6 +339,8 @@ class TritonInferenceClient:
             )
             if ok and not self._catalog:
                 self._catalog = await self._fetch_catalog()
+            if ok and self.urgent_model:
+                await self._check_urgent(client)
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             ok = False
             if was:
@@ -348,6 +355,22 @@ class TritonInferenceClient:
                 extra={"triton_url": self.url, "model": self.model},
             )
         return ok
+
+    async def _check_urgent(self, client) -> None:  # noqa: ANN001
+        """Is the urgent model there? Not an error when it is not: the main model serves
+        every priority (a repository without it, an older deployment)."""
+        try:
+            ready = bool(await client.is_model_ready(self.urgent_model, client_timeout=2.0))
+        except Exception:  # noqa: BLE001 - not ready
+            ready = False
+        if ready != self._urgent_ready:
+            log.info(
+                "triton urgent model %s %s",
+                self.urgent_model,
+                "ready: critical and high requests go to it" if ready else "not ready",
+                extra={"triton_url": self.url},
+            )
+        self._urgent_ready = ready
 
     async def _health_loop(self) -> None:
         while not self._closed:
@@ -532,6 +555,14 @@ class TritonInferenceClient:
         pair under explicit model control (control_plane/inference/lifecycle.py)."""
         return self.model
 
+    def _route(self, source: str, target: str, level: int) -> str:
+        """Critical and high requests (levels 1, 2) for the all-pairs model go to the urgent
+        model while it is ready: capacity of their own, no wait behind normal executions."""
+        model = self._model_for(source, target)
+        if model == self.model and self._urgent_ready and level <= PRIORITY_LEVELS["high"]:
+            return self.urgent_model
+        return model
+
     async def _infer_once(
         self,
         segments: list[str],
@@ -557,14 +588,20 @@ class TritonInferenceClient:
         # W3C traceparent as gRPC metadata (only inside a span): Triton's own spans
         # (--trace-config mode=opentelemetry) join the caller's inference.translate span
         traced = tracing.inject()
-        result = await self._client().infer(
-            self._model_for(source, target),
-            [text, src, tgt],
-            priority=level,
-            timeout=int(remaining * 1e6),  # Triton's queue timeout (microseconds)
-            client_timeout=remaining,
-            **({"headers": traced} if traced else {}),
-        )
+        model = self._route(source, target, level)
+        try:
+            result = await self._client().infer(
+                model,
+                [text, src, tgt],
+                priority=level,
+                timeout=int(remaining * 1e6),  # Triton's queue timeout (microseconds)
+                client_timeout=remaining,
+                **({"headers": traced} if traced else {}),
+            )
+        except Exception as exc:
+            if model == self.urgent_model and classify(exc).kind == "connection":
+                self._urgent_ready = False  # retried on the main model; the poll brings it back
+            raise
         texts = [
             x.decode("utf-8") if isinstance(x, bytes) else str(x)
             for x in result.as_numpy("TRANSLATION").reshape(-1)

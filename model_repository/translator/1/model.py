@@ -8,10 +8,12 @@ per sentence does not depend on the batch), and the results are split back per r
 A request with an unknown pair gets an error of its own; the others are unaffected.
 
 Configuration (config.pbtxt ``parameters``, written by control_plane/inference/
-triton_config.py): precision, execution_provider (cpu|cuda|tensorrt), threads,
-engine_batch, beam_size, model_dir (empty: MTB_MODEL_DIR of the server's environment,
-else the control plane's default store). The stub runs the venv's python3 (first on
-PATH), so ``control_plane`` imports from the venv.
+triton_config.py): precision, execution_provider (cpu|cuda|tensorrt), threads, lanes,
+engine_batch, beam_size, nice (this process's scheduling niceness), model_dir (empty:
+MTB_MODEL_DIR of the server's environment, else the control plane's default store). The
+stub runs the venv's python3 (first on PATH), so ``control_plane`` imports from the venv.
+The same file serves ``translator_urgent`` (critical and high requests, a process of its
+own; control_plane/inference/triton_config.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class TritonPythonModel:
         if args.get("model_instance_kind") == "GPU":
             # one process per instance: pin ONNX Runtime's CUDA EP to this instance's GPU
             os.environ["CUDA_VISIBLE_DEVICES"] = str(args.get("model_instance_device_id", 0))
+
+        nice = int(_param(config, "nice", "0"))
+        if nice:  # before the engine's threads start: they inherit it
+            os.nice(nice)
 
         from control_plane.engine.store import load_engine
         from control_plane.settings import Settings

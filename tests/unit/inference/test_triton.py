@@ -151,8 +151,9 @@ class Result:
 class FakeTriton:
     """Upper-cases text; ``fail`` holds exceptions raised by the next infer calls."""
 
-    def __init__(self, ready=True):
+    def __init__(self, ready=True, missing=()):
         self.ready = ready
+        self.missing = set(missing)  # models this server does not have
         self.fail: list[BaseException] = []
         self.calls: list[dict] = []
 
@@ -162,7 +163,7 @@ class FakeTriton:
         return True
 
     async def is_model_ready(self, model, client_timeout=None):
-        return self.ready
+        return self.ready and model not in self.missing
 
     async def infer(self, model, inputs, priority=0, timeout=None, client_timeout=None):
         values = {i.name(): i for i in inputs}
@@ -171,9 +172,12 @@ class FakeTriton:
         if _decode(values["SOURCE_LANG"])[0] == b"":
             return Result(["en\tpt\tv1-int8", "pt\ten\tv2-int8"], [0, 0])
         self.calls.append(
-            {"n": len(text), "priority": priority, "timeout": timeout, "client": client_timeout}
-        )
+            {"n": len(text), "priority": priority, "timeout": timeout, "client": client_timeout,
+             "model": model}
+        )  # fmt: skip
         assert src is not None
+        if model in self.missing:
+            raise err("StatusCode.NOT_FOUND", f"Request for unknown model: '{model}' is not found")
         if self.fail:
             raise self.fail.pop(0)
         return Result([t.upper() for t in text], [0.5] * len(text))
@@ -254,6 +258,43 @@ async def test_translate_splits_maps_priority_and_deadline():
     with pytest.raises(ValueError):
         await c.translate(["a"], "en", "pt", priority="urgent")
     await c.close()
+
+
+async def test_critical_and_high_go_to_the_urgent_model_while_it_is_ready():
+    fake = FakeTriton()
+    c = await started(fake)
+    for priority in ("critical", "high", "normal"):
+        await c.translate(["a", "b", "c"], "en", "pt", priority=priority)
+    assert [(call["model"], call["priority"]) for call in fake.calls] == [
+        ("translator_urgent", 1), ("translator_urgent", 1),
+        ("translator_urgent", 2), ("translator_urgent", 2),
+        ("translator", 3), ("translator", 3),
+    ]  # fmt: skip
+    # the urgent model goes away (unloaded, an older repository): the request that found
+    # it gone is retried on the main model, and so are the next ones until the poll sees it
+    fake.missing.add("translator_urgent")
+    fake.calls.clear()
+    out = await c.translate(["a"], "en", "pt", priority="critical")
+    assert out[0].text == "A"
+    assert [call["model"] for call in fake.calls] == ["translator_urgent", "translator"]
+    await c.translate(["a"], "en", "pt", priority="high")
+    assert fake.calls[-1]["model"] == "translator"
+    fake.missing.clear()
+    await c.check_health()
+    await c.translate(["a"], "en", "pt", priority="high")
+    assert fake.calls[-1]["model"] == "translator_urgent"
+    await c.close()
+
+
+async def test_no_urgent_model_every_priority_on_the_main_one():
+    fake = FakeTriton(missing={"translator_urgent"})
+    c = await started(fake)
+    await c.translate(["a"], "en", "pt", priority="critical")
+    c2 = await started(FakeTriton(), triton_urgent_model="")
+    await c2.translate(["a"], "en", "pt", priority="critical")
+    assert fake.calls[-1]["model"] == "translator" and c2._grpc.calls[-1]["model"] == "translator"  # noqa: SLF001
+    await c.close()
+    await c2.close()
 
 
 async def test_inflight_cap_bounds_the_requests_of_one_call():

@@ -59,3 +59,23 @@ def test_cli_check_and_stdout(tmp_path, capsys):
     capsys.readouterr()
     assert tc.main(["--stdout", "--kind", "gpu", "--instances", "2"]) == 0
     assert "count: 2\n    kind: KIND_GPU" in capsys.readouterr().out
+
+
+def test_urgent_model_same_protocol_own_name_and_link(tmp_path):
+    """The urgent model (critical/high requests) is the translator's model.py under its own
+    name: same inputs and outputs, its own process; the repository links its model.py."""
+    main, urgent = tc.render(tc.CPU), tc.render(tc.URGENT_CPU)
+    assert 'name: "translator_urgent"' in urgent and 'name: "translator"' in main
+    io = re.compile(r"input \[.*?\]\noutput \[.*?\]\n", re.S)
+    assert io.search(main).group(0) == io.search(urgent).group(0)
+    assert 'name: "translator_urgent"' in tc.render(tc.URGENT_GPU)
+    tc.write(tmp_path)
+    link = tmp_path / "translator_urgent" / "1" / "model.py"
+    assert link.resolve() == (tmp_path / "translator" / "1" / "model.py").resolve()
+    assert tc.drift(tmp_path) == []
+    link.unlink()
+    link.write_text("# a copy drifts from the translator's model.py\n")
+    assert tc.drift(tmp_path) == [link]
+    repo = tc.copy_repository(tmp_path / "copy", tc.CPU, tc.URGENT_CPU)
+    assert sorted(p.name for p in repo.iterdir()) == ["translator", "translator_urgent"]
+    assert (repo / "translator_urgent" / "1" / "model.py").is_file()

@@ -1,0 +1,1 @@
+../../translator/1/model.py
