@@ -134,6 +134,23 @@ def test_misspelt_scaledobject_trigger_field_fails_keda_schema(
     ]
 
 
+def test_misspelt_kafka_trigger_parameter_fails_kedas_scaler_parameters(
+    fixture_objects: list[dict[str, Any]], schemas: dict[str, Any]
+) -> None:
+    """A trigger's metadata is a free string map in KEDA's CRD; the scaler's own parameter
+    names (from KEDA's source) catch the typo a real KEDA would silently default."""
+
+    def typo(so: dict[str, Any]) -> None:
+        meta = so["spec"]["triggers"][0]["metadata"]
+        meta["lagTreshold"] = meta.pop("lagThreshold")
+        meta["topicFromEnv"] = meta.pop("topic")  # the FromEnv form of a real parameter
+
+    assert errors_of(broken(fixture_objects, "ScaledObject", typo), schemas) == [
+        "ScaledObject mtb-fixture/api: .spec.triggers[0].metadata: 'lagTreshold' is no"
+        " parameter of KEDA's kafka scaler"
+    ]
+
+
 def test_kafka_replicas_of_the_wrong_type_fail_strimzi_schema(
     fixture_objects: list[dict[str, Any]], schemas: dict[str, Any]
 ) -> None:
