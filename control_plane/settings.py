@@ -211,7 +211,7 @@ class TritonSettings:
     # (translator-<src>-<tgt>), loaded on first demand, unloaded after model_idle_s
     # (control_plane/inference/lifecycle.py; tritonserver --model-control-mode=explicit)
     triton_model_control: str = "none"
-    model_idle_s: float = 600.0  # explicit mode: idle time before a pair's model is unloaded
+    model_idle_s: float = 600.0  # explicit mode: idle time before unloading a pair (<= 0: never)
     triton_load_timeout_s: float = 300.0  # explicit mode: one load_model call may take this
 
 
@@ -246,8 +246,8 @@ class CostSettings:
     cost_transfer_price_gb: float = 0.09
     cost_transfer_bytes_per_word: float = 20.0
     cost_cache_hit_rate: float = 0.0  # mtctl cost: share of words served from the cache
-    # mtctl cost: the busiest hour over the day's mean (instances needed at the peak), and
-    # the separate busy periods a day of a scale-to-zero pool (each ends with a cooldown)
+    # mtctl cost: the busiest hour over the day's mean (1..2, a cosine day: replicas per
+    # hour), and the busy periods a day of a scale-to-zero pool (each ends with a cooldown)
     cost_peak_to_mean: float = 2.0
     cost_active_periods_per_day: float = 24.0
     # an API without in-process workers (Kafka) re-reads backlog and throughput this often

@@ -233,6 +233,15 @@ class CostModel:
 
     # -- a day ---------------------------------------------------------------------
 
+    def hourly_words(self, words_per_day: float) -> list[float]:
+        """A day's words hour by hour on a diurnal curve (a cosine peaking at 14:00) whose
+        busiest hour is ``MTB_COST_PEAK_TO_MEAN`` times the mean; the hours sum to the day."""
+        ratio = self.settings.cost_peak_to_mean
+        if not 1.0 <= ratio <= 2.0:
+            raise ValueError(f"cost_peak_to_mean {ratio} outside [1, 2] (1: a flat day)")
+        mean = words_per_day / 24.0
+        return [mean * (1 + (ratio - 1) * math.cos(2 * math.pi * (h - 14) / 24)) for h in range(24)]
+
     def cost_per_day(
         self, words_per_day: int, cache_hit_rate: float = 0.0, kind: str = CPU
     ) -> CostRow:
@@ -246,8 +255,9 @@ class CostModel:
         computed = words_per_day * (1.0 - cache_hit_rate)
         per_instance_hour = k.words_per_minute * 60.0 * rule.utilisation
         work_hours = computed / per_instance_hour
-        peak = math.ceil(computed / 24.0 * s.cost_peak_to_mean / per_instance_hour)
-        instances = max(rule.min_replicas, peak, 1 if rule.scheduled_hours else 0)
+        # replicas are whole: each hour of the day's curve runs enough of them for its load
+        needed = [math.ceil(w / per_instance_hour - 1e-9) for w in self.hourly_words(computed)]
+        instances = max(rule.min_replicas, *needed, 1 if rule.scheduled_hours else 0)
         if rule.scale_to_zero:
             # up only while there is work, plus a cooldown after each busy period; the
             # hours a schedule holds replicas up are paid anyway and absorb their share
@@ -256,7 +266,8 @@ class CostModel:
                 busy += s.cost_active_periods_per_day * rule.idle_s / 3600.0
             hours = rule.scheduled_hours + busy * (1.0 - rule.scheduled_window / 24.0)
         else:
-            hours = max(rule.min_replicas * 24.0 + rule.scheduled_hours, work_hours)
+            hours = float(sum(max(rule.min_replicas, n) for n in needed))
+            hours = max(hours, rule.min_replicas * 24.0 + rule.scheduled_hours)
         if instances:
             hours = min(hours, instances * 24.0)
         compute_usd = hours * k.price_per_hour

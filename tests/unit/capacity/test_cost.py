@@ -49,12 +49,22 @@ def test_a_warm_minimum_is_paid_all_day_however_few_words():
     assert row.scaling == "warm minimum 1" and row.measured
 
 
-def test_beyond_the_warm_minimum_work_hours_count_at_the_target_utilisation():
-    # 1,000 words/s at 50% utilisation: 1.8M words per instance-hour; 108M words = 60 h
+def test_beyond_the_warm_minimum_whole_replicas_run_each_hour():
+    # 1,000 words/s at 50% utilisation: 1.8M words per instance-hour; 108M words a flat
+    # day = 4.5M words an hour = 2.5 instances' worth: 3 replicas all day
     row = model().cost_per_day(108_000_000, kind="cpu")
-    assert row.instance_hours == pytest.approx(60.0)
-    assert row.instances == math.ceil(60 / 24)  # peak_to_mean 1: the mean load
-    assert model(cost_peak_to_mean=3.0).cost_per_day(108_000_000, kind="cpu").instances == 8
+    assert row.instances == 3 and row.instance_hours == pytest.approx(72.0)
+    # a diurnal day of the same words: 5 at the peak (9M/h), fewer at night
+    m = model(cost_peak_to_mean=2.0)
+    hourly = m.hourly_words(108_000_000)
+    assert sum(hourly) == pytest.approx(108_000_000) and max(hourly) == pytest.approx(9e6)
+    curved = m.cost_per_day(108_000_000, kind="cpu")
+    assert curved.instances == 5
+    assert curved.instance_hours == sum(max(1, math.ceil(w / 1.8e6 - 1e-9)) for w in hourly)
+    # below the warm minimum's capacity all day: the minimum is all it pays
+    assert m.cost_per_day(1_800_000, kind="cpu").instance_hours == 24.0
+    with pytest.raises(ValueError, match="outside"):
+        model(cost_peak_to_mean=3.0).cost_per_day(1000, kind="cpu")
 
 
 def test_scale_to_zero_pays_work_plus_a_cooldown_per_busy_period():
