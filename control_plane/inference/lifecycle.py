@@ -51,6 +51,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 from control_plane.engine.base import UnsupportedPair
 from control_plane.inference.base import InferenceUnavailable
 from control_plane.inference.triton import TritonInferenceClient
@@ -159,6 +161,7 @@ class ModelLifecycle:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         after_load: Callable[[str], Awaitable[None]] | None = None,
+        on_change: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.client = client
         self.idle_s = idle_s
@@ -166,6 +169,7 @@ class ModelLifecycle:
         self.clock = clock
         self.wall_clock = wall_clock
         self.after_load = after_load
+        self.on_change = on_change  # (model, "load" | "unload", seconds): metrics
         self.models: dict[str, ModelState] = {}
         self.index: dict[str, str] = {}  # model name -> Triton's state in the last index
         self._closed = False
@@ -186,10 +190,14 @@ class ModelLifecycle:
         self.index = states
         for name, state in states.items():
             m = self._state(name)
-            if state == "READY" and not m.loaded and not m.lock.locked():
+            if m.lock.locked():
+                continue  # a load or unload of ours is under way
+            if state == "READY" and not m.loaded:
                 m.loaded = True
                 m.last_used = self.clock()
                 self._arm(m)
+            elif state != "READY" and m.loaded and m.refs == 0:
+                m.loaded = False  # unloaded by another process: the next call loads it
         return {pair_of(n): s for n, s in states.items()}  # type: ignore[misc]
 
     def pairs(self) -> list[Pair]:
@@ -235,14 +243,16 @@ class ModelLifecycle:
         m.last_used = self.clock()
         self.index[m.name] = "READY"
         log.info("model %s loaded in %.2fs", m.name, m.load_s, extra={"load_s": m.load_s})
+        if self.on_change is not None:
+            self.on_change(m.name, "load", m.load_s)
         if self.after_load is not None:
             await self.after_load(m.name)
 
     # -- idle unload ------------------------------------------------------------------------
 
     def _arm(self, m: ModelState) -> None:
-        if self._closed or (m.timer is not None and not m.timer.done()):
-            return  # one timer per model; it re-checks the idle time when it wakes
+        if self.idle_s <= 0 or self._closed or (m.timer is not None and not m.timer.done()):
+            return  # idle_s <= 0: never unload; one timer per model, re-checked when it wakes
         m.timer = asyncio.get_running_loop().create_task(
             self._idle_loop(m), name=f"idle-unload-{m.name}"
         )
@@ -279,6 +289,8 @@ class ModelLifecycle:
             m.loaded = False
             m.unloads += 1
             self.index[name] = "UNAVAILABLE"
+            if self.on_change is not None:
+                self.on_change(name, "unload", 0.0)
             return True
 
     async def _last_inference_s(self, name: str) -> float | None:
@@ -334,9 +346,41 @@ class LifecycleTritonClient(TritonInferenceClient):
             settings.model_idle_s,
             load_timeout_s=settings.triton_load_timeout_s,
             after_load=self._learn_version,
+            on_change=self._count,
+        )
+        self.m_loads = Counter(
+            "mtb_triton_model_loads_total",
+            "Per-pair models loaded (on demand) and unloaded (idle) by this process",
+            ["model", "action"],
+            registry=self.registry,
+        )
+        self.m_load_seconds = Histogram(
+            "mtb_triton_model_load_seconds",
+            "Triton load_model duration of a per-pair model (the first call waits for it)",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+            registry=self.registry,
+        )
+        self.m_loaded = Gauge(
+            "mtb_triton_models_loaded",
+            "Per-pair models this process holds loaded",
+            registry=self.registry,
         )
         self._store_versions: dict[Pair, str] | None = None
         self._pending: set[asyncio.Task] = set()
+
+    def _count(self, model: str, action: str, seconds: float) -> None:
+        self.m_loads.labels(model, action).inc()
+        if action == "load":
+            self.m_load_seconds.observe(seconds)
+        self.m_loaded.set(sum(1 for m in self.lifecycle.models.values() if m.loaded))
+
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
+        old = self.registry
+        super().bind_metrics(registry)
+        if registry is not old:
+            for collector in (self.m_loads, self.m_load_seconds, self.m_loaded):
+                old.unregister(collector)
+                registry.register(collector)
 
     def _client(self):  # noqa: ANN202
         client = super()._client()

@@ -101,6 +101,8 @@ async def test_load_on_demand_idle_unload_and_reload(client, local_engine):
     same(await client.translate(EN, "en", "pt"), local_engine.translate(EN, "en", "pt"))
     assert client.lifecycle.models[en_pt].loads == 2
     assert (await states(client))[en_pt] == "READY"
+    assert client.m_loads.labels(en_pt, "load")._value.get() == 2
+    assert client.m_loads.labels(en_pt, "unload")._value.get() == 1
 
 
 async def test_in_flight_work_survives_unloads(client, local_engine):

@@ -207,3 +207,24 @@ async def test_failed_load_leaves_it_unloaded_and_the_next_call_tries_again():
     await call(lc, repo)
     assert lc.models[EN_PT].loads == 1
     await lc.close()
+
+
+async def test_refresh_notices_an_unload_by_another_process():
+    repo = FakeRepository()
+    lc = ModelLifecycle(repo, idle_s=60)
+    await call(lc, repo)
+    repo.state[EN_PT] = "UNAVAILABLE"
+    await lc.refresh()
+    assert not lc.models[EN_PT].loaded
+    await call(lc, repo)  # loaded again before the request goes out
+    assert lc.models[EN_PT].loads == 2
+    await lc.close()
+
+
+async def test_idle_zero_never_unloads():
+    repo = FakeRepository()
+    lc = ModelLifecycle(repo, idle_s=0)
+    await call(lc, repo)
+    await asyncio.sleep(0.2)
+    assert repo.state[EN_PT] == "READY" and lc.models[EN_PT].timer is None
+    await lc.close()
