@@ -753,7 +753,8 @@ def policy_findings(objects: list[Mapping[str, Any]]) -> list[str]:
                     if key == "MTB_DRAIN_TIMEOUT_S":
                         drain.append(float(value))
         grace = spec.get("terminationGracePeriodSeconds", 30)
-        for seconds in drain:
+        # only a long-running process drains (a Job's alembic run is one transaction)
+        for seconds in drain if long_running else []:
             if not grace > seconds:
                 found.append(
                     f"{where}: terminationGracePeriodSeconds {grace} does not exceed"
