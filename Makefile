@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reuse pip's cache between runs (torch for the HF export tests is large).
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: browser dashboards k8s-tools k8s-validate venv venv-hf run test test-unit test-kafka bench services services-down lint models test-models clean triton-config
+.PHONY: browser dashboards k8s-tools k8s-validate venv venv-hf run test test-unit test-kafka bench gpu-pack services services-down lint models test-models clean triton-config
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ services-down:
 
 bench: venv models
 	$(PY) -m bench --all
+
+# The GPU check's files for a lent GPU machine (no network there): wheels, model sources,
+# split into .p0/ .. .pN/; prints the device calls that run `python -m bench gpu` there
+gpu-pack: venv
+	$(PY) -m bench.gpu_pack
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

