@@ -141,9 +141,10 @@ async def test_no_unload_while_a_call_is_in_flight():
 
 async def test_call_racing_an_unload_waits_and_reloads():
     repo = FakeRepository(unload_s=0.2)
-    lc = ModelLifecycle(repo, idle_s=0.0)
+    lc = ModelLifecycle(repo, idle_s=0.5)
     await call(lc, repo)
     lc.models[EN_PT].timer.cancel()  # drive the unload by hand
+    lc.models[EN_PT].last_used -= 1.0
     unloading = asyncio.ensure_future(lc.unload_if_idle(EN_PT))
     await wait_for(lambda: repo.state[EN_PT] == "UNLOADING")
     await call(lc, repo)  # arrives mid-unload: waits for it, then loads again
