@@ -347,8 +347,8 @@ def _strimzi_crds(folder: Path, log: Path) -> dict[str, dict[str, Any]]:
 
 def crd_schemas(env: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Every pinned operator's CRD schemas, converted once and cached as one JSON file per
-    pin set (reading the YAML of CloudNativePG's Cluster alone takes seconds). Strimzi's
-    come when Maven and Java are here; their absence leaves those kinds unchecked."""
+    pin set (reading the YAML of CloudNativePG's Cluster alone takes seconds); nothing is
+    cached when one source cannot be had (KubeToolsUnavailable names it)."""
     folder = cache_dir(env)
     pins = json.dumps([CRD_MODULES, STRIMZI_VERSION, STRIMZI_KINDS], sort_keys=True)
     digest = hashlib.sha256((pins + _converter_digest()).encode()).hexdigest()[:16]
@@ -371,10 +371,7 @@ def crd_schemas(env: Mapping[str, str] | None = None) -> dict[str, dict[str, Any
             for path in sorted(base.glob("*.yaml")):
                 docs = yaml.load_all(path.read_text(), Loader=_Loader)
                 found.update(_crd_schemas(docs, f"{module}@{version} {sub}/{path.name}"))
-        try:
-            found.update(_strimzi_crds(folder, log))
-        except KubeToolsUnavailable as exc:
-            print(f"kube: Strimzi kinds stay unchecked: {exc}", file=sys.stderr)
+        found.update(_strimzi_crds(folder, log))
         atomic_write(cached, json.dumps(found))
         return found
 
