@@ -32,18 +32,24 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _current(folder: Path) -> bool:
+    meta_file = folder / "metadata.json"
+    return meta_file.exists() and (
+        json.loads(meta_file.read_text()).get("format_version") == FORMAT_VERSION
+    )
+
+
 def ensure_default_models(root: Path, pairs: tuple[str, ...] = DEFAULT_PAIRS) -> list[Path]:
     """Export the bundled Bergamot models into ``root`` unless already there."""
     root = Path(root)
+    folders = [root / f"bergamot-{pair}" for pair in pairs]
+    if all(_current(f) for f in folders):  # no lock: a read-only store (a container image)
+        return folders
     done = []
     with _locked(root):
         for pair in pairs:
             folder = root / f"bergamot-{pair}"
-            meta_file = folder / "metadata.json"
-            current = meta_file.exists() and (
-                json.loads(meta_file.read_text()).get("format_version") == FORMAT_VERSION
-            )
-            if not current:
+            if not _current(folder):
                 log.warning("exporting the bundled %s model into %s (first use)", pair, folder)
                 export_bergamot(bundled_model_dir(pair), folder, pair)
             done.append(folder)
