@@ -250,6 +250,9 @@ class CostSettings:
     # hour), and the busy periods a day of a scale-to-zero pool (each ends with a cooldown)
     cost_peak_to_mean: float = 2.0
     cost_active_periods_per_day: float = 24.0
+    # mtctl cost, prod-gpu row: the share of words at normal priority (the spot pool); the
+    # rest goes to the premium pool. The simulator's mix: 65% of jobs normal, the larger ones
+    cost_normal_share: float = 0.7
     # an API without in-process workers (Kafka) re-reads backlog and throughput this often
     estimate_refresh_s: float = 2.0
 

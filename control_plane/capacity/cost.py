@@ -31,6 +31,10 @@ from control_plane.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# the prod-gpu overlay as deployed: critical and high work on the premium (on-demand, warm)
+# GPU pool, normal work on the spot pool that may scale to zero
+PROD_GPU = "prod-gpu"
+
 DAYS_PER_MONTH = 365.25 / 12
 GB = 1e9
 
@@ -245,6 +249,8 @@ class CostModel:
     def cost_per_day(
         self, words_per_day: int, cache_hit_rate: float = 0.0, kind: str = CPU
     ) -> CostRow:
+        if kind == PROD_GPU:
+            return self.deployment_cost(words_per_day, cache_hit_rate)
         if not 0.0 <= cache_hit_rate <= 1.0:
             raise ValueError(f"cache hit rate {cache_hit_rate} is not a fraction in [0, 1]")
         if words_per_day < 0:
@@ -298,14 +304,53 @@ class CostModel:
             source=k.source,
         )
 
+    def deployment_cost(self, words_per_day: int, cache_hit_rate: float = 0.0) -> CostRow:
+        """The prod-gpu overlay: the normal share of the words (``MTB_COST_NORMAL_SHARE``)
+        on ``gpu-spot``, the rest (critical, high) on the warm on-demand ``gpu`` pool. Each
+        pool pays its own rule: the premium its warm minimum, the spot pool its hours."""
+        share = self.settings.cost_normal_share
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"cost_normal_share {share} is not a fraction in [0, 1]")
+        normal = round(words_per_day * share)
+        premium = self.cost_per_day(words_per_day - normal, cache_hit_rate, GPU)
+        spot = self.cost_per_day(normal, cache_hit_rate, GPU_SPOT)
+        hours = premium.instance_hours + spot.instance_hours
+        compute = premium.compute_usd + spot.compute_usd
+        total = premium.total_usd + spot.total_usd
+        return CostRow(
+            kind=PROD_GPU,
+            words_per_day=words_per_day,
+            cache_hit_rate=cache_hit_rate,
+            computed_words=premium.computed_words + spot.computed_words,
+            words_per_minute=premium.words_per_minute,
+            measured=premium.measured and spot.measured,
+            price_per_hour=compute / hours if hours else 0.0,
+            scaling=f"premium gpu: {premium.scaling}; spot: {spot.scaling}",
+            instances=premium.instances + spot.instances,
+            instance_hours=hours,
+            compute_usd=compute,
+            storage_usd=premium.storage_usd + spot.storage_usd,
+            transfer_usd=premium.transfer_usd + spot.transfer_usd,
+            total_usd=total,
+            usd_per_1k_words=total / words_per_day * 1000.0 if words_per_day else 0.0,
+            source=f"{1 - share:.0%} of the words (critical, high) on gpu, {share:.0%} "
+            f"(normal) on gpu-spot; {premium.source}",
+        )
+
     def table(
         self,
         words_per_day_list: Iterable[int],
         cache_hit_rate: float = 0.0,
         kinds: Iterable[str] | None = None,
     ) -> list[CostRow]:
-        """Rows for every volume on every kind (``cpu``, ``gpu``, ``gpu-spot``)."""
-        names = list(kinds) if kinds is not None else list(self.kinds)
+        """Rows for every volume on every kind (``cpu``, ``gpu``, ``gpu-spot``) and, when
+        both GPU kinds are known, the ``prod-gpu`` deployment that combines them."""
+        if kinds is not None:
+            names = list(kinds)
+        else:
+            names = list(self.kinds)
+            if GPU in self.kinds and GPU_SPOT in self.kinds:
+                names.append(PROD_GPU)
         return [
             self.cost_per_day(words, cache_hit_rate, name)
             for words in words_per_day_list

@@ -127,6 +127,12 @@ def render(model, rows, candidates, results_dir: Path) -> str:  # noqa: ANN001
         lines.append(f"- {name}: {k.source}")
     for name, rule in model.rules.items():
         lines.append(f"- {name} scaling: {rule.source}")
+    if any(r.kind == "prod-gpu" for r in rows):
+        lines.append(
+            f"- prod-gpu: the prod-gpu overlay - critical and high work on gpu (warm), the "
+            f"normal share of the words ({s.cost_normal_share:.0%}, MTB_COST_NORMAL_SHARE) "
+            "on gpu-spot"
+        )
     if len(candidates) > 1:
         lines.append("- other CPU figures found (not used):")
         lines += [f"  - {c.source}" for c in candidates[1:]]

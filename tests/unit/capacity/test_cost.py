@@ -12,6 +12,7 @@ import yaml
 from control_plane.capacity.cost import (
     DAYS_PER_MONTH,
     DEFAULT_RULES,
+    PROD_GPU,
     CostModel,
     PoolRule,
     policy_rules,
@@ -174,3 +175,23 @@ def test_an_unreadable_policy_falls_back_to_the_design_rules(tmp_path, caplog):
     path.write_text("workers: [")
     assert policy_rules(path) == DEFAULT_RULES
     assert "scaling policy not read" in caplog.text
+
+
+def test_prod_gpu_is_the_premium_pool_plus_the_spot_pool():
+    """The prod-gpu overlay: critical/high words on the warm on-demand pool, the normal
+    share on spot; each pool pays its own rule, the row is their sum."""
+    gpu = replace(WARM, name="gpu", gpu=True)
+    rules = {"gpu": RULES["cpu"], "gpu-spot": RULES["gpu-spot"]}
+    m = CostModel({"gpu": gpu, "gpu-spot": SPOT}, settings(cost_normal_share=0.75), rules)
+    assert [r.kind for r in m.table([1000])] == ["gpu", "gpu-spot", PROD_GPU]
+    row = m.cost_per_day(7_200_000, kind=PROD_GPU)
+    premium = m.cost_per_day(1_800_000, kind="gpu")
+    spot = m.cost_per_day(5_400_000, kind="gpu-spot")
+    assert row.instance_hours == pytest.approx(premium.instance_hours + spot.instance_hours)
+    assert row.total_usd == pytest.approx(premium.total_usd + spot.total_usd)
+    assert row.instances == premium.instances + spot.instances
+    assert not row.measured  # the spot kind is an estimate
+    assert row.scaling == "premium gpu: warm minimum 1; spot: scale to zero (10 min idle)"
+    assert "75% (normal) on gpu-spot" in row.source
+    with pytest.raises(ValueError, match="cost_normal_share"):
+        CostModel(m.kinds, settings(cost_normal_share=1.5), rules).cost_per_day(1, 0.0, PROD_GPU)

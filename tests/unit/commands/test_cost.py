@@ -42,7 +42,7 @@ def test_json_rows_are_the_models(results, capsys):
     expected = CostModel.from_settings(Settings(), results).table([10_000, 100_000, 1_000_000], 0.3)
     assert doc["rows"] == [r.as_dict() for r in expected]
     assert [(r["words_per_day"], r["kind"]) for r in doc["rows"]] == [
-        (w, k) for w in (10_000, 100_000, 1_000_000) for k in ("cpu", "gpu", "gpu-spot")
+        (w, k) for w in (10_000, 100_000, 1_000_000) for k in ("cpu", "gpu", "gpu-spot", "prod-gpu")
     ]
 
 
@@ -54,7 +54,10 @@ def test_table_marks_estimates_and_names_sources(results, capsys, monkeypatch):
     assert "| gpu | " in out and "**estimate**" in out
     assert "- cpu: stack.json: stack_words_per_min = 120,000" in out
     rows = [line for line in out.splitlines() if line.startswith("| 1,000,000 |")]
-    assert [r.split(" | ")[1] for r in rows] == ["cpu", "gpu (estimate)", "gpu-spot (estimate)"]
+    assert [r.split(" | ")[1] for r in rows] == [
+        "cpu", "gpu (estimate)", "gpu-spot (estimate)", "prod-gpu (estimate)"
+    ]  # fmt: skip
+    assert "- prod-gpu: the prod-gpu overlay" in out
     cpu_row = CostModel.from_settings(Settings(price_cpu_per_hour=1.0), results).cost_per_day(
         1_000_000, kind="cpu"
     )
