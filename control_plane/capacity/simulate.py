@@ -135,6 +135,10 @@ class SimConfig:
     dt: float = 1.0
     sample_s: float = 60.0
     seed: int = 1
+    # Kafka partitions per topic: a job's chunks go to one partition (job.partition, else
+    # its index modulo this) and worker replica k of n consumes partitions p % n == k;
+    # None: any worker takes any chunk
+    partitions: int | None = None
     start_warm: bool = True  # min replicas ready at t=0
 
 
@@ -147,6 +151,36 @@ class _Chunk:
     priority: str
     words: float
     queued_at: float
+    partition: int = 0
+
+
+class _Level:
+    """One priority's topic: a FIFO per partition (a job's chunks share its partition,
+    Kafka's key is the job id). ``owned`` None: every partition."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, deque[_Chunk]] = {}
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def append(self, ch: _Chunk) -> None:
+        self.parts.setdefault(ch.partition, deque()).append(ch)
+        self.n += 1
+
+    def appendleft(self, ch: _Chunk) -> None:
+        self.parts.setdefault(ch.partition, deque()).appendleft(ch)
+        self.n += 1
+
+    def head(self, owned: frozenset[int] | None) -> deque[_Chunk] | None:
+        """The owned partition whose head waited longest (None: nothing owned waits)."""
+        best = None
+        for part, q in self.parts.items():
+            if q and (owned is None or part in owned):
+                if best is None or q[0].queued_at < best[0].queued_at:
+                    best = q
+        return best
 
 
 @dataclass
@@ -346,7 +380,7 @@ class Simulation:
         for p in config.pools:
             window = max(s.down_stabilization_s, p.down_window_s)
             self.scalers[p.name] = Scaler(p.name, p.min_replicas, p.max_replicas, s, window)
-        self.queues: dict[str, deque[_Chunk]] = {p: deque() for p in PRIORITIES}
+        self.queues: dict[str, _Level] = {p: _Level() for p in PRIORITIES}
         self.left: dict[int, int] = {}  # job -> chunks not done
         self.done_at: dict[int, float] = {}
         self.arrival = {j.index: j.at_s for j in self.jobs}
@@ -414,23 +448,30 @@ class Simulation:
     def _arrive(self, job: Job, t: float) -> None:
         n = max(1, math.ceil(job.words / self.c.chunk_words))
         self.left[job.index] = n
+        part = 0
+        if self.c.partitions:
+            part = job.partition if job.partition is not None else job.index
+            part %= self.c.partitions
         for _ in range(n):
             self.queues[job.priority].append(
-                _Chunk(job.index, job.priority, job.words / n, job.at_s)
+                _Chunk(job.index, job.priority, job.words / n, job.at_s, part)
             )
 
-    def _level_order(self, t: float, levels: tuple[str, ...]) -> list[str]:
-        """Non-empty levels in the order the real buffer serves them
+    def _level_order(
+        self, t: float, levels: tuple[str, ...], owned: frozenset[int] | None
+    ) -> list[deque[_Chunk]]:
+        """The worker's non-empty levels in the order the real buffer serves them
         (control_plane.queue.buffer): a head's level improves by one per ``aging_s`` it
         has waited, never past critical, ties to the older head."""
         aging = self.c.aging_s
-
-        def key(p: str) -> tuple[int, float, int]:
-            head = self.queues[p][0].queued_at
-            eff = RANK[p] - (int((t - head) // aging) if aging > 0 else 0)
-            return (max(eff, 0), head, RANK[p])
-
-        return sorted((p for p in levels if self.queues[p]), key=key)
+        heads = []
+        for p in levels:
+            q = self.queues[p].head(owned)
+            if q is not None:
+                since = q[0].queued_at
+                eff = RANK[p] - (int((t - since) // aging) if aging > 0 else 0)
+                heads.append(((max(eff, 0), since, RANK[p]), p))
+        return [p for _, p in sorted(heads)]
 
     def _dispatch(self, t: float) -> None:
         for name, dep in self.wdeps.items():
@@ -440,7 +481,11 @@ class Simulation:
             targets = pool.serving(t)
             if not targets:
                 continue
-            for k, w in enumerate(sorted(dep.serving(t), key=lambda r: r.ident)):
+            serving = sorted(dep.serving(t), key=lambda r: r.ident)
+            for k, w in enumerate(serving):
+                owned = None
+                if self.c.partitions:
+                    owned = frozenset(p for p in range(self.c.partitions) if p % len(serving) == k)
                 # slot 0: any of its priorities; slots 1..: urgent only
                 slots = [tuple(spec.priorities)] + [
                     tuple(p for p in spec.priorities if p in URGENT)
@@ -449,7 +494,7 @@ class Simulation:
                 for levels in slots[busy:]:
                     if not levels:
                         continue
-                    batch = self._take(t, levels, w)
+                    batch = self._take(t, levels, owned, w)
                     if batch is None:
                         continue
                     if spec.colocated:
@@ -468,17 +513,26 @@ class Simulation:
                     if pspec.words_per_s <= 0:
                         raise ValueError(f"pool {pspec.name}: words_per_s must be > 0")
 
-    def _take(self, t: float, levels: tuple[str, ...], worker: _Replica) -> _Batch | None:
+    def _take(
+        self, t: float, levels: tuple[str, ...], owned: frozenset[int] | None, worker: _Replica
+    ) -> _Batch | None:
+        """Chunks most urgent first until the next would pass ``batch_words`` (at least
+        one), as ``PriorityBuffer.take`` does."""
         chunks: list[_Chunk] = []
         words = 0.0
-        for level in self._level_order(t, levels):
-            q = self.queues[level]
-            while q and (not chunks or words + q[0].words <= self.c.batch_words):
-                ch = q.popleft()
-                chunks.append(ch)
-                words += ch.words
-            if chunks and words >= self.c.batch_words * 0.999:
+        while words < self.c.batch_words:
+            order = self._level_order(t, levels, owned)
+            if not order:
                 break
+            level = self.queues[order[0]]
+            q = level.head(owned)
+            assert q is not None
+            if chunks and words + q[0].words > self.c.batch_words:
+                break
+            ch = q.popleft()
+            level.n -= 1
+            chunks.append(ch)
+            words += ch.words
         if not chunks:
             return None
         rank = min(RANK[ch.priority] for ch in chunks)
@@ -779,12 +833,14 @@ def local_config(
     batch_words: int = 8000,
     aging_s: float = 30.0,
     urgent_slots: int = 1,
+    partitions: int | None = None,
     dt: float = 0.02,
 ) -> SimConfig:
     """The local stack: ``workers`` `mtctl worker` processes, each with the in-process
     engine (colocated), on one machine whose cores give ``words_per_s`` in all (one worker
     alone uses every core: its engine runs one lane per core), so busy workers share it.
-    No scaling: the replica count is fixed."""
+    No scaling: the replica count is fixed. ``partitions``: per topic; a job's chunks are
+    consumed by the worker that owns its partition (set ``Job.partition``)."""
     every = tuple(PRIORITIES)
     return SimConfig(
         workers=(
@@ -819,6 +875,7 @@ def local_config(
         latency_s=latency_s,
         dt=dt,
         sample_s=10.0,
+        partitions=partitions,
     )
 
 

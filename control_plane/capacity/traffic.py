@@ -37,6 +37,7 @@ class Job:
     at_s: float  # arrival, seconds from the period's start
     priority: str
     words: int
+    partition: int | None = None  # Kafka partition of its chunks, when known (a replay)
 
 
 @dataclass(frozen=True)

@@ -238,3 +238,15 @@ def test_compare_reports_relative_errors():
     assert c["groups"]["all"]["within_20pct"] == pytest.approx(2 / 3, abs=1e-3)
     assert c["groups"]["all"]["median_abs_rel_error"] == pytest.approx(0.1)
     assert c["groups"][">= 1000 words"]["median_rel_error"] == pytest.approx(-0.5)
+
+
+def test_a_jobs_chunks_stay_on_the_worker_that_owns_its_partition():
+    # Kafka's key is the job id: two jobs on partition 0 both go to worker 0, one after
+    # the other at the whole machine's speed (worker 1 has nothing): 10 s and 20 s
+    config = local_config(100.0, workers=2, partitions=2, dt=0.1, batch_words=1000)
+    jobs = [Job(0, 0.0, "normal", 1000, partition=0), Job(1, 0.0, "normal", 1000, partition=0)]
+    r = simulate(config, jobs)
+    assert (done(r, 0), done(r, 1)) == (10.0, 20.0)
+    jobs = [Job(0, 0.0, "normal", 1000, partition=0), Job(1, 0.0, "normal", 1000, partition=1)]
+    r = simulate(config, jobs)
+    assert (done(r, 0), done(r, 1)) == (20.0, 20.0)

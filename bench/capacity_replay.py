@@ -1,0 +1,220 @@
+"""The simulator's model of a replica checked against the real local stack.
+
+``python -m bench capacity --replay``: on the real PostgreSQL and Kafka (devstack), one
+`mtctl serve` and `mtctl worker` processes with the in-process engine (bench/stack.py's
+Stack):
+
+1. calibration, one worker alone: a few small jobs one after another (the fixed latency of
+   a job: submit, planning, Kafka, database, finish) and a backlog of documents (the
+   replica's words/s on this machine, now, under whatever load the machine has);
+2. a second worker joins; a trace from the capacity traffic generator (the day's shape
+   compressed into ``--seconds``, ``--load`` of the calibrated speed, at most ``--jobs``
+   jobs) is submitted at its arrival times;
+3. the same jobs (their measured arrival times, word counts and priorities) are simulated
+   with two fixed replicas that share the calibrated speed (two workers on the machine's
+   cores), and each job's simulated completion time is compared with the measured one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import machine
+from bench.stack import Stack, _ts, make_document
+from control_plane.capacity.simulate import compare, local_config, simulate
+from control_plane.capacity.traffic import Job, Traffic, summary
+
+PARTITIONS = 2  # per topic: one partition of each priority per worker
+
+
+def partition_of(job_id: str, partitions: int) -> int:
+    """The partition the producer put a job's chunks on: aiokafka's default partitioner
+    (murmur2 of the key, the job id), as the publisher uses it."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    parts = list(range(partitions))
+    return DefaultPartitioner()(job_id.encode(), parts, parts)
+
+
+def _stack_args(workers: int, model_dir: str) -> argparse.Namespace:
+    return argparse.Namespace(
+        inference="local", triton_url=None, tracing="off", otlp_endpoint=None,
+        triton_trace_url=None, model_dir=model_dir, partitions=PARTITIONS, workers=workers,
+    )  # fmt: skip
+
+
+def _wait_all(stack: Stack, ids: list[str], timeout: float) -> list[dict]:
+    deadline = time.time() + timeout
+    views = []
+    for job_id in ids:
+        while True:
+            job = stack.job(job_id)
+            if job["status"] in ("completed", "failed", "cancelled"):
+                break
+            if time.time() > deadline:
+                raise RuntimeError(f"job {job_id} not done in {timeout} s")
+            time.sleep(0.2)
+        if job["status"] != "completed":
+            raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
+        views.append(job)
+    return views
+
+
+def calibrate(stack: Stack, probes: int, backlog_words: int, seed: int) -> dict:
+    """Latency of a small job on an idle stack, and one worker's words/s on documents."""
+    latencies = []
+    for i in range(probes):
+        job_id = stack.submit(make_document(20, 700 + seed * 50 + i), "critical")
+        (view,) = _wait_all(stack, [job_id], 60)
+        latencies.append(_ts(view["completed_at"]) - _ts(view["created_at"]))
+    docs = [make_document(3000, 800 + seed * 50 + i) for i in range(max(1, backlog_words // 3000))]
+    ids = [stack.submit(d, "normal") for d in docs]
+    views = _wait_all(stack, ids, 600)
+    first = min(_ts(v["created_at"]) for v in views)
+    last = max(_ts(v["completed_at"]) for v in views)
+    words = sum(v["word_count"] for v in views)
+    latency = statistics.median(latencies)
+    # the backlog's own fixed latency is not translation time
+    rate = words / max(1e-3, (last - first) - latency)
+    return {
+        "small_job_latency_s": [round(x, 3) for x in latencies],
+        "latency_s": round(latency, 3),
+        "backlog_words": words,
+        "backlog_seconds": round(last - first, 2),
+        "words_per_s": round(rate, 1),
+    }
+
+
+def submit_trace(stack: Stack, jobs: list[Job], texts: list[str]) -> list[str]:
+    """Submit each job at its arrival time (threads: a large document's POST takes a while)."""
+    ids: list[str | None] = [None] * len(jobs)
+
+    def send(k: int) -> None:
+        ids[k] = stack.submit(texts[k], jobs[k].priority)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        t0 = time.monotonic()
+        futures = []
+        for k, job in enumerate(jobs):
+            delay = job.at_s - (time.monotonic() - t0)
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(send, k))
+        for f in futures:
+            f.result()
+    return [i for i in ids if i is not None]
+
+
+def replay(args: argparse.Namespace, model_dir: str) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-capacity-"))
+    stack = Stack(_stack_args(1, model_dir), workdir)
+    load = [round(x, 2) for x in os.getloadavg()]
+    try:
+        stack.start()
+        cal = calibrate(stack, args.probes, args.calibration_words, args.seed)
+        print(f"  calibration (1 worker): {cal['words_per_s']:.0f} words/s, "
+              f"latency {cal['latency_s']} s")  # fmt: skip
+        from devstack.processes import start_worker
+
+        w = start_worker(stack.env, workdir / "worker-1.log", name="worker-1",
+                         args=("--no-ingest",))  # fmt: skip
+        stack.procs.append(w)
+        w.wait_ready(300)
+        time.sleep(args.settle)  # the group rebalances onto both workers
+        load_trace = [round(x, 2) for x in os.getloadavg()]
+        traffic = Traffic(
+            words=int(args.load * cal["words_per_s"] * args.seconds),
+            period_s=args.seconds,
+            seed=args.seed,
+            max_jobs=args.jobs,
+        )
+        jobs = traffic.jobs()
+        texts = [make_document(j.words, 10_000 + args.seed * 1000 + j.index) for j in jobs]
+        print(f"  trace: {len(jobs)} jobs, {sum(j.words for j in jobs):,} words "
+              f"over {args.seconds:.0f} s (load average {load_trace})")  # fmt: skip
+        ids = submit_trace(stack, jobs, texts)
+        views = _wait_all(stack, ids, args.timeout)
+        load_after = [round(x, 2) for x in os.getloadavg()]
+    finally:
+        stack.close()
+    t0 = min(_ts(v["created_at"]) for v in views)
+    measured_jobs = [
+        Job(index=k, at_s=_ts(v["created_at"]) - t0, priority=v["priority"],
+            words=v["word_count"], partition=partition_of(v["job_id"], PARTITIONS))
+        for k, v in enumerate(views)
+    ]  # fmt: skip
+    measured = {k: _ts(v["completed_at"]) - _ts(v["created_at"]) for k, v in enumerate(views)}
+    config = local_config(
+        cal["words_per_s"], workers=2, latency_s=cal["latency_s"], partitions=PARTITIONS
+    )
+    result = simulate(config, measured_jobs)
+    cmp = compare(result.completion_s, measured, measured_jobs)
+    return {
+        "section": "capacity_replay",
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_before": load,
+        "load_average_trace_start": load_trace,
+        "load_average_after": load_after,
+        "calibration": cal,
+        "trace": {
+            "seconds": args.seconds,
+            "load": args.load,
+            "seed": args.seed,
+            **summary(measured_jobs),
+        },  # fmt: skip
+        "model": {
+            "replicas": 2,
+            "shared_words_per_s": cal["words_per_s"],
+            "latency_s": cal["latency_s"],
+            "batch_words": config.batch_words,
+            "chunk_words": config.chunk_words,
+            "urgent_slots": 1,
+        },  # fmt: skip
+        "comparison": cmp,
+        "jobs": [
+            {
+                "priority": j.priority,
+                "words": j.words,
+                "at_s": round(j.at_s, 2),
+                "measured_s": round(measured[j.index], 3),
+                "simulated_s": round(result.completion_s.get(j.index, float("nan")), 3),
+            }
+            for j in measured_jobs
+        ],  # fmt: skip
+        "logs": str(workdir),
+        "goal": "median and p90 relative error, share of jobs within 20%",
+    }
+
+
+def table(report: dict) -> str:
+    c = report["comparison"]
+    cal = report["calibration"]
+    m = report["machine"]
+    rows = [
+        f"Capacity simulator vs the local stack (2 `mtctl worker`, in-process engine), "
+        f"{m['cores']} cores ({m['cpu']}), {report['date']}; load average before "
+        f"{report['load_average_before']}, at trace start {report['load_average_trace_start']}"
+        f", after {report['load_average_after']}",
+        "",
+        f"Calibration (one worker alone): {cal['words_per_s']:.0f} words/s "
+        f"({cal['words_per_s'] * 60:,.0f} words/min), small-job latency {cal['latency_s']} s. "
+        f"Trace: {report['trace']['jobs']} jobs, {report['trace']['words']:,} words in "
+        f"{report['trace']['seconds']:.0f} s at {report['trace']['load']:.0%} of that speed.",
+        "",
+        "| jobs | n | median abs. rel. error | p90 abs. rel. error | within 20% | median signed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, g in c["groups"].items():
+        rows.append(
+            f"| {name} | {g['n']} | {g['median_abs_rel_error']:.1%} | "
+            f"{g['p90_abs_rel_error']:.1%} | {g['within_20pct']:.0%} | "
+            f"{g['median_rel_error']:+.1%} |"
+        )
+    return "\n".join(rows)
