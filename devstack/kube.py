@@ -158,7 +158,10 @@ def kustomize_binary(env: Mapping[str, str] | None = None) -> Path:
     how long that took); ``MTB_KUSTOMIZE`` names a ready binary instead."""
     env = os.environ if env is None else env
     if env.get("MTB_KUSTOMIZE"):
-        return Path(env["MTB_KUSTOMIZE"])
+        binary = Path(env["MTB_KUSTOMIZE"])
+        if not os.access(binary, os.X_OK):
+            raise KubeToolsUnavailable(f"kube: MTB_KUSTOMIZE={binary} is not an executable")
+        return binary
     folder = cache_dir(env) / f"kustomize-{KUSTOMIZE_VERSION}"
     target = folder / "kustomize"
     if os.access(target, os.X_OK):
@@ -178,8 +181,8 @@ def kustomize_binary(env: Mapping[str, str] | None = None) -> Path:
             cwd=src,
         )
         os.replace(tmp, target)
-        info = {"module": KUSTOMIZE_MODULE, "version": KUSTOMIZE_VERSION}
-        info["build_s"] = round(time.monotonic() - t0, 1)  # type: ignore[assignment]
+        info: dict[str, Any] = {"module": KUSTOMIZE_MODULE, "version": KUSTOMIZE_VERSION}
+        info["build_s"] = round(time.monotonic() - t0, 1)
         atomic_write(folder / "build.json", json.dumps(info, indent=2) + "\n")
         return target
 
