@@ -78,6 +78,9 @@ class ServiceSettings:
     # mtctl worker: serve GET /metrics on this port (0: off); mtctl serve has it on its
     # own port. On Kafka the workers count finished jobs, latency and cost
     metrics_port: int = 0
+    # mtctl worker: created once its consumers run, removed on shutdown (empty: none); a
+    # readiness probe or a launcher (tests, bench) watches it
+    ready_file: str = ""
 
 
 @dataclass

@@ -138,7 +138,7 @@ async def serve(settings, *, ingest: bool = True, reconcile: bool = True) -> int
         if settings.metrics_port:
             metrics_runner = await _serve_metrics(rt, queue, settings)
         log.info("worker ready", extra={"pairs": str(rt.client.pairs())})
-        ready_file = _write_ready_file()
+        ready_file = _write_ready_file(settings.ready_file)
         await stop.wait()
         log.info("worker stopping")
     finally:
@@ -179,10 +179,9 @@ async def _serve_metrics(rt, queue, settings):  # noqa: ANN001, ANN202 - an AppR
     return runner
 
 
-def _write_ready_file() -> Path | None:
+def _write_ready_file(path: str) -> Path | None:
     """``MTB_READY_FILE`` (when set): created once the consumers are started, removed on
     exit, so launchers (tests, bench, a probe) see readiness without reading the log."""
-    path = os.environ.get("MTB_READY_FILE")
     if not path:
         return None
     ready = Path(path)
