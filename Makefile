@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reuse pip's cache between runs (torch for the HF export tests is large).
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: browser dashboards k8s-tools k8s-validate venv venv-hf run test test-unit test-kafka bench gpu-pack services services-down lint models test-models clean triton-config
+.PHONY: browser dashboards k8s k8s-tools k8s-validate venv venv-hf run test test-unit test-kafka bench gpu-pack services services-down lint models test-models clean triton-config
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,11 +38,17 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m control_plane.inference.triton_config --check
+	$(PY) -m k8s.generate --check
 
 # Triton: rewrite model_repository/translator/config.pbtxt (CPU) and configs/gpu.pbtxt
 # (GPU: tritonserver --model-config-name=gpu) from control_plane/inference/triton_config.py.
 triton-config: venv
 	$(PY) -m control_plane.inference.triton_config
+
+# k8s/: the parts generated from k8s/scaling-policy.yaml (KEDA ScaledObjects, per-pool
+# Deployments, KafkaTopics) and from dashboards/ (PrometheusRules, dashboard ConfigMaps)
+k8s: venv
+	$(PY) -m k8s.generate
 
 # Grafana dashboards (dashboards/grafana/*.json) generated from dashboards/build.py
 dashboards: venv
