@@ -29,7 +29,7 @@ def secure_service(model_dir, tmp_path_factory):
         MTB_CALLBACK_BACKOFF_S="0.2",
         # 1 USD per engine second: a short job's cost stays far above the 6-decimal
         # rounding, so "cost 0" cannot pass for "served from the cache" by accident
-        MTB_PRICE_PER_HOUR="3600",
+        MTB_PRICE_CPU_PER_HOUR="3600",
     )
     users = [("enterprise", "enterprise"), ("pro", "pro"), ("basic", "basic"), ("basic2", "basic")]
     with running_service("sqlite", env, tmp / "serve.log", users, expect_exit_0=False) as svc:
