@@ -365,7 +365,7 @@ COST = DashboardSpec(
     file="cost.json",
     rows=(
         (
-            "Cost (engine time at MTB_PRICE_PER_HOUR)",
+            "Cost (the cost model: instance time at MTB_PRICE_*, storage, transfer)",
             (
                 P(
                     "Cost of the last hour",
