@@ -1,0 +1,110 @@
+"""The device-resident decoder loop (control_plane.engine.device_loop) on the real models,
+run on the CPU execution provider with IOBinding: it must give the host loop's tokens.
+
+Sets: the gettext eval sets of both pairs (500 + 500 sentences). int8: all of them;
+fp32: the first 100 of each (the full set adds ~20 s on a 2-core machine for no other
+code path); buckets up to 1024: 256 sentences in one batch; fp16 (slow on CPU) against
+fp32: 48 sentences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from control_plane.engine.bergamot_engine import MAX_SOURCE_TOKENS, BergamotModel
+from control_plane.engine.device_loop import DeviceLoop
+from evaluation.sets import gettext_set
+
+PAIRS = ("en-pt", "pt-en")
+SUBSET = {"int8": None, "fp32": 100}
+
+
+def sources(model: BergamotModel, pair: str, limit: int | None = None) -> list[np.ndarray]:
+    ids = [np.array(model.encode(s)) for s, _ in gettext_set(pair)[:limit]]
+    assert all(len(i) <= MAX_SOURCE_TOKENS for i in ids)
+    return ids
+
+
+class CountingGathers:
+    """Counts the device loop's compactions (its gather runs on the compact session)."""
+
+    def __init__(self, loop: DeviceLoop, monkeypatch) -> None:
+        self.compactions = 0
+        gather = loop._gather
+
+        def counted(session, rows, values):
+            if session is loop._compact:
+                self.compactions += 1
+            return gather(session, rows, values)
+
+        monkeypatch.setattr(loop, "_gather", counted)
+
+
+@pytest.fixture(scope="module")
+def host_outputs(model_dir):
+    """(pair, precision) -> the host loop's (ids, log-prob) per sentence."""
+    out = {}
+    for precision, limit in SUBSET.items():
+        for pair in PAIRS:
+            host = BergamotModel(model_dir / f"bergamot-{pair}", precision, decoder_loop="host")
+            out[pair, precision] = host.translate_ids(sources(host, pair, limit))
+    return out
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+@pytest.mark.parametrize("pair", PAIRS)
+def test_device_loop_gives_the_host_loops_tokens(
+    model_dir, host_outputs, precision, pair, monkeypatch
+):
+    model = BergamotModel(model_dir / f"bergamot-{pair}", precision, decoder_loop="device")
+    assert model.decoder_loop == "device" and model.max_batch == 32
+    gathers = CountingGathers(model._device, monkeypatch)
+    device = model.translate_ids(sources(model, pair, SUBSET[precision]))
+    host = host_outputs[pair, precision]
+    assert [ids for ids, _ in device] == [ids for ids, _ in host]
+    # the same float32 log-probabilities summed in the same order
+    np.testing.assert_allclose([lp for _, lp in device], [lp for _, lp in host], atol=1e-5)
+    # batches of 32 shrink to 16, 8, ... as sentences finish: the compaction path ran
+    assert gathers.compactions > 3 * (len(device) // 32)
+
+
+def test_buckets_up_to_1024_change_nothing(model_dir, host_outputs, monkeypatch):
+    """256 sentences in one batch (bucket 256), compacted down to 1 row."""
+    model = BergamotModel(
+        model_dir / "bergamot-en-pt", "int8", decoder_loop="device", max_batch=1024
+    )
+    assert model.max_batch == 1024
+    seen = []
+    greedy = model._device.greedy
+    monkeypatch.setattr(model._device, "greedy", lambda *a: seen.append(len(a[-1])) or greedy(*a))
+    # 256 sentences of at most 128 tokens: one batch within the token budget (32,768)
+    every = sources(model, "en-pt")
+    picked = [i for i, ids in enumerate(every) if len(ids) <= 128][:256]
+    device = model.translate_ids([every[i] for i in picked])
+    assert seen == [256]
+    host = [host_outputs["en-pt", "int8"][i] for i in picked]
+    assert [ids for ids, _ in device] == [ids for ids, _ in host]
+    # int8 MatMulNBits takes another kernel for large batches: log-probs move a little
+    np.testing.assert_allclose([lp for _, lp in device], [lp for _, lp in host], atol=0.1)
+
+
+def test_fp16_device_loop_agrees_with_fp32(model_dir, host_outputs):
+    model = BergamotModel(model_dir / "bergamot-en-pt", "fp16", decoder_loop="device")
+    device = model.translate_ids(sources(model, "en-pt", 48))
+    host = host_outputs["en-pt", "fp32"][:48]
+    same = sum(d[0] == h[0] for d, h in zip(device, host, strict=True))
+    assert same >= 47, f"fp16 gave fp32's tokens for {same} of 48 sentences"
+    np.testing.assert_allclose([lp for _, lp in device], [lp for _, lp in host], atol=0.1)
+
+
+def test_auto_is_host_on_cpu_and_translate_uses_the_device_loop(model_dir):
+    folder = model_dir / "bergamot-en-pt"
+    assert BergamotModel(folder, "int8").decoder_loop == "host"
+    device = BergamotModel(folder, "int8", decoder_loop="device")
+    text = ["Save the file before closing.", "", "Cancel"]
+    assert [t.text for t in device.translate(text)] == [
+        t.text for t in BergamotModel(folder, "int8", decoder_loop="host").translate(text)
+    ]
+    with pytest.raises(ValueError, match="decoder_loop"):
+        BergamotModel(folder, "int8", decoder_loop="gpu")
