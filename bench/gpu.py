@@ -128,7 +128,7 @@ class GpuSampler:
                     "nvidia-smi",
                     "--query-gpu=memory.used,utilization.gpu",
                     "--format=csv,noheader,nounits",
-                    f"-lms={self.interval_ms}",
+                    f"--loop-ms={self.interval_ms}",
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -178,6 +178,15 @@ def prepare_onnxruntime(dry_run: bool) -> dict:
     import onnxruntime as ort
 
     info: dict[str, Any] = {"version": ort.__version__, "path": str(Path(ort.__file__).parent)}
+    if not dry_run:
+        # torch's CUDA libraries, once loaded, also serve ORT's CUDA EP (same sonames):
+        # a second way in should preload_dlls not know the machine's nvidia-* layout
+        try:
+            import torch
+
+            info["torch_cuda"] = f"{torch.__version__}, cuda {torch.cuda.is_available()}"
+        except Exception as exc:  # noqa: BLE001
+            info["torch_cuda"] = f"{type(exc).__name__}: {exc}"
     if not dry_run and hasattr(ort, "preload_dlls"):
         try:
             ort.preload_dlls()
@@ -227,7 +236,12 @@ def prepare_models(args: argparse.Namespace) -> Path:
                 and json.loads(meta.read_text()).get("format_version") == FORMAT_VERSION
             ):
                 continue
-            export_bergamot(Path(args.sources) / pair, folder, pair)
+            try:
+                export_bergamot(Path(args.sources) / pair, folder, pair)
+            except Exception as exc:  # noqa: BLE001 - int8 needs ORT's quantizer and its deps
+                args.models_note = f"all precisions failed ({exc}); exported fp32+fp16 only"
+                print(f"  {pair}: {args.models_note}", flush=True)
+                export_bergamot(Path(args.sources) / pair, folder, pair, ("fp32", "fp16"))
         return root
     from control_plane.settings import Settings
     from export.provision import ensure_default_models
@@ -262,6 +276,31 @@ def describe_engine(model: Any) -> dict:
     out["decoder_loop"] = str(loop)
     out["max_batch"] = getattr(model, "max_batch", None)
     return out
+
+
+def find_tensorrt() -> str:
+    """Load libnvinfer (ORT's TensorRT EP needs TensorRT 10 beside it): from the loader's
+    path or a tensorrt_libs pip package; _Skip with the reason where it is absent, so a
+    missing library is not mistaken for a slow or broken EP."""
+    import ctypes
+    import importlib.util
+
+    name = "libnvinfer.so.10"
+    try:
+        ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+        return name
+    except OSError as exc:
+        first = str(exc)
+    spec = importlib.util.find_spec("tensorrt_libs")
+    for root in spec.submodule_search_locations or [] if spec else []:
+        lib = Path(root) / name
+        if lib.exists():
+            ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+            return str(lib)
+    raise _Skip(
+        f"no TensorRT on this machine ({first}); its wheels (tensorrt-cu13-libs, over a GB) "
+        "exceed what the transfer limits carry"
+    )
 
 
 def require_provider(model: Any, provider: str, dry_run: bool) -> None:
@@ -381,6 +420,8 @@ def part_engine(args: argparse.Namespace, models: Path, budget: Budget, tensorrt
     }
     cache = None
     saved_env: dict[str, str | None] = {}
+    if tensorrt and not args.dry_run:
+        report["tensorrt_library"] = find_tensorrt()
     if tensorrt:
         # ORT's TensorRT EP reads these; the engine cache lives for this run only
         cache = tempfile.mkdtemp(prefix="bench-gpu-trt-")
@@ -413,6 +454,8 @@ def part_engine(args: argparse.Namespace, models: Path, budget: Budget, tensorrt
                     point = {"batch": batch, "error": f"{type(exc).__name__}: {exc}"[:2000]}
                 points.append(point)
                 print(f"  {provider} batch {batch}: {point}", flush=True)
+                if "is not active" in point.get("error", ""):
+                    break  # the EP is missing (no TensorRT libraries, say): no batch helps
         report["gpu"] = sampler.summary()
     finally:
         for k, v in saved_env.items():
@@ -589,9 +632,13 @@ def build_ceiling(torch: Any, shape: dict, batch: int, src_len: int, device: str
             for _ in range(3):
                 step()
         torch.cuda.current_stream().wait_stream(s)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            step()
+        try:  # one decoder step as a CUDA graph: the ceiling pays no launch overhead
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                step()
+        except Exception as exc:  # noqa: BLE001 - eager steps still give a ceiling
+            print(f"  ceiling: CUDA graph capture failed ({exc}); eager steps", flush=True)
+            graph = None
         torch.cuda.synchronize()
 
     def translate(steps: int) -> None:
@@ -1042,6 +1089,8 @@ def main(argv: list[str] | None = None) -> int:
             report["onnxruntime"] = prepare_onnxruntime(args.dry_run)
             models = prepare_models(args)
             report["models"] = str(models)
+            if getattr(args, "models_note", None):
+                report["models_note"] = args.models_note
         except Exception as exc:  # noqa: BLE001 - nothing can run; say why in the JSON
             report["setup_error"] = f"{type(exc).__name__}: {exc}"
             report["summary"] = summarise(report)

