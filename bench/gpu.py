@@ -963,7 +963,9 @@ def table(report: dict) -> str:
         "Words/min (source words) by batch: engine fp16 on each EP, the PyTorch ceiling of "
         "the same shape, engine / ceiling",
         "",
-        "| batch | CUDA EP | TensorRT EP | PyTorch ceiling | engine / ceiling |",
+        "| batch | "
+        + ("CPU EP (dry run)" if report["dry_run"] else "CUDA EP")
+        + " | TensorRT EP | PyTorch ceiling | engine / ceiling |",
         "|---:|---:|---:|---:|---:|",
     ]
     for r in s["by_batch"]:
