@@ -223,7 +223,9 @@ class CostSettings:
     """Estimates and cost: the cost model (control_plane/capacity/cost.py) prices instance
     time, storage and transfer; ``mtctl cost`` and every job's cost read the same fields."""
 
-    throughput_wps: float = 60.0  # words/s assumed before any job has been measured
+    # words/s assumed before any job has been measured; 0: the measured speed of this
+    # process's instance kind (bench/results, control_plane/capacity/rates.py)
+    throughput_wps: float = 0.0
     # instance prices (USD per hour, on demand); spot: the GPU price less this fraction
     price_cpu_per_hour: float = 2.05
     price_gpu_per_hour: float = 1.20

@@ -35,6 +35,9 @@ RESULTS_DIR = REPO_ROOT / "bench" / "results"
 GPU_RESULTS = Path("gpu") / "gpu.json"
 
 CPU, GPU, GPU_SPOT = "cpu", "gpu", "gpu-spot"
+# words/s of a CPU instance when nothing was measured and MTB_THROUGHPUT_WPS is 0: a guess
+# far below every figure measured here, so a missing results folder never flatters
+FALLBACK_WPS = 60.0
 
 # Issue 15: the PyTorch fp16 greedy ceiling for a Marian-base-sized model on an H200 is
 # 9.3M words/min at batch 1024, and the goal for our engine is at least half of it.
@@ -231,10 +234,10 @@ def measured_kinds(
                 source=f"estimate: scaled linearly from {fig.cores} to {want} cores; {fig.source}",
             )
     else:
-        wpm = settings.throughput_wps * 60.0
-        cpu = InstanceKind(CPU, wpm, settings.price_cpu_per_hour, gpu=False, measured=False,
-                           source=f"estimate: no CPU figure in {results_dir}; "
-                           f"MTB_THROUGHPUT_WPS {settings.throughput_wps:g} words/s")  # fmt: skip
+        wps = settings.throughput_wps if settings.throughput_wps > 0 else FALLBACK_WPS
+        cpu = InstanceKind(CPU, wps * 60.0, settings.price_cpu_per_hour, gpu=False,
+                           measured=False, source=f"estimate: no CPU figure in "
+                           f"{results_dir}; {wps:g} words/s")  # fmt: skip
     kinds[CPU] = cpu
 
     fig = gpu_figure(results_dir)

@@ -229,8 +229,11 @@ class JobService:
         self.queue = queue
         self.cache = cache
         self.settings = settings
-        self.throughput = Throughput(settings.throughput_wps)
         self.cost_model = CostModel.from_settings(settings)
+        # before anything ran here: the seed setting, else the measured speed of an
+        # instance of this process's kind (the cost model's rate)
+        seed = settings.throughput_wps or self.cost_model.kind().words_per_second
+        self.throughput = Throughput(seed)
         self.pending_words = {p: 0 for p in PRIORITY_RANK}
         self.cancelled: set[str] = set()
         self.on_finished = on_finished

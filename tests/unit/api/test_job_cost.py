@@ -21,8 +21,9 @@ TEXT = "One two three four five six. Seven eight nine ten.\n\nEleven twelve thir
 
 
 async def _run_job(aiohttp_client, tmp_path, **cost):
+    cost = {"throughput_wps": 50.0, **cost}
     settings = Settings(data_dir=tmp_path, model_dir=tmp_path / "models", chunk_words=8,
-                        batch_words=8, log_format="text", throughput_wps=50.0, **cost)  # fmt: skip
+                        batch_words=8, log_format="text", **cost)  # fmt: skip
     app = create_app(settings, client=LocalInferenceClient(engine=FakeEngine(delay_s=0.02)))
     client = await aiohttp_client(app)
     rt = app[RUNTIME]
@@ -72,3 +73,11 @@ async def test_the_process_kind_and_prices_are_settings(aiohttp_client, tmp_path
     assert model.kind().name == "gpu-spot"
     assert sub["estimated_cost"] == pytest.approx(0.25 * sub["word_count"] / 50)
     assert result["cost_usd"] == pytest.approx(0.25 * engine_seconds) and engine_seconds > 0
+
+
+async def test_before_anything_ran_the_estimate_uses_the_measured_speed(aiohttp_client, tmp_path):
+    """No seed setting (MTB_THROUGHPUT_WPS 0): a fresh process estimates at the measured
+    words/min of its instance kind, the figure ``mtctl cost`` prints for it."""
+    model, sub, *_ = await _run_job(aiohttp_client, tmp_path, throughput_wps=0.0)
+    assert sub["estimated_cost"] == pytest.approx(model.job_cost(sub["word_count"]))
+    assert model.kind().measured  # bench/results/stack.json is in the repository

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from control_plane.capacity.rates import (
+    FALLBACK_WPS,
     GPU_ESTIMATE_BASIS,
     RESULTS_DIR,
     cpu_candidates,
@@ -53,6 +54,8 @@ def test_no_results_is_an_estimate_from_the_seed_throughput(tmp_path):
     kinds = measured_kinds(tmp_path, Settings(throughput_wps=10.0))
     assert kinds["cpu"].words_per_minute == 600.0 and not kinds["cpu"].measured
     assert kinds["cpu"].source.startswith("estimate: no CPU figure")
+    unset = measured_kinds(tmp_path, Settings(throughput_wps=0.0))["cpu"]
+    assert unset.words_per_minute == FALLBACK_WPS * 60 and not unset.measured
 
 
 def test_unreadable_or_odd_files_are_skipped(tmp_path, caplog):
