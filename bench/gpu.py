@@ -43,7 +43,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -795,8 +794,12 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
     env = {"MTB_MODEL_DIR": str(models)}
     # the python stub imports control_plane from this checkout (the GPU box has no
     # editable install), numpy<2 first where the packing script brought one
-    path = [p for p in (os.environ.get("MTB_GPU_NUMPY1"), *sys.path) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*path[:1], str(REPO), *path[1:]]))
+    path = [
+        os.environ.get("MTB_GPU_NUMPY1", ""),
+        str(REPO),
+        *os.environ.get("PYTHONPATH", "").split(os.pathsep),
+    ]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in path if p))
     libs = nvidia_lib_dirs()
     if libs:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
