@@ -290,7 +290,13 @@ def table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from control_plane.inference.triton_config import CPU, GPU, copy_repository
+    from control_plane.inference.triton_config import (
+        CPU,
+        GPU,
+        URGENT_CPU,
+        URGENT_GPU,
+        copy_repository,
+    )
 
     ap = argparse.ArgumentParser(prog="python -m bench triton", description=__doc__.split("\n")[0])
     ap.add_argument("--sentences", type=int, default=200)
@@ -322,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep",
         default="1,8,32,64,128,256",
         help="batch sizes of the sweep part (segments per request, one client)",
+    )
+    ap.add_argument(
+        "--no-urgent",
+        action="store_true",
+        help="serve without translator_urgent: every priority shares the one model",
     )
     ap.add_argument("--url", help="use a running server (its own config) instead of starting one")
     ap.add_argument("--model-dir", type=Path, default=None)
@@ -358,7 +369,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url = args.url
         else:
-            repo = copy_repository(work / "repo", cfg)
+            urgent = None
+            if not args.no_urgent:  # critical/high requests' own model, as committed
+                urgent = dataclasses.replace(
+                    URGENT_CPU if args.kind == "cpu" else URGENT_GPU,
+                    execution_provider=cfg.execution_provider,
+                    model_dir=cfg.model_dir,
+                )
+            repo = copy_repository(work / "repo", cfg, urgent)
             server = devstack.start_triton(repo, workdir=work / "server")
             url = server.url
             print(f"tritonserver pid {server.pid} on {url} ({server.startup_s:.1f}s)", flush=True)
@@ -371,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("queue_policies",)
     }
     report["request_segments"] = args.request_segments
+    report["urgent_model"] = not args.url and not args.no_urgent
     report["machine"] = machine()
     report["device"] = device_name(args.kind)
     report["load_average_at_end"] = os.getloadavg()
