@@ -114,6 +114,14 @@ def test_worker_deployments_run_real_options(policy) -> None:  # noqa: ANN001
         assert "replicas" not in spec  # the HPA's
 
 
+def test_base_worker_runs_real_options() -> None:
+    """The dev overlay's single worker: every topic, parsed by mtctl's own parser."""
+    doc = generate._find(generate._load_docs(K8S / "base" / "app" / "worker.yaml"), "Deployment")
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert Topics().consumed(args.priorities) == Topics().consumed("")
+
+
 def test_triton_pools_on_gpu_with_the_fp16_config(policy) -> None:  # noqa: ANN001
     docs = generate.triton_workloads(policy)
     assert (generate.REPO_ROOT / "model_repository/translator/configs/gpu.pbtxt").exists()
