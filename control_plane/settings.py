@@ -242,12 +242,15 @@ class CostSettings:
     cost_cpu_cores: int = 0  # cores of the priced CPU instance (0: the measured machine's)
     # until bench/results/gpu/gpu.json exists: issue 15's goal for the engine on an H200
     cost_gpu_words_per_minute_estimate: float = 4_650_000.0
-    # storage: text kept per word (job source + result, chunks, cache entries, indexes) for
+    # storage: bytes kept per word (job source + result, chunks, segment cache and its
+    # indexes; measured: a 4,839-word job took 443 KB of SQLite pages, 92 B/word) for
     # retention days, priced like managed PostgreSQL block storage (USD per GB-month)
     cost_storage_price_gb_month: float = 0.115
-    cost_stored_bytes_per_word: float = 60.0
+    cost_stored_bytes_per_word: float = 92.0
     cost_retention_days: float = 30.0
-    # transfer: request + response bytes per word (JSON, HTTP), priced as internet egress
+    # transfer: bytes per word in and out, priced as internet egress: the request's text
+    # (6.3 B/word on the gettext evaluation text) and the result, which carries source and
+    # translation (13.2 B/word), plus JSON and HTTP around them
     cost_transfer_price_gb: float = 0.09
     cost_transfer_bytes_per_word: float = 20.0
     cost_cache_hit_rate: float = 0.0  # mtctl cost: share of words served from the cache
