@@ -59,10 +59,13 @@ class BergamotModel:
         lanes: int = 0,
         tensorrt: bool = False,
         decoder_loop: str = "auto",
+        cuda_graph: bool = False,
     ) -> None:
         """``decoder_loop``: "host" (numpy between steps), "device" (device_loop: state
         on the execution device, needs the ``decoder_step`` graphs) or "auto" (device
-        where the graphs run on a GPU, host on CPUs)."""
+        where the graphs run on a GPU, host on CPUs). ``cuda_graph`` (device loop only):
+        fixed-shape buffers (StaticDeviceLoop), captured as CUDA graphs on the CUDA EP;
+        on other providers the same fixed shapes run uncaptured."""
         import sentencepiece as spm
 
         self.folder = Path(folder)
@@ -113,17 +116,26 @@ class BergamotModel:
         self._all_ids = np.arange(self.vocab_size, dtype=np.int64)
         self._device = None
         if self.decoder_loop == "device":
-            from control_plane.engine.device_loop import DeviceLoop
+            from control_plane.engine.device_loop import DeviceLoop, StaticDeviceLoop
 
             tables = {"vocab_rows": self.vocab_size + 1, "max_len": len(self.positions)}
             step = make_session(
-                self.folder / files["decoder_step"], lane_threads, precision, tensorrt, tables
+                self.folder / files["decoder_step"],
+                lane_threads,
+                precision,
+                tensorrt,
+                tables,
+                cuda_graph=cuda_graph,
             )
             # its small gather graphs: CUDA EP (no TensorRT engine build for a copy)
             gather = lambda graph: make_session(graph, lane_threads, precision)  # noqa: E731
-            self._device = DeviceLoop(
-                self.encoder, step, self.emb_scaled, self.positions, self.eos, self.layers, gather
-            )
+            common = (self.encoder, step, self.emb_scaled, self.positions, self.eos)
+            if cuda_graph:
+                self._device = StaticDeviceLoop(
+                    *common, self.layers, gather, max_source=MAX_SOURCE_TOKENS, cuda_graph=True
+                )
+            else:
+                self._device = DeviceLoop(*common, self.layers, gather)
 
     @property
     def version(self) -> str:

@@ -23,6 +23,13 @@ def bucket_for(n: int, max_bucket: int = MAX_BUCKET) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
+def cands_bucket(n: int, least: int = 1024) -> int:
+    """Output-layer columns for ``n`` shortlist candidates when shapes must stay fixed
+    (CUDA graphs): the next power of two, at least ``least``, so a batch's shortlist
+    union (about 600 to 20,000 columns) maps to one of few shapes."""
+    return max(least, 1 << max(0, int(n) - 1).bit_length())
+
+
 def plan_batches(lengths: Sequence[int], max_batch: int, batch_tokens: int) -> list[list[int]]:
     """Indices into ``lengths`` grouped into batches, shortest sentences first.
 

@@ -17,18 +17,22 @@ then one small ``gather`` graph copies the live rows into buffers of the smaller
 on the device. On the CPU execution provider the "device" is host memory and the same
 code runs (the tests compare it with the host loop token for token there).
 
-CUDA graph capture is not used: ORT replays a captured graph only with the same bound
-addresses and shapes, which this loop's per-batch source lengths and compactions change.
+StaticDeviceLoop is the variant for CUDA graph capture (ORT's ``enable_cuda_graph``): a
+captured graph replays with the addresses and shapes it was captured with, so there every
+tensor a step reads or writes is a buffer allocated once per shape and refilled in place,
+sources are padded to MAX_SOURCE_TOKENS and the shortlist columns to a power of two, and
+each (bucket, columns, parity) shape has its own ``gpu_graph_id``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 import numpy as np
 
-from control_plane.engine.buckets import bucket_for, compaction, pad_rows
+from control_plane.engine.buckets import bucket_for, cands_bucket, compaction, pad_rows
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +49,18 @@ def device_of(session) -> tuple[str, int]:  # noqa: ANN001 - onnxruntime.Inferen
     return "cpu", 0
 
 
-def gather_rows_model(types_in: list[type], types_out: list[type], ranks: list[int]) -> bytes:
+def gather_rows_model(
+    types_in: list[type],
+    types_out: list[type],
+    ranks: list[int],
+    pad_axes: list[int | None] | None = None,
+) -> bytes:
     """An ONNX graph: ``idx`` [N] int64 and tensors ``t_i`` -> ``g_i`` = the rows ``idx``
     of ``t_i`` (axis 0), cast to ``types_out[i]``. The loop's one device-side copy: it
     pads a new batch to its bucket (and casts the encoder's float32 keys/values to a
-    float16 decoder's type) and compacts finished rows away, without a host round trip."""
+    float16 decoder's type) and compacts finished rows away, without a host round trip.
+    ``pad_axes``: per tensor, an axis zero-padded at its end by the ``pad`` input ([1]
+    int64), or None (StaticDeviceLoop pads sources to a fixed length)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -60,17 +71,38 @@ def gather_rows_model(types_in: list[type], types_out: list[type], ranks: list[i
         [helper.make_tensor_value_info("idx", TensorProto.INT64, ["n"])],
         [],
     )
+    pad_axes = pad_axes or [None] * len(types_in)
+    if any(a is not None for a in pad_axes):
+        inputs.append(helper.make_tensor_value_info("pad", TensorProto.INT64, [1]))
+    consts = []
     for i, (a, b, rank) in enumerate(zip(types_in, types_out, ranks, strict=True)):
         inputs.append(
             helper.make_tensor_value_info(f"t_{i}", elem[a], [f"d{i}_{r}" for r in range(rank)])
         )
         out_shape = ["n"] + [f"d{i}_{r}" for r in range(1, rank)]
         outputs.append(helper.make_tensor_value_info(f"g_{i}", elem[b], out_shape))
-        rows = f"g_{i}" if a is b else f"rows_{i}"
-        nodes.append(helper.make_node("Gather", [f"t_{i}", "idx"], [rows], axis=0))
+        last = f"t_{i}"
+        nodes.append(helper.make_node("Gather", [last, "idx"], [f"rows_{i}"], axis=0))
+        last = f"rows_{i}"
+        axis = pad_axes[i]
+        if axis is not None:  # pads = [0]*rank (starts) + [0..0, pad, 0..0] (ends)
+            before = helper.make_tensor(
+                f"pads_a_{i}", TensorProto.INT64, [rank + axis], [0] * (rank + axis)
+            )
+            after = helper.make_tensor(
+                f"pads_b_{i}", TensorProto.INT64, [rank - axis - 1], [0] * (rank - axis - 1)
+            )
+            consts += [before, after]
+            nodes.append(
+                helper.make_node("Concat", [before.name, "pad", after.name], [f"pads_{i}"], axis=0)
+            )
+            nodes.append(helper.make_node("Pad", [last, f"pads_{i}"], [f"padded_{i}"]))
+            last = f"padded_{i}"
         if a is not b:
-            nodes.append(helper.make_node("Cast", [rows], [f"g_{i}"], to=elem[b]))
-    graph = helper.make_graph(nodes, "gather_rows", inputs, outputs)
+            nodes.append(helper.make_node("Cast", [last], [f"g_{i}"], to=elem[b]))
+        else:
+            nodes.append(helper.make_node("Identity", [last], [f"g_{i}"]))
+    graph = helper.make_graph(nodes, "gather_rows", inputs, outputs, consts)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -264,3 +296,200 @@ class DeviceLoop:
         fixed = {name: cur[name] for name in ["attention_mask", "logit_bias", *self.cross_names]}
         fixed.update(shared)
         return sets, logprob_out, self._bindings(fixed, sets, logprob_out)
+
+
+class StaticDeviceLoop(DeviceLoop):
+    """The device loop with every step tensor in a buffer of fixed address and shape, for
+    CUDA graph capture (``cuda_graph``: ORT's ``enable_cuda_graph`` on the step session;
+    each shape gets its own ``gpu_graph_id``, captured on its first runs and replayed
+    after). Without ``cuda_graph`` (CPU EP) the same buffers and padding run uncaptured,
+    which is how the tests check it gives the dynamic loop's tokens.
+
+    Shapes per graph: rows = the batch bucket, sources = ``max_source`` tokens (padding is
+    masked), columns = the shortlist union rounded up to a power of two (extra columns
+    get a -inf bias). Buffers per bucket (keys/values, mask, states, ids) and per (bucket,
+    columns) (bias) are shared by the graphs of that shape and refilled in place; ORT
+    allows new contents, not new addresses. One batch at a time (a lock): the buffers are
+    the loop's own. Never run on a GPU so far.
+    """
+
+    def __init__(
+        self,
+        encoder,  # noqa: ANN001 - onnxruntime.InferenceSession
+        step,  # noqa: ANN001
+        embeddings: np.ndarray,
+        positions: np.ndarray,
+        eos: int,
+        layers: int,
+        make_session: Callable[[bytes], object],
+        max_source: int,
+        cuda_graph: bool = False,
+    ) -> None:
+        super().__init__(encoder, step, embeddings, positions, eos, layers, make_session)
+        self.max_source = max_source
+        self.cuda_graph = cuda_graph and self.device == "cuda"
+        enc_types = [_NP[o.type] for o in self.encoder.get_outputs()]
+        step_cross = [self.types[n] for n in self.cross_names]
+        ranks = {i.name: len(i.shape) for i in self.step.get_inputs()}
+        # cross_k [B,H,dh,S] pads its last axis, cross_v [B,H,S,dh] its third
+        axes = [3 if n.startswith("cross_k") else 2 for n in self.cross_names]
+        self._pad_cross = make_session(
+            gather_rows_model(enc_types, step_cross, [ranks[n] for n in self.cross_names], axes)
+        )
+        self._lock = threading.Lock()
+        self._rows: dict[int, dict] = {}  # bucket -> its buffers
+        self._cols: dict[int, dict] = {}  # columns -> out_w, cols
+        self._bias: dict[tuple[int, int], object] = {}
+        self._runs: dict[tuple[int, int], tuple[list, list]] = {}  # -> bindings, run options
+        self._graph_ids = 0
+
+    def _bucket_buffers(self, bucket: int) -> dict:
+        if bucket not in self._rows:
+            shapes = {o.name: o.shape for o in self.step.get_inputs()}
+            b = {
+                "attention_mask": self._empty([bucket, self.max_source], np.float32),
+                "logprob": self._empty([bucket], np.float32),
+                "sets": [self._buffer_set(bucket), self._buffer_set(bucket)],
+            }
+            for name in self.cross_names:
+                # [bucket, heads, head dim, src_len] or [bucket, heads, src_len, head dim]
+                dims = [self.max_source if isinstance(x, str) else x for x in shapes[name][1:]]
+                b[name] = self._empty([bucket, *dims], self.types[name])
+            self._rows[bucket] = b
+        return self._rows[bucket]
+
+    def _col_buffers(self, width: int) -> dict:
+        if width not in self._cols:
+            d = self._table.shape()[1]
+            self._cols[width] = {
+                "out_w": self._empty([d, width], self.types["out_w"]),
+                "cols": self._empty([width], np.int64),
+            }
+        return self._cols[width]
+
+    def _bias_buffer(self, bucket: int, width: int):  # noqa: ANN202
+        if (bucket, width) not in self._bias:
+            self._bias[bucket, width] = self._empty([bucket, width], np.float32)
+        return self._bias[bucket, width]
+
+    def _run_plan(self, bucket: int, width: int) -> tuple[list, list]:
+        """The two bindings of a (bucket, columns) shape and their run options (one
+        ``gpu_graph_id`` per binding: a captured graph never sees another shape)."""
+        if (bucket, width) not in self._runs:
+            rows, cols = self._bucket_buffers(bucket), self._col_buffers(width)
+            fixed = {name: rows[name] for name in ["attention_mask", *self.cross_names]}
+            fixed.update(out_w=cols["out_w"], cols=cols["cols"])
+            fixed["logit_bias"] = self._bias_buffer(bucket, width)
+            fixed.update(embeddings=self._table, positions=self._positions)
+            bindings = self._bindings(fixed, rows["sets"], rows["logprob"])
+            options = [None, None]
+            if self.cuda_graph:
+                for k in (0, 1):
+                    self._graph_ids += 1  # 0 is ORT's own; ids start at 1
+                    options[k] = self._ort.RunOptions()
+                    options[k].add_run_config_entry("gpu_graph_id", str(self._graph_ids))
+            self._runs[bucket, width] = (bindings, options)
+        return self._runs[bucket, width]
+
+    def greedy(self, embeds, mask, cols, out_w, bias, limits):  # noqa: ANN001, ANN201
+        with self._lock:
+            return self._greedy(embeds, mask, cols, out_w, bias, limits)
+
+    def _greedy(self, embeds, mask, cols, out_w, bias, limits):  # noqa: ANN001, ANN202
+        n, src_len = mask.shape
+        if src_len > self.max_source:
+            raise ValueError(f"source of {src_len} tokens; at most {self.max_source}")
+        bucket = bucket_for(n)
+        width = cands_bucket(len(cols))
+        io = self.encoder.io_binding()
+        io.bind_cpu_input("embeds", np.ascontiguousarray(embeds))
+        io.bind_cpu_input("attention_mask", np.ascontiguousarray(mask))
+        for name in self.cross_names:
+            io.bind_output(name, self.device, self.device_id)
+        self.encoder.run_with_iobinding(io)
+        rows = pad_rows(np.arange(n), bucket)
+        buf = self._bucket_buffers(bucket)
+        # keys/values: rows padded to the bucket, sources to max_source, into the buffers
+        gio = self._pad_cross.io_binding()
+        gio.bind_cpu_input("idx", rows)
+        gio.bind_cpu_input("pad", np.array([self.max_source - src_len], dtype=np.int64))
+        for i, value in enumerate(io.get_outputs()):
+            gio.bind_ortvalue_input(f"t_{i}", value)
+            gio.bind_ortvalue_output(f"g_{i}", buf[self.cross_names[i]])
+        self._pad_cross.run_with_iobinding(gio)
+        full_mask = np.zeros((bucket, self.max_source), np.float32)
+        full_mask[:, :src_len] = mask[rows]
+        buf["attention_mask"].update_inplace(full_mask)
+        cbuf = self._col_buffers(width)
+        extra = width - len(cols)
+        cbuf["cols"].update_inplace(np.concatenate([cols, np.zeros(extra, np.int64)]))
+        w = np.zeros((out_w.shape[0], width), self.types["out_w"])
+        w[:, : len(cols)] = out_w
+        cbuf["out_w"].update_inplace(w)
+        full_bias = np.full((bucket, width), -np.inf, np.float32)
+        full_bias[:, : len(cols)] = bias[rows]
+        self._bias_buffer(bucket, width).update_inplace(full_bias)
+        self._reset(buf["sets"][0], bucket)
+
+        where = rows.copy()
+        live = np.zeros(bucket, dtype=bool)
+        live[:n] = True
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logprob = np.zeros(n, dtype=np.float64)
+        t = 0
+        while True:
+            bindings, options = self._run_plan(bucket, width)
+            sets = self._bucket_buffers(bucket)["sets"]
+            logprob_out = self._bucket_buffers(bucket)["logprob"]
+            j = 0
+            while True:
+                k = j % 2
+                self.step.run_with_iobinding(bindings[k], options[k])
+                j += 1
+                ids = sets[1 - k]["ids"].numpy()
+                lp = logprob_out.numpy()
+                t += 1
+                slots = np.flatnonzero(live)
+                owners = where[slots]
+                logprob[owners] += lp[slots]
+                toks = ids[slots]
+                ended = toks == self.eos
+                for r in np.flatnonzero(~ended):
+                    tokens[owners[r]].append(int(toks[r]))
+                live[slots[ended | (t >= limits[owners])]] = False
+                keep = compaction(live, bucket)
+                if keep is not None:
+                    break
+            if len(keep) == 0:
+                break
+            latest = sets[j % 2]
+            old = self._bucket_buffers(bucket)
+            new_bucket = len(keep)
+            new = self._bucket_buffers(new_bucket)
+            src = [old["attention_mask"], self._bias_buffer(bucket, width), latest["ids"]]
+            src += [latest[name] for name in self.state_names]
+            src += [old[name] for name in self.cross_names]
+            dst = [new["attention_mask"], self._bias_buffer(new_bucket, width)]
+            dst += [new["sets"][0]["ids"]] + [new["sets"][0][n] for n in self.state_names]
+            dst += [new[name] for name in self.cross_names]
+            cio = self._compact.io_binding()
+            cio.bind_cpu_input("idx", keep)
+            for i, (a, b) in enumerate(zip(src, dst, strict=True)):
+                cio.bind_ortvalue_input(f"t_{i}", a)
+                cio.bind_ortvalue_output(f"g_{i}", b)
+            self._compact.run_with_iobinding(cio)
+            new["sets"][0]["step"].update_inplace(latest["step"].numpy())
+            alive = int(live.sum())
+            where = where[keep]
+            bucket = new_bucket
+            live = np.zeros(bucket, dtype=bool)
+            live[:alive] = True
+        return [(tokens[r], float(logprob[r])) for r in range(n)]
+
+    def _reset(self, first: dict, bucket: int) -> None:
+        """Step 0's inputs: no previous token, zero states, step 0."""
+        first["ids"].update_inplace(np.full(bucket, self.bos, dtype=np.int64))
+        first["step"].update_inplace(np.zeros(1, dtype=np.int64))
+        d = self._table.shape()[1]
+        for name in self.state_names:
+            first[name].update_inplace(np.zeros((bucket, d), self.types[name]))

@@ -96,11 +96,18 @@ def graph_inputs(model: Path | bytes) -> list[tuple[str, list]]:
 
 
 def provider_options(
-    providers: list[str], model: Path | bytes, dims: dict[str, int] | None = None
+    providers: list[str],
+    model: Path | bytes,
+    dims: dict[str, int] | None = None,
+    cuda_graph: bool = False,
 ) -> list[dict]:
     """Options per provider: the TensorRT EP in fp16 with its engine and timing caches and
     one optimization profile covering every shape the engine feeds; the CUDA EP on device
-    0 (Triton pins a GPU instance to one device with CUDA_VISIBLE_DEVICES).
+    0 (Triton pins a GPU instance to one device with CUDA_VISIBLE_DEVICES), with CUDA
+    graphs when ``cuda_graph`` (the step graph of StaticDeviceLoop: every shape gets its
+    own ``gpu_graph_id``). Not with TensorRT first: its EP captures one graph per session
+    only (ORT's multi-graph ``gpu_graph_id`` is the CUDA EP's), so there the loop runs
+    uncaptured.
 
     Never run on a GPU here: written from ONNX Runtime's TensorRT/CUDA EP documentation.
     """
@@ -120,7 +127,8 @@ def provider_options(
             opts.update(trt_profile(graph_inputs(model), dims))
             out.append(opts)
         elif p == "CUDAExecutionProvider":
-            out.append({"device_id": "0"})
+            capture = cuda_graph and providers[0] == p
+            out.append({"device_id": "0", "enable_cuda_graph": "1" if capture else "0"})
         else:
             out.append({})
     return out
@@ -132,6 +140,7 @@ def make_session(
     precision: str = "fp32",
     tensorrt: bool = False,
     dims: dict[str, int] | None = None,
+    cuda_graph: bool = False,
 ):
     """``dims``: sizes of a graph's per-model symbolic dimensions (vocab_rows, max_len of
     decoder_step), for TensorRT's profile (see TRT_PROFILE)."""
@@ -151,7 +160,7 @@ def make_session(
     if precision == "fp16" and providers == ["CPUExecutionProvider"]:
         log.warning("fp16 graphs on CPU are slow; use int8 or fp32 without a GPU")
     model = path if isinstance(path, bytes) else str(path)
-    options = provider_options(providers, path, dims)
+    options = provider_options(providers, path, dims, cuda_graph)
     return ort.InferenceSession(
         model, sess_options=opts, providers=providers, provider_options=options
     )
