@@ -230,7 +230,8 @@ class CostSettings:
     price_cpu_per_hour: float = 2.05
     price_gpu_per_hour: float = 1.20
     spot_discount: float = 0.60
-    # the kind this process's jobs are billed as: cpu | gpu | gpu-spot
+    # the kind this process's jobs are billed as: cpu | gpu | gpu-spot | policy (the kind
+    # of the Triton pool a job's priority goes to in the scaling policy: prod-gpu)
     cost_instance_kind: str = "cpu"
     # a job's engine seconds / this = its instance seconds: how many engine calls share one
     # instance at a time (1: each call's wall time in full, an upper bound when they overlap)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # the prod-gpu overlay as deployed: critical and high work on the premium (on-demand, warm)
 # GPU pool, normal work on the spot pool that may scale to zero
 PROD_GPU = "prod-gpu"
+# MTB_COST_INSTANCE_KIND=policy: each job billed as the kind its priority's pool runs on
+POLICY = "policy"
 
 DAYS_PER_MONTH = 365.25 / 12
 GB = 1e9
@@ -122,16 +124,24 @@ def _rule(pool: Any, policy: Any, path: str) -> PoolRule:
     )
 
 
-def policy_rules(path: Path | None = None) -> dict[str, PoolRule]:
+def _policy(path: Path | None) -> Any:
+    try:
+        from control_plane.capacity.policy import load_policy
+
+        return load_policy(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable policy: the design's rules
+        log.warning("cost model: scaling policy not read (%s); the design's rules apply", exc)
+        return None
+
+
+def policy_rules(path: Path | None = None, policy: Any = None) -> dict[str, PoolRule]:
     """Each kind's :class:`PoolRule` from the scaling policy: the on-demand kinds from the
     Triton pool that serves critical work, ``gpu-spot`` from the pool on spot nodes.
     Falls back to :data:`DEFAULT_RULES` (logged) when the policy cannot be read."""
-    try:
-        from control_plane.capacity.policy import DEFAULT_PATH, load_policy
+    from control_plane.capacity.policy import DEFAULT_PATH
 
-        policy = load_policy(path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable policy: the design's rules
-        log.warning("cost model: scaling policy not read (%s); the design's rules apply", exc)
+    policy = policy if policy is not None else _policy(path)
+    if policy is None:
         return dict(DEFAULT_RULES)
     name = str(Path(path or DEFAULT_PATH).name)
     premium = policy.triton_for("critical")
@@ -139,6 +149,23 @@ def policy_rules(path: Path | None = None) -> dict[str, PoolRule]:
     spot = spot_pools[0] if spot_pools else policy.triton_for("normal")
     rule = _rule(premium, policy, name)
     return {CPU: rule, GPU: rule, GPU_SPOT: _rule(spot, policy, name)}
+
+
+# the design's layout: critical and high on the on-demand premium pool, normal on spot
+DEFAULT_PRIORITY_KINDS = {"critical": GPU, "high": GPU, "normal": GPU_SPOT}
+
+
+def priority_kinds(path: Path | None = None, policy: Any = None) -> dict[str, str]:
+    """Which GPU kind translates each priority in the prod-gpu layout: ``gpu-spot`` when
+    the Triton pool its worker calls runs on a spot node pool, else ``gpu``."""
+    policy = policy if policy is not None else _policy(path)
+    if policy is None:
+        return dict(DEFAULT_PRIORITY_KINDS)
+    out = {}
+    for priority in DEFAULT_PRIORITY_KINDS:
+        pool = policy.triton_for(priority)
+        out[priority] = GPU_SPOT if policy.node_pool(pool.node_pool).spot else GPU
+    return out
 
 
 @dataclass(frozen=True)
@@ -174,10 +201,13 @@ class CostModel:
         kinds: Mapping[str, InstanceKind],
         settings: Settings | None = None,
         rules: Mapping[str, PoolRule] | None = None,
+        by_priority: Mapping[str, str] | None = None,
     ):
         self.kinds = dict(kinds)
         self.settings = settings if settings is not None else Settings.from_env()
         self.rules = dict(rules) if rules is not None else dict(DEFAULT_RULES)
+        # MTB_COST_INSTANCE_KIND=policy: a job is billed as the kind its priority runs on
+        self.by_priority = dict(by_priority or DEFAULT_PRIORITY_KINDS)
 
     @classmethod
     def from_settings(
@@ -186,11 +216,22 @@ class CostModel:
         results_dir: Path | None = None,
         policy_path: Path | None = None,
     ) -> CostModel:
-        """Measured kinds from ``results_dir`` and pool rules from the scaling policy."""
-        return cls(measured_kinds(results_dir, settings), settings, policy_rules(policy_path))
+        """Measured kinds from ``results_dir``, pool rules and the kind each priority runs
+        on from the scaling policy (read once)."""
+        policy = _policy(policy_path)
+        return cls(
+            measured_kinds(results_dir, settings),
+            settings,
+            policy_rules(policy_path, policy),
+            priority_kinds(policy_path, policy),
+        )
 
-    def kind(self, name: str | None = None) -> InstanceKind:
+    def kind(self, name: str | None = None, priority: str | None = None) -> InstanceKind:
+        """``name``, else this process's kind (``MTB_COST_INSTANCE_KIND``); ``policy``
+        there means the kind ``priority`` runs on (the premium ``gpu`` without one)."""
         name = name or self.settings.cost_instance_kind
+        if name == POLICY:
+            name = self.by_priority.get(priority or "critical", GPU)
         try:
             return self.kinds[name]
         except KeyError:
@@ -214,24 +255,32 @@ class CostModel:
     # -- one job -------------------------------------------------------------------
 
     def instance_seconds(
-        self, words: int, engine_seconds: float | None = None, kind: str | None = None
+        self,
+        words: int,
+        engine_seconds: float | None = None,
+        kind: str | None = None,
+        priority: str | None = None,
     ) -> float:
         """A job's share of an instance: its engine seconds over the engine calls that
         share an instance (``MTB_COST_ENGINE_OVERLAP``), or before it ran, its words at
         the kind's measured speed."""
         if engine_seconds is not None:
             return max(0.0, engine_seconds) / max(self.settings.cost_engine_overlap, 1e-9)
-        return max(0, words) / self.kind(kind).words_per_second
+        return max(0, words) / self.kind(kind, priority).words_per_second
 
     def job_cost(
-        self, words: int, engine_seconds: float | None = None, kind: str | None = None
+        self,
+        words: int,
+        engine_seconds: float | None = None,
+        kind: str | None = None,
+        priority: str | None = None,
     ) -> float:
         """USD for one job: instance seconds at the price of ``kind`` (default: the kind
         this process runs on, ``MTB_COST_INSTANCE_KIND``) plus its storage and transfer.
         ``estimated_cost`` on submit passes the engine seconds expected from measured
         throughput, ``cost_usd`` on completion the ones its chunks took."""
-        seconds = self.instance_seconds(words, engine_seconds, kind)
-        compute = seconds * self.kind(kind).price_per_second
+        seconds = self.instance_seconds(words, engine_seconds, kind, priority)
+        compute = seconds * self.kind(kind, priority).price_per_second
         per_word = self.storage_usd_per_word + self.transfer_usd_per_word
         return round(compute + max(0, words) * per_word, 10)
 

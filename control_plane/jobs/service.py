@@ -240,10 +240,13 @@ class JobService:
 
     # -- estimates -----------------------------------------------------------------
 
-    def cost_for_seconds(self, seconds: float, words: int = 0) -> float:
+    def cost_for_seconds(
+        self, seconds: float, words: int = 0, priority: str | None = None
+    ) -> float:
         """USD for ``words`` that took ``seconds`` of engine time, from the cost model
-        ``mtctl cost`` prints (instance time at this process's kind, storage, transfer)."""
-        return self.cost_model.job_cost(words, engine_seconds=seconds)
+        ``mtctl cost`` prints (instance time at this process's kind - or, with
+        ``MTB_COST_INSTANCE_KIND=policy``, the kind ``priority`` runs on - storage, transfer)."""
+        return self.cost_model.job_cost(words, engine_seconds=seconds, priority=priority)
 
     def estimate(self, words: int, priority: str) -> tuple[float, float]:
         """(seconds until done, cost in USD) from measured throughput and the backlog
@@ -253,7 +256,7 @@ class JobService:
             w for p, w in self.pending_words.items() if PRIORITY_RANK[p] <= PRIORITY_RANK[priority]
         )
         seconds = (ahead + words) / self.throughput.wps
-        return seconds, self.cost_for_seconds(words / self.throughput.wps, words)
+        return seconds, self.cost_for_seconds(words / self.throughput.wps, words, priority)
 
     def _queue_state(self, window_s: float):  # noqa: ANN202
         since = utcnow() - timedelta(seconds=window_s)
@@ -765,7 +768,7 @@ class JobService:
             job.status = "completed"
             job.completed_at = now
             job.cost_usd = self.cost_for_seconds(
-                sum(p.engine_seconds or 0.0 for p in parts), job.word_count
+                sum(p.engine_seconds or 0.0 for p in parts), job.word_count, job.priority
             )
             scored = [p for p in parts if p.confidence is not None]
             job.confidence_score = word_weighted_mean(

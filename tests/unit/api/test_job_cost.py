@@ -81,3 +81,15 @@ async def test_before_anything_ran_the_estimate_uses_the_measured_speed(aiohttp_
     model, sub, *_ = await _run_job(aiohttp_client, tmp_path, throughput_wps=0.0)
     assert sub["estimated_cost"] == pytest.approx(model.job_cost(sub["word_count"]))
     assert model.kind().measured  # bench/results/stack.json is in the repository
+
+
+async def test_policy_kind_prices_normal_work_as_spot(aiohttp_client, tmp_path):
+    """MTB_COST_INSTANCE_KIND=policy: a normal job is billed at the spot GPU price (the
+    scaling policy sends normal work to the spot pool), 25% of on demand here."""
+    model, sub, _, result, engine_seconds = await _run_job(
+        aiohttp_client, tmp_path, cost_instance_kind="policy", price_gpu_per_hour=3600.0,
+        spot_discount=0.75, cost_stored_bytes_per_word=0.0, cost_transfer_bytes_per_word=0.0,
+    )  # fmt: skip
+    assert sub["priority"] == "normal" and model.kind(priority="normal").name == "gpu-spot"
+    assert result["cost_usd"] == pytest.approx(0.25 * engine_seconds) and engine_seconds > 0
+    assert model.job_cost(0, engine_seconds=1.0, priority="critical") == pytest.approx(1.0)

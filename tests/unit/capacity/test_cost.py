@@ -5,17 +5,20 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
 
 from control_plane.capacity.cost import (
     DAYS_PER_MONTH,
+    DEFAULT_PRIORITY_KINDS,
     DEFAULT_RULES,
     PROD_GPU,
     CostModel,
     PoolRule,
     policy_rules,
+    priority_kinds,
     schedule_hours,
 )
 from control_plane.capacity.policy import DEFAULT_PATH, load_policy
@@ -195,3 +198,22 @@ def test_prod_gpu_is_the_premium_pool_plus_the_spot_pool():
     assert "75% (normal) on gpu-spot" in row.source
     with pytest.raises(ValueError, match="cost_normal_share"):
         CostModel(m.kinds, settings(cost_normal_share=1.5), rules).cost_per_day(1, 0.0, PROD_GPU)
+
+
+def test_policy_kind_bills_each_priority_as_the_pool_it_runs_on():
+    """MTB_COST_INSTANCE_KIND=policy (prod-gpu): a job costs what the Triton pool its
+    priority goes to costs - spot for normal work, on demand for critical and high."""
+    policy = load_policy()
+    kinds = priority_kinds()
+    for priority, kind in kinds.items():
+        pool = policy.triton_for(priority)
+        assert kind == ("gpu-spot" if policy.node_pool(pool.node_pool).spot else "gpu")
+    assert kinds == {"critical": "gpu", "high": "gpu", "normal": "gpu-spot"}
+    gpu = replace(WARM, name="gpu", gpu=True, price_per_hour=3.6)
+    spot = replace(SPOT, price_per_hour=0.9)
+    m = CostModel({"gpu": gpu, "gpu-spot": spot}, settings(cost_instance_kind="policy"),
+                  RULES, kinds)  # fmt: skip
+    assert m.job_cost(0, engine_seconds=10.0, priority="critical") == pytest.approx(0.01)
+    assert m.job_cost(0, engine_seconds=10.0, priority="normal") == pytest.approx(0.0025)
+    assert m.kind().name == "gpu"  # no priority: the premium kind
+    assert priority_kinds(Path("/nonexistent/policy.yaml")) == DEFAULT_PRIORITY_KINDS
