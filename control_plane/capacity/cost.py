@@ -218,9 +218,12 @@ class CostModel:
     ) -> CostModel:
         """Measured kinds from ``results_dir``, pool rules and the kind each priority runs
         on from the scaling policy (read once)."""
+        kinds = measured_kinds(results_dir, settings)
         policy = _policy(policy_path)
+        if policy is None:  # logged once by _policy
+            return cls(kinds, settings, DEFAULT_RULES, DEFAULT_PRIORITY_KINDS)
         return cls(
-            measured_kinds(results_dir, settings),
+            kinds,
             settings,
             policy_rules(policy_path, policy),
             priority_kinds(policy_path, policy),

@@ -217,3 +217,10 @@ def test_policy_kind_bills_each_priority_as_the_pool_it_runs_on():
     assert m.job_cost(0, engine_seconds=10.0, priority="normal") == pytest.approx(0.0025)
     assert m.kind().name == "gpu"  # no priority: the premium kind
     assert priority_kinds(Path("/nonexistent/policy.yaml")) == DEFAULT_PRIORITY_KINDS
+
+
+def test_from_settings_without_a_policy_uses_the_design_rules(tmp_path, caplog):
+    m = CostModel.from_settings(settings(), tmp_path, tmp_path / "none.yaml")
+    assert m.rules == DEFAULT_RULES and m.by_priority == DEFAULT_PRIORITY_KINDS
+    assert caplog.text.count("scaling policy not read") == 1
+    assert not m.kind("cpu").measured  # an empty results folder: an estimate
