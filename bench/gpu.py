@@ -872,8 +872,15 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
             )
         except Exception as exc:
             log = work / "triton.log"
-            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise RuntimeError(f"tritonserver did not start: {exc}\n{tail}") from exc
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+            # the model's own error sits above tritonserver's option table at the end
+            errors = [
+                ln[:600]
+                for ln in lines
+                if ln.startswith("E") or "UNAVAILABLE" in ln or "rror" in ln or "Traceback" in ln
+            ]
+            detail = "\n".join(errors[-20:] or lines[-30:])
+            raise RuntimeError(f"tritonserver did not start: {str(exc)[:300]}\n{detail}") from exc
         report["startup_s"] = round(server.startup_s, 2)
         print(f"  tritonserver up in {server.startup_s:.1f}s on {server.url}", flush=True)
         sources = throughput_sources(4096)
