@@ -212,8 +212,8 @@ def plan(parts: list[Path], sha256: str, bench_timeout: int = 530) -> list[dict]
         f"cat $W/parts/p* > $W/payload.tar; rm -rf $W/parts; "
         f'echo "{sha256}  $W/payload.tar" | sha256sum -c --quiet; '
         f"tar xf $W/payload.tar -C $W; rm $W/payload.tar; "
-        f"P='python3 -m pip install -q --disable-pip-version-check --no-index --no-deps "
-        f"--no-compile --target'; "
+        'P="python3 -m pip install -q --disable-pip-version-check --no-index --no-deps '
+        '--no-compile --target"; '
         "$P $W/site $W/wheels/*.whl; $P $W/np1 $W/wheels/np1/*.whl; fi; "
         f"export PYTHONPATH=$W/site:$PWD MTB_GPU_NUMPY1=$W/np1 PYTHONUNBUFFERED=1; "
         f"nvidia-smi -L; set +e; timeout {bench_timeout} python3 -m bench gpu --sources "
@@ -282,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         "(the machine stays warm ~30 s):\n"
     )
     for i, c in enumerate(calls, 1):
-        print(f"{i}. run(carry={json.dumps(c['carry'])}, timeout_s={c['timeout_s']}, command=")
-        print(f"   {c['command']!r})")
+        print(f"{i}. carry {json.dumps(c['carry'])}, timeout_s {c['timeout_s']}, command:")
+        print(c["command"], end="\n\n")
     print(
         f"\nplan written to {DEST / 'plan.json'}; "
         "results come back from $OUT (gpu.json, gpu.md, gpu.log)"
