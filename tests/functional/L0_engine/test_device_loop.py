@@ -4,7 +4,7 @@ run on the CPU execution provider with IOBinding: it must give the host loop's t
 Sets: the gettext eval sets of both pairs (500 + 500 sentences). int8: all of them;
 fp32: the first 100 of each (the full set adds ~20 s on a 2-core machine for no other
 code path); buckets up to 1024: 256 sentences in one batch; fp16 (slow on CPU) against
-fp32: 48 sentences.
+fp32: 48 sentences; the fixed-shape (CUDA graph) variant, uncaptured: 100 per pair.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from control_plane.engine.bergamot_engine import MAX_SOURCE_TOKENS, BergamotModel
-from control_plane.engine.device_loop import DeviceLoop
+from control_plane.engine.device_loop import DeviceLoop, StaticDeviceLoop
 from evaluation.sets import gettext_set
 
 PAIRS = ("en-pt", "pt-en")
@@ -108,3 +108,24 @@ def test_auto_is_host_on_cpu_and_translate_uses_the_device_loop(model_dir):
     ]
     with pytest.raises(ValueError, match="decoder_loop"):
         BergamotModel(folder, "int8", decoder_loop="gpu")
+
+
+@pytest.mark.parametrize(("pair", "precision"), [("en-pt", "fp32"), ("pt-en", "int8")])
+def test_fixed_shape_loop_gives_the_host_loops_tokens(model_dir, host_outputs, pair, precision):
+    """The CUDA-graph variant (fixed buffers, sources padded to 256 tokens, columns to a
+    power of two) runs uncaptured on CPU EP: the same tokens, buffers reused by batches."""
+    model = BergamotModel(
+        model_dir / f"bergamot-{pair}", precision, decoder_loop="device", cuda_graph=True
+    )
+    loop = model._device
+    assert isinstance(loop, StaticDeviceLoop) and not loop.cuda_graph  # no capture on CPU
+    device = model.translate_ids(sources(model, pair, 100))
+    host = host_outputs[pair, precision][:100]
+    assert [ids for ids, _ in device] == [ids for ids, _ in host]
+    # padded sources and columns add zero terms to sums that may then round differently;
+    # int8 quantizes activations per row block, which can turn such a last-bit difference
+    # into one quantization step
+    tolerance = 1e-4 if precision == "fp32" else 0.1
+    np.testing.assert_allclose([lp for _, lp in device], [lp for _, lp in host], atol=tolerance)
+    assert set(loop._rows) <= {1, 2, 4, 8, 16, 32}  # one buffer set per bucket, reused
+    assert all(w in (1024, 2048, 4096, 8192, 16384) for _, w in loop._runs)

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from control_plane.engine.buckets import bucket_for, compaction, pad_rows, plan_batches
+from control_plane.engine.buckets import (
+    bucket_for,
+    cands_bucket,
+    compaction,
+    pad_rows,
+    plan_batches,
+)
 
 
 @pytest.mark.parametrize(
@@ -76,3 +82,14 @@ def test_pad_rows():
     assert pad_rows(np.arange(5), 8).tolist() == [0, 1, 2, 3, 4, 0, 0, 0]
     with pytest.raises(ValueError):
         pad_rows(np.arange(5), 4)
+
+
+def test_columns_round_up_to_powers_of_two():
+    assert [cands_bucket(n) for n in (1, 640, 1024, 1025, 5000, 32000)] == [
+        1024,
+        1024,
+        1024,
+        2048,
+        8192,
+        32768,
+    ]

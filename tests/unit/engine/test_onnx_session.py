@@ -42,7 +42,7 @@ def test_tensorrt_gets_fp16_and_its_engine_cache(tmp_path, monkeypatch):
     assert trt["trt_engine_cache_path"] == str(tmp_path / "trt")
     assert (tmp_path / "trt").is_dir()
     assert trt["trt_profile_max_shapes"] == "idx:4,t_0:4x3"
-    assert cuda == {"device_id": "0"} and cpu == {}
+    assert cuda == {"device_id": "0", "enable_cuda_graph": "0"} and cpu == {}
 
 
 def test_cpu_sessions_from_bytes():
@@ -52,3 +52,17 @@ def test_cpu_sessions_from_bytes():
     t = np.arange(12, dtype=np.float32).reshape(4, 3)
     (g,) = sess.run(None, {"idx": np.array([2, 0, 2]), "t_0": t})
     assert g.dtype == np.float16 and g.tolist() == t[[2, 0, 2]].tolist()
+
+
+def test_cuda_graphs_only_where_the_cuda_ep_runs_the_graph(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_session, "TRT_CACHE", tmp_path / "trt")
+    model = gather_rows_model([np.float32], [np.float32], [1])
+    cuda, _ = provider_options(["CUDAExecutionProvider", "CPUExecutionProvider"], model, {}, True)
+    assert cuda["enable_cuda_graph"] == "1"
+    plain, _ = provider_options(["CUDAExecutionProvider", "CPUExecutionProvider"], model)
+    assert plain["enable_cuda_graph"] == "0"
+    dims = {"n": 1, "d0_0": 1}
+    _, behind_trt = provider_options(
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider"], model, dims, True
+    )
+    assert behind_trt["enable_cuda_graph"] == "0"
