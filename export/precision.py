@@ -19,12 +19,34 @@ def to_fp16(
     stay float32 inside the graph."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    return convert_float_to_float16(
+    converted = convert_float_to_float16(
         model,
         keep_io_types=True if keep_io is None else list(keep_io),
         disable_shape_infer=False,
         node_block_list=list(fp32_nodes) or None,
     )
+    return drop_duplicate_nodes(converted)
+
+
+def drop_duplicate_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Byte-identical nodes (and value infos) kept once, in place.
+
+    onnxruntime < 1.32's converter (the GPU machine's onnxruntime-gpu 1.31 is one) inserts
+    the same Cast twice when one float16 tensor feeds two nodes kept in float32 - two
+    nodes writing one tensor, which ORT refuses to load (seen on decoder_step.fp16.onnx).
+    The copies are identical, so keeping the first is the graph ORT 1.32 writes."""
+    for field in (model.graph.node, model.graph.value_info):
+        seen: set[bytes] = set()
+        keep = []
+        for item in field:
+            key = item.SerializeToString()
+            if key not in seen:
+                seen.add(key)
+                keep.append(item)
+        if len(keep) < len(field):
+            del field[:]
+            field.extend(keep)
+    return model
 
 
 def to_int8(model: onnx.ModelProto, out_path: Path, nodes: list[str] | None = None) -> None:
