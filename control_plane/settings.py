@@ -60,6 +60,8 @@ class EngineSettings:
     # greedy loop: host (numpy between steps) | device (state stays on the GPU, argmax in
     # the graph: engine/device_loop.py) | auto (device when the graphs run on a GPU)
     decoder_loop: str = "auto"
+    # device loop only: fixed-shape buffers captured as CUDA graphs on the CUDA EP
+    cuda_graph: bool = False
 
 
 @dataclass

@@ -44,12 +44,14 @@ class LocalEngine:
         lanes: int = 0,
         tensorrt: bool = False,
         decoder_loop: str = "auto",
+        cuda_graph: bool = False,
     ) -> None:
         self.root = Path(root)
         self.precision = precision
         self.threads = threads
         self.tensorrt = tensorrt
         self.decoder_loop = decoder_loop  # Bergamot models: see BergamotModel
+        self.cuda_graph = cuda_graph
         # batches a Bergamot model runs side by side (HF models: one at a time)
         self.lanes = plan_lanes(threads, lanes, uses_gpu(precision, tensorrt))[0]
         self.max_batch = max_batch
@@ -103,6 +105,7 @@ class LocalEngine:
             lanes=self.lanes,
             tensorrt=self.tensorrt,
             decoder_loop=self.decoder_loop,
+            cuda_graph=self.cuda_graph,
         )
 
     def translate(
@@ -139,9 +142,18 @@ def load_engine(
     lanes: int = 0,
     tensorrt: bool = False,
     decoder_loop: str = "auto",
+    cuda_graph: bool = False,
 ) -> LocalEngine:
     return LocalEngine(
-        Path(model_root), precision, threads, max_batch, beam_size, lanes, tensorrt, decoder_loop
+        Path(model_root),
+        precision,
+        threads,
+        max_batch,
+        beam_size,
+        lanes,
+        tensorrt,
+        decoder_loop,
+        cuda_graph,
     )
 
 
@@ -158,4 +170,5 @@ def open_engine(settings) -> LocalEngine:  # noqa: ANN001 - Settings, avoids an 
         settings.engine_lanes,
         settings.tensorrt,
         settings.decoder_loop,
+        settings.cuda_graph,
     )
