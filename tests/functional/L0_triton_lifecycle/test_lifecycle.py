@@ -91,11 +91,16 @@ async def test_load_on_demand_idle_unload_and_reload(client, local_engine):
     assert client.model_version("en", "pt") == local_engine.model_version("en", "pt")
 
     # idle: still loaded well before MTB_MODEL_IDLE_S, unloaded after it
+    t0 = time.monotonic()
     await asyncio.sleep(IDLE_S / 4)
     assert (await states(client))[en_pt] == "READY"
     waited = await wait_state(client, en_pt, "UNAVAILABLE", timeout=IDLE_S + 30)
-    assert client.lifecycle.models[en_pt].unloads == 1
     assert waited > IDLE_S / 2
+    m = client.lifecycle.models[en_pt]
+    while m.loaded:  # the lifecycle polls the index after Triton's unload finished
+        assert time.monotonic() - t0 < IDLE_S + 30
+        await asyncio.sleep(0.05)
+    assert m.unloads == 1
 
     # a call after the unload loads again
     same(await client.translate(EN, "en", "pt"), local_engine.translate(EN, "en", "pt"))
