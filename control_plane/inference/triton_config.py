@@ -26,6 +26,29 @@ A request with empty SOURCE_LANG and TARGET_LANG is a catalog query: TRANSLATION
 Priorities: Triton level 1 = critical, 2 = high, 3 = normal (the default for unlabelled
 requests). Each level has a bounded queue (``max_queue_size``; a full queue rejects with
 UNAVAILABLE) and a queueing timeout (requests may ask for a shorter one).
+
+Critical work has capacity of its own (issue 15, point 4): ``translator_urgent`` is the
+same model.py (``translator_urgent/1/model.py`` links to the translator's) under its own
+name, with a process and engine of its own; the client (triton.py) sends critical and high
+requests there while it is ready. The options measured with ``python -m bench stack
+--inference triton`` (100k-word normal backlog, 100-word critical jobs; 2-core Intel Xeon
+VM shared with other jobs, 2026-11-30; README, "Benchmarks"):
+
+* one model, executions of 16 requests (before): a critical request (the python backend
+  gives execute() no priorities) waited for the execution in progress and shared its own
+  with normal work: critical 0.9-1.7 s, stack 0.72x the in-process engine;
+* the client capping one call's requests in Triton's queue (MTB_TRITON_INFLIGHT_REQUESTS=4):
+  critical 0.36-0.68 s at 151,730 words/min (smaller executions cost throughput);
+* an urgent model, normal executions of 64 requests: critical 0.24-0.51 s: no wait for an
+  execution, but every process on two cores shares them with the two busy normal lanes;
+* the same with the normal model at nice 10 (chosen): critical 0.19-0.25 s; the control
+  plane and the urgent model take the cores when they need them, normal work the rest.
+
+Not measured, ruled out by design: a second instance of one model (Triton hands any instance any request, so no
+instance stays free for critical work, and two engines halve each one's pool); Triton's
+rate limiter (it orders instances, not requests within a model); a decoupled model that
+hands requests to the engine's lanes by priority (the gRPC client would have to stream
+every call, and Triton's per-level queues and timeouts would stop bounding the backlog).
 """
 
 from __future__ import annotations
@@ -78,9 +101,9 @@ class TranslatorConfig:
     #   the batcher takes whatever arrived within the 2 ms delay, up to the maximum.
     # * max_queue_delay: 0-10 ms gave 8.5-10.6 requests per execution for 32 one-sentence
     #   clients (the queue is never empty under load); 2 ms is below one sentence's cost.
-    # * max_batch_size 16 requests: python-backend requests carry no priority into execute(),
-    #   so a critical request waits for the running execution and shares its own with normal
-    #   work; short executions (16 x the client's 16 segments at most) bound that wait.
+    # * max_batch_size: 64 requests for the normal model (16 before the urgent model:
+    #   a critical request waited for the running execution, and short ones bounded that);
+    #   larger executions sort larger pools and leave lanes idle at their ends less often.
     instances: int = 1  # model instances (processes); GPU: per device
     gpus: tuple[int, ...] = ()  # empty: every visible GPU
     threads: int = 2  # CPU budget per instance: lanes x intra-op threads (0: all cores)
