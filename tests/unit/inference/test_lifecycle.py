@@ -229,3 +229,111 @@ async def test_idle_zero_never_unloads():
     await asyncio.sleep(0.2)
     assert repo.state[EN_PT] == "READY" and lc.models[EN_PT].timer is None
     await lc.close()
+
+
+# ------------------------------------------------------------------ the Triton client
+
+
+class FakeTriton(FakeRepository):
+    """A server in explicit mode: a per-pair model upper-cases its text, answers a catalog
+    query with its own pair only, and refuses requests while not loaded."""
+
+    VERSIONS = {EN_PT: "v1-int8", PT_EN: "v2-int8"}
+
+    def __init__(self):
+        super().__init__(load_s=0.01, unload_s=0.01)
+        self.models_called: list[str] = []
+
+    async def is_server_ready(self, client_timeout=None):
+        return True
+
+    async def infer(self, model, inputs, priority=0, timeout=None, client_timeout=None, **kw):
+        from tritonclient.utils import deserialize_bytes_tensor
+
+        values = {i.name(): list(deserialize_bytes_tensor(i._raw_content)) for i in inputs}  # noqa: SLF001
+        if self.state.get(model) != "READY":
+            raise RuntimeError(f"Request for unknown model: '{model}' is not found")
+        self.models_called.append(model)
+        if values["SOURCE_LANG"][0] == b"":
+            src, tgt = pair_of(model)
+            return Result([f"{src}\t{tgt}\t{self.VERSIONS[model]}"], [0.0])
+        texts = [t.decode().upper() for t in values["TEXT"]]
+        return Result(texts, [0.5] * len(texts))
+
+    async def close(self):
+        pass
+
+
+class Result:
+    def __init__(self, texts, scores):
+        import numpy as np
+
+        self.out = {
+            "TRANSLATION": np.array([t.encode() for t in texts], dtype=object).reshape(1, -1),
+            "SCORE": np.asarray(scores, dtype=np.float32).reshape(1, -1),
+        }
+
+    def as_numpy(self, name):
+        return self.out[name]
+
+
+@pytest.fixture
+async def client(tmp_path):
+    import json
+
+    from control_plane.inference import open_inference
+    from control_plane.inference.lifecycle import LifecycleTritonClient
+    from control_plane.settings import Settings
+
+    store = tmp_path / "bergamot-en-pt"
+    store.mkdir()
+    meta = {"source": "en", "target": "pt", "model_version": "w1"}
+    (store / "metadata.json").write_text(json.dumps(meta))
+    s = Settings.from_env(
+        {},
+        inference="triton",
+        triton_model_control="explicit",
+        model_dir=tmp_path,
+        model_idle_s=60,
+        triton_connect_timeout_s=0,
+        triton_health_interval_s=3600,
+        triton_backoff_s=0.001,
+    )
+    c = open_inference(s)
+    assert isinstance(c, LifecycleTritonClient)
+    c._grpc = FakeTriton()  # noqa: SLF001
+    await c.start()
+    yield c
+    await c.close()
+
+
+async def test_client_catalog_from_the_index_before_any_load(client):
+    from control_plane.engine.base import UnsupportedPair
+    from control_plane.inference.base import InferenceUnavailable
+
+    fake = client._grpc  # noqa: SLF001
+    assert client.ready() and client.pairs() == [("en", "pt"), ("pt", "en")]
+    assert fake.events == []  # nothing loaded
+    assert client.model_version("en", "pt") == "w1-int8"  # the control plane's model store
+    with pytest.raises(UnsupportedPair):
+        client.model_version("en", "de")
+    # a pair the store does not know: its model starts loading, the caller retries
+    with pytest.raises(InferenceUnavailable, match="loading"):
+        client.model_version("pt", "en")
+    await asyncio.gather(*client._pending)  # noqa: SLF001
+    assert client.model_version("pt", "en") == "v2-int8"  # what the loaded model reports
+    assert ("load", PT_EN) in fake.events and ("load", EN_PT) not in fake.events
+
+
+async def test_client_translate_loads_the_pair_model_and_learns_its_version(client):
+    fake = client._grpc  # noqa: SLF001
+    out = await client.translate(["a", "b", "c"], "en", "pt")
+    assert [t.text for t in out] == ["A", "B", "C"]
+    assert set(fake.models_called) == {EN_PT}
+    assert [e for e in fake.events if e[0] == "load"] == [("load", EN_PT)]
+    assert client.model_version("en", "pt") == "v1-int8"  # the served version wins
+    assert client.m_loads.labels(EN_PT, "load")._value.get() == 1
+    # unloaded behind its back: the retry reloads
+    fake.state[EN_PT] = "UNAVAILABLE"
+    out = await client.translate(["d"], "en", "pt")
+    assert [t.text for t in out] == ["D"] and client.lifecycle.models[EN_PT].loads == 2
