@@ -115,6 +115,7 @@ class BergamotModel:
         )
         self._all_ids = np.arange(self.vocab_size, dtype=np.int64)
         self._device = None
+        self.decoder_step = None  # the device loop's step session (providers: what ran)
         if self.decoder_loop == "device":
             from control_plane.engine.device_loop import DeviceLoop, StaticDeviceLoop
 
@@ -129,6 +130,7 @@ class BergamotModel:
             )
             # its small gather graphs: CUDA EP (no TensorRT engine build for a copy)
             gather = lambda graph: make_session(graph, lane_threads, precision)  # noqa: E731
+            self.decoder_step = step
             common = (self.encoder, step, self.emb_scaled, self.positions, self.eos)
             if cuda_graph:
                 self._device = StaticDeviceLoop(
