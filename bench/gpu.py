@@ -6,8 +6,10 @@ under one time budget (``--budget-s``; parts and points past it are marked skipp
 - ``agreement``: fp16 graphs on the CUDA EP against fp32 on the CPU EP on the 1,000
   gettext evaluation sentences (en-pt and pt-en): identical share and BLEU delta against
   the human references (goals: >= 98% identical, |delta| <= 0.3).
-- ``cuda`` / ``tensorrt``: the in-process engine's words/min at batch 1, 8, 64, 256, 1024
-  (fp16; TensorRT with fp16 and an engine cache in a temporary folder; warm-up excluded).
+- ``cuda`` / ``cuda_graph`` / ``tensorrt``: the in-process engine's words/min at batch 1,
+  8, 64, 256, 1024 (fp16, device loop; ``cuda_graph``: its fixed-shape loop captured as
+  CUDA graphs, where the engine has that keyword; TensorRT with fp16 and an engine cache
+  in a temporary folder; warm-up excluded).
 - ``ceiling``: a PyTorch module of the exported model's exact shape (dims, heads, layers,
   FFN width and vocabulary read from metadata.json and the graphs; random weights, as
   only speed matters) doing fp16 greedy generation at the same batch sizes, so
@@ -54,7 +56,9 @@ from typing import Any
 from bench.common import REPO, RESULTS, machine
 from evaluation.sets import gettext_set
 
-PARTS = ("agreement", "cuda", "ceiling", "triton", "tensorrt")
+# cuda_graph after triton: capture has never run on a GPU here, and a crash in it would
+# take the process (the JSON written after each earlier part stays)
+PARTS = ("agreement", "cuda", "ceiling", "triton", "cuda_graph", "tensorrt")
 PAIRS = ("en-pt", "pt-en")
 GOAL_IDENTICAL = 0.98
 GOAL_BLEU_DELTA = 0.3
@@ -447,7 +451,13 @@ def measure_engine(model: Any, sources: list[str], batch: int, seconds: float) -
     }
 
 
-def part_engine(args: argparse.Namespace, models: Path, budget: Budget, tensorrt: bool) -> dict:
+def part_engine(
+    args: argparse.Namespace,
+    models: Path,
+    budget: Budget,
+    tensorrt: bool = False,
+    cuda_graph: bool = False,
+) -> dict:
     folder = models / "bergamot-en-pt"
     provider = "TensorrtExecutionProvider" if tensorrt else "CUDAExecutionProvider"
     sources = throughput_sources(max(2000, 8 * max(args.batches)))
@@ -456,12 +466,20 @@ def part_engine(args: argparse.Namespace, models: Path, budget: Budget, tensorrt
         "provider": f"CPUExecutionProvider (dry run; {provider} on a GPU)"
         if args.dry_run
         else provider,
+        "cuda_graph": cuda_graph,
         "points": points,
     }
     cache = None
     saved_env: dict[str, str | None] = {}
     if tensorrt and not args.dry_run:
         report["tensorrt_library"] = find_tensorrt()
+    extra: dict[str, Any] = {}
+    if cuda_graph:
+        from control_plane.engine.bergamot_engine import BergamotModel
+
+        if "cuda_graph" not in inspect.signature(BergamotModel).parameters:
+            raise _Skip("the engine has no cuda_graph keyword")
+        extra["cuda_graph"] = True
     if tensorrt:
         # ORT's TensorRT EP reads these; the engine cache lives for this run only
         cache = tempfile.mkdtemp(prefix="bench-gpu-trt-")
@@ -482,7 +500,13 @@ def part_engine(args: argparse.Namespace, models: Path, budget: Budget, tensorrt
                 try:
                     t0 = time.perf_counter()
                     model = make_engine(
-                        folder, "fp16", args, threads=0, max_batch=batch, tensorrt=tensorrt
+                        folder,
+                        "fp16",
+                        args,
+                        threads=0,
+                        max_batch=batch,
+                        tensorrt=tensorrt,
+                        **extra,
                     )
                     require_provider(model, provider, args.dry_run)
                     load_s = time.perf_counter() - t0
@@ -946,19 +970,21 @@ def summarise(report: dict) -> dict:
         p = parts.get(part, {})
         return {x[key]: x["words_per_min"] for x in p.get("points", []) if "words_per_min" in x}
 
-    cuda, trt, ceil, triton = wpm("cuda"), wpm("tensorrt"), wpm("ceiling"), wpm("triton", "clients")
+    cuda, graph, trt = wpm("cuda"), wpm("cuda_graph"), wpm("tensorrt")
+    ceil, triton = wpm("ceiling"), wpm("triton", "clients")
     rows = []
     for b in report["batches"]:
         row: dict[str, Any] = {
             "batch": b,
             "cuda": cuda.get(b),
+            "cuda_graph": graph.get(b),
             "tensorrt": trt.get(b),
             "ceiling": ceil.get(b),
         }
-        best = max([x for x in (cuda.get(b), trt.get(b)) if x] or [0])
+        best = max([x for x in (cuda.get(b), graph.get(b), trt.get(b)) if x] or [0])
         row["engine_over_ceiling"] = round(best / ceil[b], 3) if best and ceil.get(b) else None
         rows.append(row)
-    engine_best = max([*cuda.values(), *trt.values()] or [0])
+    engine_best = max([*cuda.values(), *graph.values(), *trt.values()] or [0])
     out: dict[str, Any] = {"by_batch": rows, "engine_best_words_per_min": engine_best or None}
     if ceil:
         out["ceiling_best_words_per_min"] = max(ceil.values())
@@ -1016,12 +1042,13 @@ def table(report: dict) -> str:
         "",
         "| batch | "
         + ("CPU EP (dry run)" if report["dry_run"] else "CUDA EP")
-        + " | TensorRT EP | PyTorch ceiling | engine / ceiling |",
-        "|---:|---:|---:|---:|---:|",
+        + " | + CUDA graph | TensorRT EP | PyTorch ceiling | best engine / ceiling |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in s["by_batch"]:
         lines.append(
-            f"| {r['batch']} | {fmt(r['cuda'])} | {fmt(r['tensorrt'])} | {fmt(r['ceiling'])} | "
+            f"| {r['batch']} | {fmt(r['cuda'])} | {fmt(r['cuda_graph'])} | {fmt(r['tensorrt'])} | "
+            f"{fmt(r['ceiling'])} | "
             f"{fmt(r['engine_over_ceiling'])} |"
         )
     t = report["parts"].get("triton", {})
@@ -1152,7 +1179,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         fns = {
             "agreement": lambda: part_agreement(args, models, budget),
-            "cuda": lambda: part_engine(args, models, budget, tensorrt=False),
+            "cuda": lambda: part_engine(args, models, budget),
+            "cuda_graph": lambda: part_engine(args, models, budget, cuda_graph=True),
             "ceiling": lambda: part_ceiling(args, models, budget),
             "triton": lambda: part_triton(args, models, budget),
             "tensorrt": lambda: part_engine(args, models, budget, tensorrt=True),

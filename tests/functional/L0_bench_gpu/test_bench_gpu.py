@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-PARTS = {"agreement", "cuda", "ceiling", "triton", "tensorrt"}
+PARTS = {"agreement", "cuda", "ceiling", "triton", "cuda_graph", "tensorrt"}
 
 
 def bench_gpu(*args: str, model_dir: Path, timeout: float = 120, path: str | None = None):
@@ -67,6 +67,11 @@ def test_dry_run_runs_every_part_on_the_cpu(dry_run):
     assert [p["batch"] for p in c["points"]] == [1, 8]
     assert all(p["words_per_min"] > 0 and p["sentences"] > 0 for p in c["points"])
     assert c["gpu"]["sampled"] is False  # no nvidia-smi here
+    # the fixed-shape loop the CUDA graphs capture on a GPU runs uncaptured on the CPU EP
+    g = report["parts"]["cuda_graph"]
+    assert g["status"] == "ok", g
+    assert g["cuda_graph"] is True and [p["batch"] for p in g["points"]] == [1, 8]
+    assert all(p["words_per_min"] > 0 for p in g["points"])
     # the torch ceiling runs where torch is installed (make test's venv has it)
     e = report["parts"]["ceiling"]
     assert e["status"] in ("ok", "skipped"), e
@@ -83,6 +88,7 @@ def test_dry_run_runs_every_part_on_the_cpu(dry_run):
     # the summary pairs each batch's engine figure with the ceiling's
     rows = {r["batch"]: r for r in report["summary"]["by_batch"]}
     assert rows[1]["cuda"] == c["points"][0]["words_per_min"]
+    assert rows[8]["cuda_graph"] == g["points"][1]["words_per_min"]
     assert "DRY RUN" in (out / "gpu.md").read_text()
     assert "not GPU figures" in stdout
 
