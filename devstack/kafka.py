@@ -243,13 +243,19 @@ def start_kafka_sasl(
     mechanism: str = "SCRAM-SHA-256",
     cfg: Config | None = None,
     timeout: float = 180.0,
+    users: Mapping[str, str] | None = None,
+    authorizer: bool = False,
 ) -> ServiceInfo:
     """A private single-node KRaft broker whose client listener is SASL_PLAINTEXT with
     ``mechanism`` (SCRAM), on free loopback ports, the credential created at format time
     (``StorageTool format --add-scram``). Inter-broker and controller traffic stay on
     PLAINTEXT loopback listeners of their own. Uses the jars of the shared broker
     (``ensure_kafka_libs``). Returns a handle with ``url`` (the SASL bootstrap) and
-    ``stop()``; nothing is recorded in ``.services/env``."""
+    ``stop()``; nothing is recorded in ``.services/env``.
+
+    ``users``: more SCRAM credentials (name -> password). ``authorizer``: ACLs enforced
+    (KRaft's StandardAuthorizer, nothing allowed without an ACL) with ``username`` as the
+    super user who may create them, as Strimzi's ``authorization: simple`` does."""
     cfg = cfg or Config.from_env()
     libs = ensure_kafka_libs(cfg)
     work = Path(workdir).resolve()
@@ -262,8 +268,9 @@ def start_kafka_sasl(
         if not line.startswith(("listeners=", "advertised.listeners=",
                                 "inter.broker.listener.name=", "listener.security.protocol.map="))
     ]  # fmt: skip
-    if '"' in password or '"' in username:
-        raise ServiceError("kafka-sasl: quotes in the username or password are not supported")
+    credentials = {username: password, **(users or {})}
+    if any('"' in f"{u}{p}" or "," in f"{u}{p}" for u, p in credentials.items()):
+        raise ServiceError("kafka-sasl: quotes or commas in a username or password")
     listener = f"listener.name.sasl_plaintext.{mechanism.lower()}"
     keep += [
         f"listeners=SASL_PLAINTEXT://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal},"
@@ -276,13 +283,20 @@ def start_kafka_sasl(
         f"{listener}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule"
         f' required username="{username}" password="{password}";',
     ]
+    if authorizer:  # the PLAINTEXT loopback listeners (broker, controller) are ANONYMOUS
+        keep += [
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:{username};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found=false",
+        ]
     props, java = _broker_files(work, "\n".join(keep) + "\n", libs)
     log_path = work / "kafka.log"
     shutil.rmtree(data_dir, ignore_errors=True)
-    _format_storage(
-        java, props, "kafka-sasl", work / "format.log",
-        "--add-scram", f"{mechanism}=[name={username},password={password}]",
-    )  # fmt: skip
+    scram = [
+        arg for u, p in credentials.items()
+        for arg in ("--add-scram", f"{mechanism}=[name={u},password={p}]")
+    ]  # fmt: skip
+    _format_storage(java, props, "kafka-sasl", work / "format.log", *scram)
     t0 = time.monotonic()
     proc = _spawn_broker(java, props, log_path, "384m")
     bootstrap = f"127.0.0.1:{port}"
