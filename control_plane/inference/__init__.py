@@ -13,6 +13,9 @@ def open_inference(settings) -> InferenceClient:  # noqa: ANN001
         from control_plane.inference.local import open_local_engine
 
         return LocalInferenceClient(factory=lambda: open_local_engine(settings))
+    control = settings.triton_model_control
+    if control not in ("none", "explicit"):
+        raise ValueError(f"MTB_TRITON_MODEL_CONTROL must be none or explicit, not {control!r}")
     if settings.inference == "triton" and settings.triton_model_control == "explicit":
         from control_plane.inference.lifecycle import LifecycleTritonClient
 
