@@ -245,11 +245,6 @@ def prepare_models(args: argparse.Namespace) -> Path:
                 args.models_note = f"all precisions failed ({exc}); exported fp32+fp16 only"
                 print(f"  {pair}: {args.models_note}", flush=True)
                 export_bergamot(Path(args.sources) / pair, folder, pair, ("fp32", "fp16"))
-            fixed = drop_duplicate_nodes(folder)
-            if fixed:
-                note = getattr(args, "models_note", "") or ""
-                args.models_note = f"{note} {pair}: {fixed}".strip()
-                print(f"  {pair}: {fixed}", flush=True)
         return root
     from control_plane.settings import Settings
     from export.provision import ensure_default_models
@@ -257,42 +252,6 @@ def prepare_models(args: argparse.Namespace) -> Path:
     root = Path(Settings.from_env().model_dir)
     ensure_default_models(root)
     return root
-
-
-def drop_duplicate_nodes(folder: Path) -> str:
-    """onnxruntime < 1.32's fp16 converter (the GPU machine's onnxruntime-gpu 1.31.1 is
-    one) adds the same Cast twice when one float16 tensor feeds two nodes kept in fp32:
-    two nodes of one name writing one tensor, a graph ORT refuses to load (seen on
-    decoder_step.fp16.onnx). The copies are identical, so dropping all but the first is
-    exactly the graph ORT 1.32 writes. Returns what was dropped ('' when nothing)."""
-    import onnx
-
-    notes = []
-    for path in sorted(folder.glob("*.fp16.onnx")):
-        model = onnx.load(str(path))
-        seen: set[bytes] = set()
-        keep, dropped = [], 0
-        for node in model.graph.node:
-            key = node.SerializeToString()
-            if key in seen:
-                dropped += 1
-                continue
-            seen.add(key)
-            keep.append(node)
-        if not dropped:
-            continue
-        del model.graph.node[:]
-        model.graph.node.extend(keep)
-        infos, names = [], set()
-        for vi in model.graph.value_info:
-            if vi.name not in names:
-                names.add(vi.name)
-                infos.append(vi)
-        del model.graph.value_info[:]
-        model.graph.value_info.extend(infos)
-        onnx.save(model, str(path))
-        notes.append(f"{path.name}: {dropped} duplicate node(s) dropped (ORT < 1.32 converter)")
-    return "; ".join(notes)
 
 
 def make_engine(folder: Path, precision: str, args: argparse.Namespace, **kwargs: Any):  # noqa: ANN201
