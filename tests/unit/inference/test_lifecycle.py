@@ -337,3 +337,11 @@ async def test_client_translate_loads_the_pair_model_and_learns_its_version(clie
     fake.state[EN_PT] = "UNAVAILABLE"
     out = await client.translate(["d"], "en", "pt")
     assert [t.text for t in out] == ["D"] and client.lifecycle.models[EN_PT].loads == 2
+
+
+def test_unknown_model_control_is_refused():
+    from control_plane.inference import open_inference
+    from control_plane.settings import Settings
+
+    with pytest.raises(ValueError, match="MTB_TRITON_MODEL_CONTROL"):
+        open_inference(Settings.from_env({}, inference="triton", triton_model_control="poll"))
