@@ -233,7 +233,15 @@ class ModelLifecycle:
                 self._arm(m)
 
     async def _load(self, m: ModelState) -> None:
-        await self._wait_unloaded(m.name)  # an unload by another process may be finishing
+        # another process may have loaded it (adopt it) or be unloading it (wait, then load)
+        if await self._settle(m.name, ("UNLOADING",)) == "READY":
+            log.info("model %s is already loaded (by another process)", m.name)
+            m.loaded = True
+            m.last_used = self.clock()
+            self.index[m.name] = "READY"
+            if self.after_load is not None:
+                await self.after_load(m.name)
+            return
         t0 = self.clock()
         log.info("loading model %s", m.name)
         await self.client.load_model(m.name, client_timeout=self.load_timeout_s)
@@ -285,7 +293,7 @@ class ModelLifecycle:
                 return False
             log.info("unloading idle model %s", name)
             await self.client.unload_model(name, client_timeout=self.load_timeout_s)
-            await self._wait_unloaded(name)
+            await self._settle(name, ("READY", "UNLOADING"))
             m.loaded = False
             m.unloads += 1
             self.index[name] = "UNAVAILABLE"
@@ -306,19 +314,22 @@ class ModelLifecycle:
         )
         return last / 1000.0 if last else None
 
-    async def _wait_unloaded(self, name: str, timeout: float = 30.0) -> None:
-        """Triton unloads in the background after answering; a load sent before it finished
-        would find the old instance. Poll the index until the model is no longer READY."""
+    async def _settle(self, name: str, passing: tuple[str, ...], timeout: float = 30.0) -> str:
+        """Poll the index while ``name``'s state is one of ``passing``; its state then.
+        Triton unloads in the background after answering ``unload_model``: a load sent
+        before the unload finished would find the old instance going away."""
         deadline = self.clock() + timeout
-        while self.clock() < deadline:
+        while True:
             index = await self.client.get_model_repository_index(as_json=True, client_timeout=5.0)
             state = next(
                 (e.get("state", "") for e in index.get("models", []) if e.get("name") == name), ""
             )
-            if state not in ("READY", "UNLOADING"):
-                return
+            if state not in passing:
+                return state
+            if self.clock() >= deadline:
+                log.warning("model %s still %s after %.0fs", name, state, timeout)
+                return state
             await asyncio.sleep(0.05)
-        log.warning("model %s still not unloaded after %.0fs", name, timeout)
 
     async def close(self) -> None:
         """Stop the timers; loaded models stay (other processes may use them; whoever

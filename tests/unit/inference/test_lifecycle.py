@@ -345,3 +345,13 @@ def test_unknown_model_control_is_refused():
 
     with pytest.raises(ValueError, match="MTB_TRITON_MODEL_CONTROL"):
         open_inference(Settings.from_env({}, inference="triton", triton_model_control="poll"))
+
+
+async def test_a_model_another_process_loaded_is_used_not_reloaded():
+    repo = FakeRepository()
+    repo.state[EN_PT] = "READY"  # a worker elsewhere loaded it; our index is stale
+    lc = ModelLifecycle(repo, idle_s=60)
+    await call(lc, repo)
+    assert repo.events == [("infer", EN_PT)]
+    assert lc.models[EN_PT].loaded and lc.models[EN_PT].loads == 0
+    await lc.close()
