@@ -40,6 +40,13 @@ def explicit_server(triton_factory, model_dir, tmp_path_factory):
 
 @pytest.fixture
 async def client(explicit_server, model_dir):
+    c = open_client(explicit_server, model_dir)
+    await c.start()
+    yield c
+    await c.close()
+
+
+def open_client(explicit_server, model_dir) -> LifecycleTritonClient:  # noqa: ANN001
     s = Settings.from_env(
         {},
         inference="triton",
@@ -51,9 +58,7 @@ async def client(explicit_server, model_dir):
     )
     c = open_inference(s)
     assert isinstance(c, LifecycleTritonClient)
-    await c.start()
-    yield c
-    await c.close()
+    return c
 
 
 async def states(c: LifecycleTritonClient) -> dict[str, str]:
@@ -137,3 +142,17 @@ async def test_in_flight_work_survives_unloads(client, local_engine):
     same(await call, expected)
     assert m.loads == loads + 1, "the call reloaded the model another process unloaded"
     assert (await states(client))[pt_en] == "READY"
+
+
+async def test_two_processes_share_a_loaded_model(client, explicit_server, model_dir, local_engine):
+    """An API and a worker (two clients): the second uses the model the first loaded."""
+    en_pt = model_name("en", "pt")
+    other = open_client(explicit_server, model_dir)
+    await other.start()
+    try:
+        same(await client.translate(EN, "en", "pt"), local_engine.translate(EN, "en", "pt"))
+        same(await other.translate(EN, "en", "pt"), local_engine.translate(EN, "en", "pt"))
+        assert other.lifecycle.models[en_pt].loaded and other.lifecycle.models[en_pt].loads == 0
+        assert other.model_version("en", "pt") == local_engine.model_version("en", "pt")
+    finally:
+        await other.close()
