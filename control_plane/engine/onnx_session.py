@@ -15,11 +15,11 @@ TRT_CACHE = Path.home() / ".cache" / "mt-backend" / "trt-engines"
 # optimization profile (it needs all three for every dynamic input, else it rebuilds the
 # engine whenever a shape leaves the range seen so far). Batch: up to the device loop's
 # largest bucket; src_len: MAX_SOURCE_TOKENS; cands: a batch's shortlist union, at most
-# the vocabulary. Dimensions not listed here take their value from ``dims``.
+# the vocabulary (rounded up). Dimensions not listed here take their value from ``dims``.
 TRT_PROFILE = {
     "batch": (1, 64, 1024),
     "src_len": (1, 32, 256),
-    "cands": (8, 2048, 32000),
+    "cands": (8, 2048, 32768),  # StaticDeviceLoop rounds 32,000 up to 2**15
 }
 
 

@@ -24,7 +24,7 @@ def test_trt_profile_covers_every_dynamic_input():
         "prev_ids:64,embeddings:32001x256,cross_k_1:64x8x32x32,out_w:256x2048"
     )
     assert p["trt_profile_max_shapes"] == (
-        "prev_ids:1024,embeddings:32001x256,cross_k_1:1024x8x32x256,out_w:256x32000"
+        "prev_ids:1024,embeddings:32001x256,cross_k_1:1024x8x32x256,out_w:256x32768"
     )
     assert trt_profile([("step", [1])]) == {}
 
