@@ -197,3 +197,22 @@ def test_prometheus_rules_are_the_dashboards_rules() -> None:
     for path in sorted((generate.REPO_ROOT / "dashboards" / "rules").glob("*.yml")):
         (doc,) = [r for r in rules if r["metadata"]["name"] == path.stem.replace(".", "-")]
         assert doc["spec"]["groups"] == yaml.safe_load(path.read_text())["groups"]
+
+
+def test_prod_overlay_names_what_the_policy_generates(policy) -> None:  # noqa: ANN001
+    """Hand-written names in overlays/prod-gpu that must follow the generated ones: the
+    API's Triton pool (the critical path's) and KEDA's TriggerAuthentication."""
+    prod = K8S / "overlays" / "prod-gpu"
+    kustomization = yaml.safe_load((prod / "kustomization.yaml").read_text())
+    (common,) = [g for g in kustomization["configMapGenerator"] if g["name"] == "mtb-common"]
+    literals = dict(lit.split("=", 1) for lit in common["literals"])
+    api_triton = generate.workload_name(policy.triton_for("critical"))
+    assert literals["MTB_TRITON_URL"] == f"{api_triton}:8001"
+    (auth,) = _docs((prod / "keda-auth.yaml").read_text())
+    assert auth["metadata"]["name"] == generate.KEDA_AUTH
+    for resource in (
+        "generated/workers.yaml",
+        "generated/triton.yaml",
+        "generated/autoscaling.yaml",
+    ):
+        assert resource in kustomization["resources"]
