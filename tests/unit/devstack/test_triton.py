@@ -64,3 +64,14 @@ def test_triton_env_and_command(tmp_path):
         "--grpc-address=127.0.0.1",
     ):
         assert flag in cmd
+
+
+def test_triton_command_explicit_model_control(tmp_path):
+    import pytest
+
+    ports = dict(http_port=1, grpc_port=2, metrics_port=3)
+    common = dict(model_repository=tmp_path, backend_directory=tmp_path, **ports)
+    cmd = triton.triton_command(Path("tritonserver"), model_control="explicit", **common)
+    assert "--model-control-mode=explicit" in cmd and "--model-control-mode=none" not in cmd
+    with pytest.raises(ValueError, match="model_control"):
+        triton.triton_command(Path("tritonserver"), model_control="poll", **common)
