@@ -202,13 +202,17 @@ class Stack:
             # the words per CPU-second compare with the engine's on a loaded machine too
             self.service_pids["triton"] = self.triton.pid
         prefix = f"bench{uuid.uuid4().hex[:6]}."
+        # a database of this run's own, dropped at close: stacks that other benchmarks
+        # start at the same time (on the same server) must not drop it under this one
+        self.database = f"mtb_bench_stack_{prefix[5:-1]}"
+        self.pg_url = pg_url
         self.env = serve_env(
             os.environ,
             workdir,
             args.model_dir,  # Settings.from_env().model_dir: what serve would pick itself
             MTB_QUEUE="kafka",
             MTB_INFERENCE=args.inference,
-            MTB_DATABASE_URL=svc.create_database("mtb_bench_stack", pg_url),
+            MTB_DATABASE_URL=svc.create_database(self.database, pg_url),
             MTB_KAFKA_BOOTSTRAP=bootstrap,
             MTB_KAFKA_TOPIC_PREFIX=prefix,
             MTB_KAFKA_GROUP=f"{prefix}workers",
@@ -278,6 +282,8 @@ class Stack:
             proc.stop(30)
         if self.triton is not None:
             self.triton.stop()
+        with contextlib.suppress(Exception):  # a server already gone took it along
+            devstack.drop_database(self.database, self.pg_url)
         for name in self.leased:
             devstack.release_service(name, self.cfg)
 
