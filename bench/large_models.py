@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from bench.common import REPO, machine, run_json, save
+from control_plane.capacity.sizing import BYTES, extrapolate, fit_rates
 
 # Small models of NLLB's shape (ffn = 4 x d_model as in NLLB-600M; 64-dim heads).
 SIZES = {
@@ -64,7 +65,6 @@ NLLB = {
     ),
 }
 NLLB_VOCAB = 256_206
-BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "Please restart the application after installing the update.",
@@ -235,12 +235,6 @@ def nllb_parameters() -> dict[str, dict]:
     return counts
 
 
-def kv_cache_bytes(a: dict, batch: int, src_len: int, tgt_len: int, nbytes: int) -> int:
-    """Decoder KV cache: self-attention K,V over the target so far, cross-attention K,V over
-    the source, per decoder layer: batch x layers x 2 x d_model x (tgt + src) x bytes."""
-    return batch * a["decoder_layers"] * 2 * a["d_model"] * (tgt_len + src_len) * nbytes
-
-
 # ------------------------------------------------------------------ Triton load times
 
 
@@ -303,76 +297,6 @@ async def _triton_loads(model_dir: Path, repeats: int) -> dict:
 # ------------------------------------------------------------------ report
 
 
-def _fit(points: list[dict], key: str, per: str) -> float:
-    """Least-squares slope through the origin of ``key`` over ``per`` (the growth rate)."""
-    num = sum(p[key] * p[per] for p in points)
-    den = sum(p[per] ** 2 for p in points)
-    return num / den if den else 0.0
-
-
-def _layers(p: dict) -> int:
-    """Layer parameters as the split-decoder export stores them: the encoder once, the
-    decoder twice (decoder_model and decoder_with_past_model each hold a copy)."""
-    return p["encoder_layer_params"] + 2 * p["decoder_layer_params"]
-
-
-def _rates(points: list[dict]) -> dict:
-    """Per precision, from the small models: bytes per embedding parameter in the files
-    (after the layers at their nominal width; the shared embedding is stored once per graph
-    and int8's dynamic quantization leaves its Gather in fp32), peak RSS per file byte and
-    load seconds per GB of files (least squares through the origin)."""
-    rates = {}
-    for precision, nbytes in BYTES.items():
-        rows = []
-        for p in points:
-            q = p["precisions"][precision]
-            rows.append(
-                {
-                    "emb_bpp": (q["bytes"] - nbytes * _layers(p)) / p["embedding_params"],
-                    "bytes": q["bytes"],
-                    "rss": q["peak_rss_mib"] * 2**20,
-                    "load_s": q["load_s"],
-                }
-            )
-        rates[precision] = {
-            "embedding_bytes_per_param": round(sum(r["emb_bpp"] for r in rows) / len(rows), 2),
-            "peak_rss_per_file_byte": round(_fit(rows, "rss", "bytes"), 2),
-            "load_s_per_gb": round(_fit(rows, "load_s", "bytes") * 1e9, 2),
-        }
-    return rates
-
-
-def _extrapolate(a: dict, rates: dict) -> dict:
-    """A published architecture at each precision: weights (parameters x bytes), the files
-    our split-decoder export would write (measured embedding overhead), CPU RSS and load
-    time at the measured rates, and the KV cache."""
-    row = {
-        k: a[k]
-        for k in (
-            "parameters",
-            "expert_parameters",
-            "embedding_params",
-            "encoder_layer_params",
-            "decoder_layer_params",
-        )
-    }
-    for precision, nbytes in BYTES.items():
-        r = rates[precision]
-        files = nbytes * _layers(a) + r["embedding_bytes_per_param"] * a["embedding_params"]
-        row[precision] = {
-            "weights_gb": round(a["parameters"] * nbytes / 1e9, 1),
-            "onnx_files_gb_split_decoders": round(files / 1e9, 1),
-            "cpu_peak_rss_gb": round(files * r["peak_rss_per_file_byte"] / 1e9, 1),
-            "cpu_load_s": round(files / 1e9 * r["load_s_per_gb"]),
-        }
-    # activations (and so the KV cache) stay fp16 on GPU / fp32 on CPU whatever the
-    # weights' precision (int8 is weight quantization)
-    row["kv_cache_gb_b64_s256_t256"] = {
-        act: round(kv_cache_bytes(a, 64, 256, 256, BYTES[act]) / 1e9, 2) for act in ("fp16", "fp32")
-    }
-    return row
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench large_models", description=__doc__.splitlines()[0]
@@ -418,9 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    rates = _rates(points)
+    rates = fit_rates(points)
     real = nllb_parameters()
-    plan = {name: _extrapolate(a, rates) for name, a in real.items()}
+    plan = {name: extrapolate(a, rates) for name, a in real.items()}
 
     report = {
         "machine": machine(),

@@ -1,11 +1,11 @@
-"""bench large_models' arithmetic: the KV-cache formula, the rates fitted on measured
+"""Large-model sizing arithmetic: the KV-cache formula, the rates fitted on measured
 points and the extrapolation to an architecture (docs/large-models.md quotes them)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.large_models import BYTES, _extrapolate, _rates, kv_cache_bytes
+from control_plane.capacity.sizing import BYTES, extrapolate, fit_rates, kv_cache_bytes
 
 
 def test_kv_cache_formula():
@@ -34,13 +34,13 @@ def _point(emb: int, enc: int, dec: int, emb_bytes: dict[str, float]) -> dict:
     }
 
 
-def test_rates_recover_the_embedding_overhead_and_extrapolate():
+def test_rates_recover_the_embedding_overhead_andextrapolate():
     emb_bytes = {"fp32": 20.0, "fp16": 10.0, "int8": 5.0}
     points = [
         _point(4_000_000, 1_500_000, 2_000_000, emb_bytes),
         _point(50_000_000, 40_000_000, 60_000_000, emb_bytes),
     ]
-    rates = _rates(points)
+    rates = fit_rates(points)
     for p in BYTES:
         assert rates[p]["embedding_bytes_per_param"] == pytest.approx(emb_bytes[p])
         assert rates[p]["peak_rss_per_file_byte"] == pytest.approx(1.5)
@@ -54,7 +54,7 @@ def test_rates_recover_the_embedding_overhead_and_extrapolate():
         "decoder_layers": 12,
         "d_model": 1024,
     }
-    row = _extrapolate(arch, rates)
+    row = extrapolate(arch, rates)
     assert row["fp16"]["weights_gb"] == 2.0
     # 2 bytes x (0.3 + 2 x 0.5) B layers + 10 bytes x 0.2 B embedding = 4.6 GB
     assert row["fp16"]["onnx_files_gb_split_decoders"] == pytest.approx(4.6)
