@@ -124,7 +124,13 @@ def test_base_worker_runs_real_options() -> None:
 
 def test_triton_pools_on_gpu_with_the_fp16_config(policy) -> None:  # noqa: ANN001
     docs = generate.triton_workloads(policy)
-    assert (generate.REPO_ROOT / "model_repository/translator/configs/gpu.pbtxt").exists()
+    # --model-config-name=gpu applies to every model of the repository: one without
+    # configs/gpu.pbtxt would silently load its CPU config on the GPU nodes
+    models = [p.parent for p in (generate.REPO_ROOT / "model_repository").glob("*/config.pbtxt")]
+    assert models
+    for model in models:
+        gpu = (model / "configs" / "gpu.pbtxt").read_text()
+        assert "KIND_GPU" in gpu, model.name
     for t in policy.triton:
         (dep,) = [
             d
