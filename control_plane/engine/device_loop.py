@@ -192,6 +192,19 @@ class DeviceLoop:
             out.append(io)
         return out
 
+    def _record(self, t: int, ids, lp, live, where, limits, tokens, logprob) -> None:  # noqa: ANN001
+        """Step ``t``'s tokens and log-probabilities into the live rows' results; rows
+        that produced EOS or reached their length limit stop being live (their slots keep
+        computing until a compaction, their outputs are ignored)."""
+        slots = np.flatnonzero(live)
+        owners = where[slots]
+        logprob[owners] += lp[slots]
+        toks = ids[slots]
+        ended = toks == self.eos
+        for r in np.flatnonzero(~ended):
+            tokens[owners[r]].append(int(toks[r]))
+        live[slots[ended | (t >= limits[owners])]] = False
+
     def _buffer_set(self, bucket: int) -> dict:
         d = self._table.shape()[1]
         s = {"ids": self._empty([bucket], np.int64), "step": self._empty([1], np.int64)}
@@ -257,17 +270,9 @@ class DeviceLoop:
                 k = j % 2
                 self.step.run_with_iobinding(bindings[k])
                 j += 1
-                ids = sets[1 - k]["ids"].numpy()
-                lp = logprob_out.numpy()
                 t += 1
-                slots = np.flatnonzero(live)
-                owners = where[slots]
-                logprob[owners] += lp[slots]
-                toks = ids[slots]
-                ended = toks == self.eos
-                for r in np.flatnonzero(~ended):
-                    tokens[owners[r]].append(int(toks[r]))
-                live[slots[ended | (t >= limits[owners])]] = False
+                ids, lp = sets[1 - k]["ids"].numpy(), logprob_out.numpy()
+                self._record(t, ids, lp, live, where, limits, tokens, logprob)
                 keep = compaction(live, bucket)
                 if keep is not None:
                     break
@@ -446,17 +451,9 @@ class StaticDeviceLoop(DeviceLoop):
                 k = j % 2
                 self.step.run_with_iobinding(bindings[k], options[k])
                 j += 1
-                ids = sets[1 - k]["ids"].numpy()
-                lp = logprob_out.numpy()
                 t += 1
-                slots = np.flatnonzero(live)
-                owners = where[slots]
-                logprob[owners] += lp[slots]
-                toks = ids[slots]
-                ended = toks == self.eos
-                for r in np.flatnonzero(~ended):
-                    tokens[owners[r]].append(int(toks[r]))
-                live[slots[ended | (t >= limits[owners])]] = False
+                ids, lp = sets[1 - k]["ids"].numpy(), logprob_out.numpy()
+                self._record(t, ids, lp, live, where, limits, tokens, logprob)
                 keep = compaction(live, bucket)
                 if keep is not None:
                     break
