@@ -129,3 +129,23 @@ def test_fixed_shape_loop_gives_the_host_loops_tokens(model_dir, host_outputs, p
     np.testing.assert_allclose([lp for _, lp in device], [lp for _, lp in host], atol=tolerance)
     assert set(loop._rows) <= {1, 2, 4, 8, 16, 32}  # one buffer set per bucket, reused
     assert all(w in (1024, 2048, 4096, 8192, 16384) for _, w in loop._runs)
+
+
+def test_a_store_exported_before_decoder_step_says_so(model_dir, tmp_path):
+    """A folder of format 2 (no decoder_step graphs) keeps working on the host loop and
+    names the fix when the device loop is asked for."""
+    import json
+
+    src = model_dir / "bergamot-en-pt"
+    old = tmp_path / "bergamot-en-pt"
+    old.mkdir()
+    for f in src.iterdir():
+        (old / f.name).symlink_to(f)
+    meta = json.loads((src / "metadata.json").read_text())
+    for files in meta["precisions"].values():
+        files.pop("decoder_step")
+    (old / "metadata.json").unlink()
+    (old / "metadata.json").write_text(json.dumps(meta))
+    assert BergamotModel(old, "int8").translate(["Cancel"])[0].text
+    with pytest.raises(ValueError, match="no decoder_step graph; re-export"):
+        BergamotModel(old, "int8", decoder_loop="device")
