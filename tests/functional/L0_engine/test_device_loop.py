@@ -149,3 +149,17 @@ def test_a_store_exported_before_decoder_step_says_so(model_dir, tmp_path):
     assert BergamotModel(old, "int8").translate(["Cancel"])[0].text
     with pytest.raises(ValueError, match="no decoder_step graph; re-export"):
         BergamotModel(old, "int8", decoder_loop="device")
+
+
+def test_settings_choose_the_loop(model_dir, monkeypatch):
+    """MTB_DECODER_LOOP / MTB_CUDA_GRAPH reach every Bergamot model of the engine store."""
+    from control_plane.engine import open_engine
+    from control_plane.settings import Settings
+
+    monkeypatch.setenv("MTB_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("MTB_DECODER_LOOP", "device")
+    monkeypatch.setenv("MTB_CUDA_GRAPH", "1")
+    model = open_engine(Settings.from_env()).model("pt", "en")
+    assert model.decoder_loop == "device" and isinstance(model._device, StaticDeviceLoop)
+    monkeypatch.setenv("MTB_DECODER_LOOP", "host")
+    assert open_engine(Settings.from_env()).model("pt", "en")._device is None
