@@ -41,14 +41,19 @@ VM shared with other jobs, 2026-11-30; README, "Benchmarks"):
   critical 0.36-0.68 s at 151,730 words/min (smaller executions cost throughput);
 * an urgent model, normal executions of 64 requests: critical 0.24-0.51 s: no wait for an
   execution, but every process on two cores shares them with the two busy normal lanes;
-* the same with the normal model at nice 10 (chosen): critical 0.19-0.25 s; the control
-  plane and the urgent model take the cores when they need them, normal work the rest.
+* the same with the normal model at nice 10: critical 0.19-0.42 s; the control plane and
+  the urgent model take the cores when they need them, normal work the rest; stack 0.82-0.89x
+  where the load let the ratio mean anything; Triton's words per CPU-second 0.91-0.94x
+  the engine's;
+* the same with the normal model as 2 instances x 1 thread (chosen): critical p95
+  0.24-0.26 s, stack 0.97-1.0x the engine alone (words per CPU-second: Triton 0.98x the
+  engine's; with the control plane, PostgreSQL and Kafka 0.84-0.86x).
 
-Not measured, ruled out by design: a second instance of one model (Triton hands any instance any request, so no
-instance stays free for critical work, and two engines halve each one's pool); Triton's
-rate limiter (it orders instances, not requests within a model); a decoupled model that
-hands requests to the engine's lanes by priority (the gRPC client would have to stream
-every call, and Triton's per-level queues and timeouts would stop bounding the backlog).
+Not measured, ruled out by design: a second instance of the one model for critical work
+(Triton hands any instance any request, so none stays free for it); Triton's rate limiter
+(it orders instances, not requests within a model); a decoupled model that hands requests
+to the engine's lanes by priority (the gRPC client would have to stream every call, and
+Triton's per-level queues and timeouts would stop bounding the backlog).
 """
 
 from __future__ import annotations
@@ -96,6 +101,10 @@ class TranslatorConfig:
     #   in-process engine (2 threads); 2 instances x 1 thread 0.6-0.8x: each instance gets
     #   half the sentences, a smaller length-sorted pool, one thread each. (With spinning on,
     #   before 0f568a2, it was the other way round: 2 x 1 = 1.5x, 1 x 2 = 0.8x.)
+    #   Under a sustained backlog (bench stack, 2-core Intel Xeon, 2026-11-30) it is the
+    #   other way round, and the normal model (CPU) runs 2 x 1: every instance always has an
+    #   execution, and two processes never wait for each other's GIL the way two lanes of one
+    #   process do; Triton's words per CPU-second were 0.98x the engine's (1 x 2: 0.91-0.94x).
     # * preferred sizes: only max_batch_size. With (4, 8, 16) a burst of concurrent requests
     #   was cut into executions of 4 (smaller pools, 0.58x); without small preferred sizes
     #   the batcher takes whatever arrived within the 2 ms delay, up to the maximum.
@@ -142,13 +151,22 @@ class TranslatorConfig:
             raise ValueError("three priority levels (1..3), each with a queue policy")
 
 
-CPU = TranslatorConfig(max_batch_size=64, preferred_batch_sizes=(64,), nice=10)
+# normal work: two single-threaded instances (processes) at nice 10, executions of 64
+CPU = TranslatorConfig(
+    instances=2, threads=1, max_batch_size=64, preferred_batch_sizes=(64,), nice=10
+)
 # critical and high requests (the client sends them here while it is ready): a process and
 # engine of its own, so they never wait for a normal execution to end; idle, it costs memory
-# only. Small executions: urgent work is small, and a big critical call should not hold
-# high ones long.
+# only (~360 MB). Small executions: urgent work is small, and a big critical call should
+# not hold high ones long; one process with two lanes, so a big one still gets both cores.
 URGENT_CPU = replace(
-    CPU, name=URGENT_MODEL_NAME, max_batch_size=16, preferred_batch_sizes=(16,), nice=0
+    CPU,
+    name=URGENT_MODEL_NAME,
+    instances=1,
+    threads=2,
+    max_batch_size=16,
+    preferred_batch_sizes=(16,),
+    nice=0,
 )
 GPU = TranslatorConfig(
     kind="gpu",
