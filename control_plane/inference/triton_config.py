@@ -41,13 +41,15 @@ VM shared with other jobs, 2026-11-30; README, "Benchmarks"):
   critical 0.36-0.68 s at 151,730 words/min (smaller executions cost throughput);
 * an urgent model, normal executions of 64 requests: critical 0.24-0.51 s: no wait for an
   execution, but every process on two cores shares them with the two busy normal lanes;
+  stack 0.82x (one run);
 * the same with the normal model at nice 10: critical 0.19-0.42 s; the control plane and
-  the urgent model take the cores when they need them, normal work the rest; stack 0.82-0.89x
-  where the load let the ratio mean anything; Triton's words per CPU-second 0.91-0.94x
+  the urgent model take the cores when they need them, normal work the rest; stack 0.89x
+  in the one run the load let mean anything; Triton's words per CPU-second 0.91-0.94x
   the engine's;
-* the same with the normal model as 2 instances x 1 thread (chosen): critical p95
-  0.24-0.26 s, stack 0.97-1.0x the engine alone (words per CPU-second: Triton 0.98x the
-  engine's; with the control plane, PostgreSQL and Kafka 0.84-0.86x).
+* the same with the normal model as 2 instances x 1 thread (chosen): critical p95 0.30 s
+  over 25 probes in five runs (0.23-0.40 s per run), stack 0.92x the engine alone on
+  their mean (0.82-1.00x); words per CPU-second: Triton 0.91-0.98x the engine's, the
+  whole stack (control plane, PostgreSQL and Kafka too) 0.82-0.86x.
 
 Not measured, ruled out by design: a second instance of the one model for critical work
 (Triton hands any instance any request, so none stays free for it); Triton's rate limiter
