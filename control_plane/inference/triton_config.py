@@ -106,7 +106,8 @@ class TranslatorConfig:
     #   Under a sustained backlog (bench stack, 2-core Intel Xeon, 2026-11-30) it is the
     #   other way round, and the normal model (CPU) runs 2 x 1: every instance always has an
     #   execution, and two processes never wait for each other's GIL the way two lanes of one
-    #   process do; Triton's words per CPU-second were 0.98x the engine's (1 x 2: 0.91-0.94x).
+    #   process do. Triton's words per CPU-second: 0.91-0.98x the engine's (1 x 2: 0.91-0.94x
+    #   in fewer runs; the two overlap within this VM's noise).
     # * preferred sizes: only max_batch_size. With (4, 8, 16) a burst of concurrent requests
     #   was cut into executions of 4 (smaller pools, 0.58x); without small preferred sizes
     #   the batcher takes whatever arrived within the 2 ms delay, up to the maximum.
