@@ -40,12 +40,37 @@ async def client_for(url: str, **kw) -> TritonInferenceClient:
     return c
 
 
-async def model_stats(url: str) -> tuple[int, int]:
+async def model_stats(url: str, model: str = "translator") -> tuple[int, int]:
     import tritonclient.grpc.aio as grpcclient
 
     async with grpcclient.InferenceServerClient(url) as stats:
-        s = (await stats.get_inference_statistics("translator", as_json=True))["model_stats"][0]
+        s = (await stats.get_inference_statistics(model, as_json=True))["model_stats"][0]
     return int(s.get("inference_count", 0)), int(s.get("execution_count", 0))
+
+
+async def test_critical_and_high_run_on_the_urgent_model(server):
+    """The committed repository serves translator_urgent beside the translator: critical
+    and high requests go there (its own process), normal ones do not, and both give the
+    same translations."""
+    c = await client_for(server.url)
+    assert c._urgent_ready  # noqa: SLF001 - the health poll found it
+    sentences = EVAL["en-pt"][:6]
+    urgent0, main0 = (
+        await model_stats(server.url, "translator_urgent"),
+        await model_stats(server.url),
+    )
+    critical = await c.translate(sentences[:3], "en", "pt", priority="critical")
+    high = await c.translate(sentences[3:], "en", "pt", priority="high")
+    normal = await c.translate(sentences, "en", "pt")
+    await asyncio.sleep(0.5)  # statistics are updated just after the responses go out
+    urgent1, main1 = (
+        await model_stats(server.url, "translator_urgent"),
+        await model_stats(server.url),
+    )
+    assert urgent1[0] - urgent0[0] == 2  # one request per call (under 16 segments each)
+    assert main1[0] - main0[0] == 1
+    assert [t.text for t in critical + high] == [t.text for t in normal]
+    await c.close()
 
 
 async def test_translations_equal_the_in_process_engine(server, local_engine):

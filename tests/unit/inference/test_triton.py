@@ -297,6 +297,34 @@ async def test_no_urgent_model_every_priority_on_the_main_one():
     await c2.close()
 
 
+async def test_critical_call_does_not_wait_behind_its_own_normal_pieces():
+    """A big normal call is split into pieces (MTB_TRITON_REQUEST_SEGMENTS) and capped in
+    flight (MTB_TRITON_INFLIGHT_REQUESTS): neither the split nor the cap is shared with a
+    critical call made meanwhile, which goes out at once, to the urgent model."""
+
+    class Held(FakeTriton):
+        def __init__(self):
+            super().__init__()
+            self.release = asyncio.Event()
+
+        async def infer(self, model, inputs, priority=0, **kwargs):
+            if priority == 3:
+                await self.release.wait()  # the normal model is busy for as long as we say
+            return await super().infer(model, inputs, priority=priority, **kwargs)
+
+    fake = Held()
+    c = await started(fake, triton_inflight_requests=2)
+    normal = asyncio.ensure_future(c.translate(list("abcdefghij"), "en", "pt"))
+    await asyncio.sleep(0.01)  # its first two pieces are out and held, three wait for slots
+    out = await asyncio.wait_for(c.translate(["x"], "en", "pt", priority="critical"), 1.0)
+    assert out[0].text == "X" and not normal.done()
+    assert [(k["model"], k["priority"]) for k in fake.calls] == [("translator_urgent", 1)]
+    fake.release.set()
+    assert [t.text for t in await normal] == list("ABCDEFGHIJ")
+    assert [k["model"] for k in fake.calls[1:]] == ["translator"] * 5
+    await c.close()
+
+
 async def test_inflight_cap_bounds_the_requests_of_one_call():
     class Slow(FakeTriton):
         def __init__(self):
