@@ -103,4 +103,8 @@ VARIANTS: dict[str, dict[str, object]] = {
         "triton[1].idleMinutesDown": 5,
     },
     "worker-normal lag 200 per replica": {"workers[2].lagThreshold": 200},
+    "normal pool warm (spot GPU and worker-normal min 1)": {
+        "triton[1].minReplicas": 1,
+        "workers[2].minReplicas": 1,
+    },
 }

@@ -834,13 +834,16 @@ def local_config(
     aging_s: float = 30.0,
     urgent_slots: int = 1,
     partitions: int | None = None,
+    machine_words_per_s: float | None = None,
     dt: float = 0.02,
 ) -> SimConfig:
     """The local stack: ``workers`` `mtctl worker` processes, each with the in-process
-    engine (colocated), on one machine whose cores give ``words_per_s`` in all (one worker
-    alone uses every core: its engine runs one lane per core), so busy workers share it.
-    No scaling: the replica count is fixed. ``partitions``: per topic; a job's chunks are
-    consumed by the worker that owns its partition (set ``Job.partition``)."""
+    engine (colocated): one replica translates ``words_per_s`` (measured with one worker
+    alone) and the busy ones together at most ``machine_words_per_s`` (measured with all
+    of them busy; default ``words_per_s``: one worker already fills the cores), as they
+    share one machine's cores. No scaling: the replica count is fixed. ``partitions``: per
+    topic; a job's chunks are consumed by the worker that owns its partition (set
+    ``Job.partition``)."""
     every = tuple(PRIORITIES)
     return SimConfig(
         workers=(
@@ -864,7 +867,7 @@ def local_config(
                 workers,
                 workers,
                 start_s=0.0,
-                shared_words_per_s=words_per_s,
+                shared_words_per_s=machine_words_per_s or words_per_s,
                 kind="cpu",
                 scaled=False,
             ),
