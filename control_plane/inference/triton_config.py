@@ -46,10 +46,11 @@ VM shared with other jobs, 2026-11-30; README, "Benchmarks"):
   the urgent model take the cores when they need them, normal work the rest; stack 0.89x
   in the one run the load let mean anything; Triton's words per CPU-second 0.91-0.94x
   the engine's;
-* the same with the normal model as 2 instances x 1 thread (chosen): critical p95 0.30 s
-  over 25 probes in five runs (0.23-0.40 s per run), stack 0.92x the engine alone on
-  their mean (0.82-1.00x); words per CPU-second: Triton 0.91-0.98x the engine's, the
-  whole stack (control plane, PostgreSQL and Kafka too) 0.82-0.86x.
+* the same with the normal model as 2 instances x 1 thread (chosen): critical p95 0.31 s
+  over 35 probes in seven runs (0.19-0.40 s per run); stack / engine alone median 0.92x,
+  mean 0.89x, spread 0.64-1.01x (the goal of 0.9x is not met reliably on the shared VM);
+  words per CPU-second: Triton 0.90-0.98x the engine's, the whole stack (control plane,
+  PostgreSQL and Kafka too) 0.78-0.86x.
 
 Not measured, ruled out by design: a second instance of the one model for critical work
 (Triton hands any instance any request, so none stays free for it); Triton's rate limiter
