@@ -126,6 +126,10 @@ class TranslatorConfig:
     # urgent model, the control plane on the same machine), then takes every idle cycle
     nice: int = 0
     engine_batch: int = 32  # sentences per encoder/decoder batch inside the engine
+    # the engine's decoding loop (control_plane/engine/device_loop.py): auto = the
+    # device-resident loop on a GPU provider, the host loop on CPU
+    decoder_loop: str = "auto"
+    cuda_graph: bool = False  # CUDA graph capture of the device loop's steps (CUDA EP only)
     beam_size: int = 1
     max_batch_size: int = 16  # requests per execution
     preferred_batch_sizes: tuple[int, ...] = (16,)
@@ -178,12 +182,19 @@ GPU = TranslatorConfig(
     execution_provider="cuda",
     instances=1,
     threads=1,
-    engine_batch=64,
-    max_batch_size=64,
-    preferred_batch_sizes=(64,),
+    # the device loop keeps state on the card and takes batches of up to 1,024 sentences
+    # (issue 15: a batch of 64 leaves an H200 mostly idle); 256 requests of the client's
+    # MTB_TRITON_REQUEST_SEGMENTS segments fill such batches under load
+    decoder_loop="device",
+    engine_batch=1024,
+    max_batch_size=256,
+    preferred_batch_sizes=(256,),
     max_queue_delay_us=2000,
 )
-URGENT_GPU = replace(GPU, name=URGENT_MODEL_NAME)
+# urgent work is small: short executions, so a big critical call does not hold high ones long
+URGENT_GPU = replace(
+    GPU, name=URGENT_MODEL_NAME, engine_batch=64, max_batch_size=16, preferred_batch_sizes=(16,)
+)
 
 
 def render(cfg: TranslatorConfig) -> str:
@@ -203,6 +214,8 @@ def render(cfg: TranslatorConfig) -> str:
         "lanes": str(cfg.lanes),
         "nice": str(cfg.nice),
         "engine_batch": str(cfg.engine_batch),
+        "decoder_loop": cfg.decoder_loop,
+        "cuda_graph": str(cfg.cuda_graph).lower(),
         "beam_size": str(cfg.beam_size),
         "model_dir": cfg.model_dir,
     }

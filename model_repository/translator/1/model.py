@@ -62,6 +62,9 @@ class TritonPythonModel:
             beam_size=int(_param(config, "beam_size", "1")),
             lanes=int(_param(config, "lanes", str(settings.engine_lanes))),
             tensorrt=provider == "tensorrt",
+            decoder_loop=_param(config, "decoder_loop", settings.decoder_loop),
+            cuda_graph=_param(config, "cuda_graph", str(settings.cuda_graph)).lower()
+            in ("1", "true"),
         )
         self.pairs = set(self.engine.pairs())
         if _param(config, "pairs"):  # a per-pair model (inference/lifecycle.py): its pairs only
