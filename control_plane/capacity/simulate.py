@@ -130,6 +130,11 @@ class SimConfig:
     batch_words: int = 8000
     aging_s: float = 30.0
     latency_s: float = 0.0
+    # replica time per engine call on top of its words (the decoder runs as many steps as
+    # the call's longest sentence): ``batch_overhead_s`` for a call of
+    # ``batch_overhead_words`` or more, linearly less for smaller ones
+    batch_overhead_s: float = 0.0
+    batch_overhead_words: float = 300.0
     spot_per_hour: float = 0.0
     spot_notice_s: float = 120.0
     dt: float = 1.0
@@ -474,6 +479,7 @@ class Simulation:
         return [p for _, p in sorted(heads)]
 
     def _dispatch(self, t: float) -> None:
+        c = self.c
         for name, dep in self.wdeps.items():
             spec = self.wspecs[name]
             pool = self.pdeps[spec.pool]
@@ -508,6 +514,9 @@ class Simulation:
                             targets, key=lambda r: (sum(b.words_left for b in r.batches), r.ident)
                         )
                     batch.replica = target
+                    if c.batch_overhead_s > 0:
+                        share = min(1.0, batch.words / c.batch_overhead_words)
+                        batch.words_left += c.batch_overhead_s * share * pspec.words_per_s
                     target.batches.append(batch)
                     w.batches.append(batch)
                     if pspec.words_per_s <= 0:
@@ -597,7 +606,8 @@ class Simulation:
         assert b.replica is not None
         b.replica.batches.remove(b)
         b.worker.batches.remove(b)
-        self.win_queue[pool].append(max(0.0, (end - b.started) - b.words / spec.words_per_s))
+        own = b.words / spec.words_per_s + self.c.batch_overhead_s
+        self.win_queue[pool].append(max(0.0, (end - b.started) - own))
         for ch in b.chunks:
             self.left[ch.job] -= 1
             if self.left[ch.job] == 0:
@@ -835,6 +845,7 @@ def local_config(
     urgent_slots: int = 1,
     partitions: int | None = None,
     machine_words_per_s: float | None = None,
+    batch_overhead_s: float = 0.0,
     dt: float = 0.02,
 ) -> SimConfig:
     """The local stack: ``workers`` `mtctl worker` processes, each with the in-process
@@ -876,6 +887,7 @@ def local_config(
         batch_words=batch_words,
         aging_s=aging_s,
         latency_s=latency_s,
+        batch_overhead_s=batch_overhead_s,
         dt=dt,
         sample_s=10.0,
         partitions=partitions,

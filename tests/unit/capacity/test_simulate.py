@@ -250,3 +250,11 @@ def test_a_jobs_chunks_stay_on_the_worker_that_owns_its_partition():
     jobs = [Job(0, 0.0, "normal", 1000, partition=0), Job(1, 0.0, "normal", 1000, partition=1)]
     r = simulate(config, jobs)
     assert (done(r, 0), done(r, 1)) == (20.0, 20.0)
+
+
+def test_a_call_costs_replica_time_on_top_of_its_words():
+    # 2 s per call of 300 words or more, linearly less below: 1,000 words at 100 words/s
+    # take 10 + 2 s; 30 words take 0.3 + 0.2 s
+    config = SimConfig(**{**one_replica(100.0).__dict__, "batch_overhead_s": 2.0})
+    assert done(simulate(config, [Job(0, 0.0, "normal", 1000)]), 0) == 12.0
+    assert done(simulate(config, [Job(0, 0.0, "normal", 30)]), 0) == 0.5
