@@ -33,6 +33,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--settle", type=float, default=8.0, help="replay: s for the rebalance")
     ap.add_argument("--timeout", type=float, default=1200.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--call-cost",
+        action="store_true",
+        help="replay: model an engine call's cost measured from ~300-word jobs (an "
+        "experiment: it made the match worse; results to capacity_replay_callcost.*)",
+    )
     return ap
 
 
@@ -45,9 +51,10 @@ def run_replay(args: argparse.Namespace) -> int:
     ensure_default_models(Path(settings.model_dir))
     report = replay(args, str(settings.model_dir))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "capacity_replay.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = "capacity_replay_callcost" if args.call_cost else "capacity_replay"
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = table(report)
-    (RESULTS / "capacity_replay.md").write_text(text + "\n")
+    (RESULTS / f"{name}.md").write_text(text + "\n")
     print(text)
     return 0
 

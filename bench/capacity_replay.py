@@ -66,24 +66,37 @@ def _wait_all(stack: Stack, ids: list[str], timeout: float) -> list[dict]:
     return views
 
 
+def _probe(stack: Stack, words: int, seed: int) -> tuple[float, int]:
+    job_id = stack.submit(make_document(words, seed), "critical")
+    (view,) = _wait_all(stack, [job_id], 60)
+    return _ts(view["completed_at"]) - _ts(view["created_at"]), view["word_count"]
+
+
 def calibrate(stack: Stack, probes: int, backlog_words: int, seed: int) -> dict:
-    """Latency of a small job on an idle stack, and one worker's words/s on documents
-    (after a warm-up job: the engine's first calls are slower)."""
+    """One worker alone on the idle stack (after a warm-up job: the engine's first calls
+    are slower): its words/s on a backlog of documents, and from jobs one at a time of
+    ~20 and ~300 words the fixed latency of a job and the replica time of one engine
+    call beyond its words (``SimConfig.batch_overhead_s``, full from 300 words)."""
     (warm,) = [stack.submit(make_document(1500, 690 + seed), "normal")]
     _wait_all(stack, [warm], 120)
-    latencies, words = [], []
-    for i in range(probes):
-        job_id = stack.submit(make_document(20, 700 + seed * 50 + i), "critical")
-        (view,) = _wait_all(stack, [job_id], 60)
-        latencies.append(_ts(view["completed_at"]) - _ts(view["created_at"]))
-        words.append(view["word_count"])
+    small = [_probe(stack, 20, 700 + seed * 50 + i) for i in range(probes)]
+    mid = [_probe(stack, 300, 750 + seed * 50 + i) for i in range(probes)]
     rate = backlog_rate(stack, backlog_words, 800 + seed * 50)
-    # a probe's time is the fixed latency plus its own few words of translation
-    fixed = statistics.median(latencies) - statistics.median(words) / rate["words_per_s"]
+    wps = rate["words_per_s"]
+    # t(small) = latency + w/wps + call * w/300;  t(mid) = latency + w/wps + call
+    s_words = statistics.median(w for _, w in small)
+    s_rest = statistics.median(t for t, _ in small) - s_words / wps
+    m_rest = statistics.median(t for t, _ in mid) - statistics.median(w for _, w in mid) / wps
+    share = min(1.0, s_words / 300.0)
+    call = max(0.0, (m_rest - s_rest) / (1.0 - share)) if share < 1 else 0.0
     return {
-        "small_job_latency_s": [round(x, 3) for x in latencies],
-        "small_job_words": words,
-        "latency_s": round(max(0.0, fixed), 4),
+        "small_job_latency_s": [round(t, 3) for t, _ in small],
+        "small_job_words": [w for _, w in small],
+        "mid_job_latency_s": [round(t, 3) for t, _ in mid],
+        "mid_job_words": [w for _, w in mid],
+        "latency_s": round(max(0.0, s_rest), 4),  # the call's cost not modelled
+        "latency_with_call_s": round(max(0.0, s_rest - call * share), 4),
+        "batch_overhead_s": round(call, 4),
         **rate,
     }
 
@@ -181,7 +194,8 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
         cal["words_per_s"],
         machine_words_per_s=together,
         workers=2,
-        latency_s=cal["latency_s"],
+        latency_s=cal["latency_with_call_s"] if args.call_cost else cal["latency_s"],
+        batch_overhead_s=cal["batch_overhead_s"] if args.call_cost else 0.0,
         partitions=PARTITIONS,
     )
     result = simulate(config, measured_jobs)
@@ -208,7 +222,8 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
             "replicas": 2,
             "words_per_s_per_replica": cal["words_per_s"],
             "machine_words_per_s": round(together, 1),
-            "latency_s": cal["latency_s"],
+            "latency_s": cal["latency_with_call_s"] if args.call_cost else cal["latency_s"],
+            "batch_overhead_s": cal["batch_overhead_s"] if args.call_cost else 0.0,
             "batch_words": config.batch_words,
             "chunk_words": config.chunk_words,
             "urgent_slots": 1,
@@ -247,7 +262,9 @@ def table(report: dict) -> str:
         f"{report['after_trace']['words_per_s']:.0f} after: their mean "
         f"{report['model']['machine_words_per_s']:.0f} caps the two together"
         f"{' (moved more than 1.4x: DISTURBED by other load)' if report['disturbed'] else ''}; "
-        f"small-job latency {cal['latency_s']} s. "
+        f"a job's fixed latency {report['model']['latency_s']} s; an engine call's cost "
+        f"{cal['batch_overhead_s']} s (from jobs of ~20 and ~300 words one at a time), "
+        f"{'modelled' if report['model']['batch_overhead_s'] else 'measured, not modelled'}. "
         f"Trace: {report['trace']['jobs']} jobs, {report['trace']['words']:,} words in "
         f"{report['trace']['seconds']:.0f} s at {report['trace']['load']:.0%} of one "
         "worker's speed.",
