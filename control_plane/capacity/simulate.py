@@ -105,6 +105,14 @@ class PoolSpec:
     util_down: float = 0.3
     down_window_s: float = 600.0
     shared_words_per_s: float | None = None
+    # The engine's lanes (``control_plane.engine.lanes``): 0 = one fluid server (a call
+    # may use the whole replica however small). n > 0: a call is cut into engine batches
+    # of about ``lane_words`` words (the engine's ``max_batch`` sentences); each runs on
+    # one lane at ``words_per_s / n``, lanes take batches most urgent first and finish
+    # what they started (no preemption). A call smaller than one engine batch runs on
+    # one lane, one core: half the speed of a 2-core replica on a backlog.
+    lanes: int = 0
+    lane_words: float = 320.0
     kind: str = ""  # the cost model's instance kind
     scaled: bool = True
 
@@ -196,6 +204,8 @@ class _Batch:
     started: float
     worker: _Replica
     replica: _Replica | None = None
+    parts: list[float] = field(default_factory=list)  # engine batches not started (lanes)
+    running: int = 0  # engine batches on a lane now
 
     @property
     def words(self) -> float:
@@ -209,6 +219,7 @@ class _Replica:
     dies_at: float | None = None  # spot notice given: stops taking work, gone then
     draining: bool = False  # scaled down while busy: leaves when its batches end
     batches: list[_Batch] = field(default_factory=list)  # worker: its slots; pool: in flight
+    lanes: list[list] = field(default_factory=list)  # pool with lanes: [batch, words left]
 
     def ready(self, t: float) -> bool:
         return self.ready_at <= t
@@ -517,6 +528,10 @@ class Simulation:
                     if c.batch_overhead_s > 0:
                         share = min(1.0, batch.words / c.batch_overhead_words)
                         batch.words_left += c.batch_overhead_s * share * pspec.words_per_s
+                    if pspec.lanes > 0:
+                        batch.parts = _engine_batches(
+                            batch.words, batch.words_left, pspec.lane_words
+                        )
                     target.batches.append(batch)
                     w.batches.append(batch)
                     if pspec.words_per_s <= 0:
@@ -564,14 +579,68 @@ class Simulation:
             if spec.shared_words_per_s is not None:
                 offered = min(offered, spec.shared_words_per_s)
             self.win_capacity[name] += offered * dt
-            for r in busy:
-                self._run_replica(t, name, r, per * dt)
+            if spec.lanes > 0:
+                for r in busy:
+                    self._fill_lanes(r, spec)
+                running = sum(len(r.lanes) for r in busy)
+                per = spec.words_per_s / spec.lanes
+                if spec.shared_words_per_s is not None and running:
+                    per = min(per, spec.shared_words_per_s / running)
+                for r in busy:
+                    self._run_lanes(t, name, r, per)
+            else:
+                for r in busy:
+                    self._run_replica(t, name, r, per * dt)
             # draining replicas leave once empty
             for r in [r for r in dep.replicas if r.draining and not r.batches]:
                 dep.replicas.remove(r)
         for dep in self.wdeps.values():
             for r in [r for r in dep.replicas if r.draining and not r.batches]:
                 dep.replicas.remove(r)
+
+    def _next_part(self, r: _Replica) -> list | None:
+        """The engine batch a free lane takes: the most urgent call's, then the oldest
+        (``Lanes``' heap of (rank, arrival))."""
+        waiting = [b for b in r.batches if b.parts]
+        if not waiting:
+            return None
+        b = min(waiting, key=lambda b: (b.rank, b.started))
+        b.running += 1
+        return [b, b.parts.pop(0)]
+
+    def _fill_lanes(self, r: _Replica, spec: PoolSpec) -> None:
+        while len(r.lanes) < spec.lanes:
+            entry = self._next_part(r)
+            if entry is None:
+                return
+            r.lanes.append(entry)
+
+    def _run_lanes(self, t: float, pool: str, r: _Replica, per: float) -> None:
+        """Each lane runs its engine batch at ``per`` words/s; one that ends takes the next
+        waiting batch for the rest of the step."""
+        dt = self.c.dt
+        spec = self.pools[pool]
+        now, r.lanes = r.lanes, []
+        for entry in now:
+            left = dt
+            while entry is not None:
+                b, w = entry
+                can = per * left
+                if w > can:
+                    self._count(pool, can)
+                    r.lanes.append([b, w - can])
+                    break
+                self._count(pool, w)
+                left -= w / per if per > 0 else left
+                b.running -= 1
+                if not b.parts and b.running == 0:
+                    self._finish(pool, b, t + dt - left, spec)
+                entry = self._next_part(r)
+
+    def _count(self, pool: str, words: float) -> None:
+        self.win_words[pool] += words
+        self.words_done += words
+        self._sample_words += words
 
     def _run_replica(self, t: float, pool: str, r: _Replica, cap: float) -> None:
         """Strict priority between levels, equal shares within one (water-filling)."""
@@ -636,6 +705,9 @@ class Simulation:
 
     def _kill(self, dep: _Deployment, r: _Replica) -> None:
         for b in list(r.batches):
+            if b.replica is not None:
+                b.replica.lanes = [e for e in b.replica.lanes if e[0] is not b]
+            b.parts, b.running = [], 0
             if b.replica is not None and b in b.replica.batches:
                 b.replica.batches.remove(b)
             if b in b.worker.batches:
@@ -707,6 +779,16 @@ class Simulation:
             se[f"replicas.{name}"].append(len(dep.replicas))
         for p in PRIORITIES:
             se[f"queue.{p}"].append(len(self.queues[p]))
+
+
+def _engine_batches(words: float, work: float, lane_words: float) -> list[float]:
+    """A call of ``words`` words (``work`` words of replica time with its overhead) cut
+    the way the engine cuts it: full batches of ``lane_words`` and the rest."""
+    n = max(1, math.ceil(words / lane_words - 1e-9)) if lane_words > 0 else 1
+    scale = work / words if words > 0 else 1.0
+    if n == 1:
+        return [work]
+    return [lane_words * scale] * (n - 1) + [max(0.0, words - lane_words * (n - 1)) * scale]
 
 
 def simulate(config: SimConfig, jobs: list[Job], until_s: float | None = None) -> Result:
@@ -846,6 +928,8 @@ def local_config(
     partitions: int | None = None,
     machine_words_per_s: float | None = None,
     batch_overhead_s: float = 0.0,
+    lanes: int = 0,
+    lane_words: float = 320.0,
     dt: float = 0.02,
 ) -> SimConfig:
     """The local stack: ``workers`` `mtctl worker` processes, each with the in-process
@@ -854,7 +938,9 @@ def local_config(
     of them busy; default ``words_per_s``: one worker already fills the cores), as they
     share one machine's cores. No scaling: the replica count is fixed. ``partitions``: per
     topic; a job's chunks are consumed by the worker that owns its partition (set
-    ``Job.partition``)."""
+    ``Job.partition``). ``lanes``: the engine's lanes per worker (one 1-thread lane per
+    core by default), ``lane_words`` the words of one engine batch
+    (``engine_batch_words``): a call smaller than that runs on one lane, one core."""
     every = tuple(PRIORITIES)
     return SimConfig(
         workers=(
@@ -880,6 +966,8 @@ def local_config(
                 start_s=0.0,
                 shared_words_per_s=machine_words_per_s or words_per_s,
                 kind="cpu",
+                lanes=lanes,
+                lane_words=lane_words,
                 scaled=False,
             ),
         ),  # fmt: skip
@@ -892,6 +980,20 @@ def local_config(
         sample_s=10.0,
         partitions=partitions,
     )
+
+
+def engine_batch_words(texts: list[str], max_batch_sentences: int, lang: str = "en") -> float:
+    """Words in one of the engine's batches for documents like ``texts``: the engine cuts a
+    call into batches of ``max_batch_sentences`` segments (``MTB_MAX_BATCH_SENTENCES``), so
+    a batch holds that many times the documents' mean words per segment (the simulator's
+    ``PoolSpec.lane_words``)."""
+    from control_plane.text.chunking import Layout, count_words
+
+    segments = [seg for t in texts for seg in Layout.parse(t, lang).segments]
+    if not segments:
+        return float(max_batch_sentences)
+    words = sum(count_words(seg) for seg in segments)
+    return max_batch_sentences * words / len(segments)
 
 
 def compare(simulated: dict[int, float], measured: dict[int, float], jobs: list[Job]) -> dict:

@@ -18,6 +18,7 @@ from control_plane.capacity.simulate import (
     compare,
     config_from_policy,
     cron_seconds,
+    engine_batch_words,
     hpa_ratio_desired,
     local_config,
     simulate,
@@ -258,3 +259,54 @@ def test_a_call_costs_replica_time_on_top_of_its_words():
     config = SimConfig(**{**one_replica(100.0).__dict__, "batch_overhead_s": 2.0})
     assert done(simulate(config, [Job(0, 0.0, "normal", 1000)]), 0) == 12.0
     assert done(simulate(config, [Job(0, 0.0, "normal", 30)]), 0) == 0.5
+
+
+# -- the engine's lanes ---------------------------------------------------------------------
+
+
+def test_a_call_smaller_than_one_engine_batch_runs_on_one_lane():
+    # 2 lanes of 50 words/s; engine batches of 300 words: 200 words are one batch on one
+    # lane (4 s, not the whole replica's 2 s); 600 words are two batches side by side
+    config = one_replica(100.0, lanes=2, lane_words=300.0)
+    assert done(simulate(config, [Job(0, 0.0, "normal", 200)]), 0) == 4.0
+    assert done(simulate(config, [Job(0, 0.0, "normal", 600)]), 0) == 6.0
+    # 1,000 words: batches 300, 300, 300, 100 on two lanes: 6 s, then 100 and 300 side
+    # by side: the last ends at 12 s (a fluid replica: 10 s)
+    assert done(simulate(config, [Job(0, 0.0, "normal", 1000)]), 0) == 12.0
+
+
+def test_a_lane_finishes_its_engine_batch_before_critical_work_takes_it():
+    # a 600-word normal call holds both lanes from 0 to 6 s; a 50-word critical job at
+    # t=1 (urgent slot) waits for a lane: 6..7 s, 6 s after its arrival
+    jobs = [Job(0, 0.0, "normal", 600), Job(1, 1.0, "critical", 50)]
+    r = simulate(one_replica(100.0, batch_words=8000, lanes=2, lane_words=300.0), jobs)
+    assert (done(r, 0), done(r, 1)) == (6.0, 6.0)
+
+
+def test_a_free_lane_takes_the_most_urgent_engine_batch():
+    # normal: one call of 1,200 words (four batches of 300); critical 50 words at t=1.
+    # At 6 s both lanes free: the critical batch takes one (6..7), the normal's third
+    # batch the other (6..12); the fourth runs 7..13
+    jobs = [Job(0, 0.0, "normal", 1200), Job(1, 1.0, "critical", 50)]
+    r = simulate(one_replica(100.0, batch_words=8000, lanes=2, lane_words=300.0), jobs)
+    assert (done(r, 0), done(r, 1)) == (13.0, 6.0)
+
+
+def test_lanes_of_two_workers_share_the_machine():
+    # the local stack, 100 words/s in all: one 200-word call per worker, one lane each at
+    # 50 words/s (4 s); a 600-word call on one worker with a 200-word call on the other
+    # is three lanes on the machine's 100 words/s: 33 words/s each until the small one
+    # ends (6 s), then 50 words/s each for the rest of the 600-word call (2 s more)
+    config = local_config(100.0, workers=2, lanes=2, lane_words=300.0, partitions=2, dt=0.1)
+    jobs = [Job(0, 0.0, "normal", 200, partition=0), Job(1, 0.0, "normal", 200, partition=1)]
+    r = simulate(config, jobs)
+    assert (done(r, 0), done(r, 1)) == (4.0, 4.0)
+    jobs = [Job(0, 0.0, "normal", 600, partition=0), Job(1, 0.0, "normal", 200, partition=1)]
+    r = simulate(config, jobs)
+    assert (done(r, 0), done(r, 1)) == (8.0, 6.0)
+
+
+def test_engine_batch_words_is_max_batch_times_the_words_per_segment():
+    texts = ["One two three four.\nFive six.\n", "Seven eight nine ten eleven twelve.\n"]
+    # segments: 4, 2 and 6 words: 4 words per segment; batches of 32 segments
+    assert engine_batch_words(texts, 32) == 128.0
