@@ -27,7 +27,12 @@ from pathlib import Path
 
 from bench.common import machine
 from bench.stack import Stack, _ts, make_document
-from control_plane.capacity.simulate import compare, local_config, simulate
+from control_plane.capacity.simulate import (
+    compare,
+    engine_batch_words,
+    local_config,
+    simulate,
+)
 from control_plane.capacity.traffic import Job, Traffic, summary
 
 PARTITIONS = 2  # per topic: one partition of each priority per worker
@@ -72,21 +77,28 @@ def _probe(stack: Stack, words: int, seed: int) -> tuple[float, int]:
     return _ts(view["completed_at"]) - _ts(view["created_at"]), view["word_count"]
 
 
-def calibrate(stack: Stack, probes: int, backlog_words: int, seed: int) -> dict:
+def calibrate(stack: Stack, probes: int, backlog_words: int, seed: int, lanes: int) -> dict:
     """One worker alone on the idle stack (after a warm-up job: the engine's first calls
-    are slower): its words/s on a backlog of documents, and from jobs one at a time of
-    ~20 and ~300 words the fixed latency of a job and the replica time of one engine
-    call beyond its words (``SimConfig.batch_overhead_s``, full from 300 words)."""
+    are slower): its words/s on a backlog of documents (all its ``lanes`` busy), and jobs
+    one at a time of ~20 and ~300 words. A job smaller than one engine batch runs on one
+    lane (one core): its own words take ``w / (words_per_s / lanes)``, and the rest of a
+    ~20-word job's time is the fixed latency (submit, planning, Kafka, database, finish).
+    The ~300-word jobs check that reading (``mid_job_predicted_s``) and give the engine
+    call's cost beyond its words that ``--call-cost`` models (``batch_overhead_s``)."""
     (warm,) = [stack.submit(make_document(1500, 690 + seed), "normal")]
     _wait_all(stack, [warm], 120)
     small = [_probe(stack, 20, 700 + seed * 50 + i) for i in range(probes)]
     mid = [_probe(stack, 300, 750 + seed * 50 + i) for i in range(probes)]
     rate = backlog_rate(stack, backlog_words, 800 + seed * 50)
     wps = rate["words_per_s"]
-    # t(small) = latency + w/wps + call * w/300;  t(mid) = latency + w/wps + call
+    lane_wps = wps / max(1, lanes)
     s_words = statistics.median(w for _, w in small)
+    m_words = statistics.median(w for _, w in mid)
+    latency = max(0.0, statistics.median(t for t, _ in small) - s_words / lane_wps)
+    # the call-cost experiment's reading (one fluid replica, no lanes):
+    # t(small) = latency + w/wps + call * w/300;  t(mid) = latency + w/wps + call
     s_rest = statistics.median(t for t, _ in small) - s_words / wps
-    m_rest = statistics.median(t for t, _ in mid) - statistics.median(w for _, w in mid) / wps
+    m_rest = statistics.median(t for t, _ in mid) - m_words / wps
     share = min(1.0, s_words / 300.0)
     call = max(0.0, (m_rest - s_rest) / (1.0 - share)) if share < 1 else 0.0
     return {
@@ -94,7 +106,10 @@ def calibrate(stack: Stack, probes: int, backlog_words: int, seed: int) -> dict:
         "small_job_words": [w for _, w in small],
         "mid_job_latency_s": [round(t, 3) for t, _ in mid],
         "mid_job_words": [w for _, w in mid],
-        "latency_s": round(max(0.0, s_rest), 4),  # the call's cost not modelled
+        "lanes": lanes,
+        "latency_s": round(latency, 4),
+        "mid_job_predicted_s": round(latency + m_words / lane_wps, 4),
+        "latency_fluid_s": round(max(0.0, s_rest), 4),
         "latency_with_call_s": round(max(0.0, s_rest - call * share), 4),
         "batch_overhead_s": round(call, 4),
         **rate,
@@ -117,12 +132,18 @@ def backlog_rate(stack: Stack, backlog_words: int, seed: int) -> dict:
     }
 
 
-def submit_trace(stack: Stack, jobs: list[Job], texts: list[str]) -> list[str]:
-    """Submit each job at its arrival time (threads: a large document's POST takes a while)."""
+def submit_trace(
+    stack: Stack, jobs: list[Job], texts: list[str]
+) -> tuple[list[str], dict[str, float]]:
+    """Submit each job at its arrival time (threads: a large document's POST takes a
+    while); the job ids and each POST's duration (s) by job id."""
     ids: list[str | None] = [None] * len(jobs)
+    posts: dict[str, float] = {}
 
     def send(k: int) -> None:
+        t = time.perf_counter()
         ids[k] = stack.submit(texts[k], jobs[k].priority)
+        posts[ids[k]] = time.perf_counter() - t
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         t0 = time.monotonic()
@@ -134,16 +155,21 @@ def submit_trace(stack: Stack, jobs: list[Job], texts: list[str]) -> list[str]:
             futures.append(pool.submit(send, k))
         for f in futures:
             f.result()
-    return [i for i in ids if i is not None]
+    return [i for i in ids if i is not None], posts
 
 
 def replay(args: argparse.Namespace, model_dir: str) -> dict:
+    from control_plane.engine.onnx_session import plan_lanes
+    from control_plane.settings import Settings
+
+    settings = Settings.from_env()
+    lanes = plan_lanes(settings.threads, settings.engine_lanes)[0]
     workdir = Path(tempfile.mkdtemp(prefix="bench-capacity-"))
     stack = Stack(_stack_args(1, model_dir), workdir)
     load = [round(x, 2) for x in os.getloadavg()]
     try:
         stack.start()
-        cal = calibrate(stack, args.probes, args.calibration_words, args.seed)
+        cal = calibrate(stack, args.probes, args.calibration_words, args.seed, lanes)
         print(f"  calibration (1 worker): {cal['words_per_s']:.0f} words/s, "
               f"latency {cal['latency_s']} s")  # fmt: skip
         from devstack.processes import start_worker
@@ -171,7 +197,8 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
         texts = [make_document(j.words, 10_000 + args.seed * 1000 + j.index) for j in jobs]
         print(f"  trace: {len(jobs)} jobs, {sum(j.words for j in jobs):,} words "
               f"over {args.seconds:.0f} s (load average {load_trace})")  # fmt: skip
-        ids = submit_trace(stack, jobs, texts)
+        lane_words = engine_batch_words(texts, settings.max_batch_sentences)
+        ids, posts = submit_trace(stack, jobs, texts)
         views = _wait_all(stack, ids, args.timeout)
         load_after = [round(x, 2) for x in os.getloadavg()]
         # both workers busy on the machine's two cores: what the replicas give together
@@ -190,13 +217,18 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
     moved = max(both_before["words_per_s"], after["words_per_s"]) / max(
         1e-9, min(both_before["words_per_s"], after["words_per_s"])
     )
+    # default: the engine's lanes (a call below one engine batch runs on one core);
+    # --call-cost: the earlier experiment, one fluid replica plus a cost per engine call
+    latency = cal["latency_with_call_s"] if args.call_cost else cal["latency_s"]
     config = local_config(
         cal["words_per_s"],
         machine_words_per_s=together,
         workers=2,
-        latency_s=cal["latency_with_call_s"] if args.call_cost else cal["latency_s"],
+        latency_s=latency,
         batch_overhead_s=cal["batch_overhead_s"] if args.call_cost else 0.0,
         partitions=PARTITIONS,
+        lanes=0 if args.call_cost else lanes,
+        lane_words=lane_words,
     )
     result = simulate(config, measured_jobs)
     cmp = compare(result.completion_s, measured, measured_jobs)
@@ -222,8 +254,10 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
             "replicas": 2,
             "words_per_s_per_replica": cal["words_per_s"],
             "machine_words_per_s": round(together, 1),
-            "latency_s": cal["latency_with_call_s"] if args.call_cost else cal["latency_s"],
+            "latency_s": latency,
             "batch_overhead_s": cal["batch_overhead_s"] if args.call_cost else 0.0,
+            "lanes": config.pools[0].lanes,
+            "lane_words": round(lane_words, 1),
             "batch_words": config.batch_words,
             "chunk_words": config.chunk_words,
             "urgent_slots": 1,
@@ -238,6 +272,7 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
                 "measured_s": round(measured[j.index], 3),
                 "simulated_s": round(result.completion_s.get(j.index, float("nan")), 3),
                 "partition": j.partition,
+                "post_s": round(posts.get(views[j.index]["job_id"], float("nan")), 3),
             }
             for j in measured_jobs
         ],  # fmt: skip
@@ -262,10 +297,18 @@ def table(report: dict) -> str:
         f"{report['after_trace']['words_per_s']:.0f} after: their mean "
         f"{report['model']['machine_words_per_s']:.0f} caps the two together"
         f"{' (moved more than 1.4x: DISTURBED by other load)' if report['disturbed'] else ''}; "
-        f"a job's fixed latency {report['model']['latency_s']} s; an engine call's cost "
-        f"{cal['batch_overhead_s']} s (from jobs of ~20 and ~300 words one at a time), "
-        f"{'modelled' if report['model']['batch_overhead_s'] else 'measured, not modelled'}. "
-        f"Trace: {report['trace']['jobs']} jobs, {report['trace']['words']:,} words in "
+        f"a job's fixed latency {report['model']['latency_s']} s; "
+        + (
+            f"the engine's {report['model']['lanes']} lanes per worker, engine batches of "
+            f"{report['model']['lane_words']:.0f} words (a ~300-word job alone: "
+            f"{statistics.median(cal['mid_job_latency_s']):.3f} s measured, "
+            f"{cal['mid_job_predicted_s']:.3f} s from one lane's speed). "
+            if report["model"].get("lanes")
+            else f"no lanes (one fluid replica); an engine call's cost "
+            f"{cal['batch_overhead_s']} s, "
+            f"{'modelled' if report['model']['batch_overhead_s'] else 'not modelled'}. "
+        )
+        + f"Trace: {report['trace']['jobs']} jobs, {report['trace']['words']:,} words in "
         f"{report['trace']['seconds']:.0f} s at {report['trace']['load']:.0%} of one "
         "worker's speed.",
         "",
