@@ -168,8 +168,26 @@ class GroupConsumer:
         if self.client is not None:
             with contextlib.suppress(Exception):
                 await self.commit()
-            with contextlib.suppress(Exception):
-                await self.client.stop()
+            await stop_quietly(self.client)
+
+
+async def stop_quietly(client: Any) -> None:
+    """Stop an aiokafka client whatever state the broker is in.
+
+    aiokafka's ``Fetcher.close`` cancels its pending fetch tasks and then awaits them, so
+    with a fetch in flight (a broker that is already gone, say) their CancelledError leaks
+    out of ``AIOKafkaConsumer.stop()``: a worker shutting down after its broker exited 1
+    instead of 0. That error is swallowed here; a cancellation of the caller's own task is
+    not (``Task.cancelling()``), nor is anything else left unlogged."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("Kafka client stop: a cancelled fetch leaked out of aiokafka; ignored")
+    except Exception as exc:  # noqa: BLE001 - stopping: the broker may be gone
+        log.debug("Kafka client stop failed", extra={"error": repr(exc)})
 
 
 def _listener(owner: GroupConsumer) -> Any:
