@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seconds", type=float, default=300.0, help="replay: trace length")
     ap.add_argument("--load", type=float, default=0.3, help="replay: share of the calibrated speed")
     ap.add_argument("--jobs", type=int, default=400, help="replay: at most this many jobs")
-    ap.add_argument("--probes", type=int, default=5, help="replay: small jobs for the latency")
+    ap.add_argument("--probes", type=int, default=15, help="replay: small jobs for the latency")
     ap.add_argument("--calibration-words", type=int, default=24_000)
     ap.add_argument("--settle", type=float, default=8.0, help="replay: s for the rebalance")
     ap.add_argument("--timeout", type=float, default=1200.0)

@@ -268,7 +268,7 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
             {
                 "priority": j.priority,
                 "words": j.words,
-                "at_s": round(j.at_s, 2),
+                "at_s": round(j.at_s, 3),
                 "measured_s": round(measured[j.index], 3),
                 "simulated_s": round(result.completion_s.get(j.index, float("nan")), 3),
                 "partition": j.partition,
