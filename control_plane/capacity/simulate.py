@@ -22,6 +22,9 @@ the way the real component does it:
   queue: critical batches first) and equally within a level. ``shared_words_per_s`` caps
   the busy replicas together: the local stack's two workers share two cores.
   ``colocated``: worker replica k's engine is pool replica k (in-process engine).
+  ``lanes`` (the in-process CPU engine): a call is cut into engine batches that run one
+  per lane, one core each, most urgent first without preemption, so a call smaller than
+  one engine batch gets one core, not the replica (what the local replay showed).
 - **Scaling** (every ``polling_s``): workers on lag (queued + uncommitted chunks of their
   topics; desired = ceil(lag / lag_threshold)); Triton pools on GPU utilisation over the
   last poll and on average queue time (time a finished batch spent beyond its own
