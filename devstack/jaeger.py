@@ -43,6 +43,7 @@ from devstack.daemon import (
 )
 from devstack.errors import ServiceError
 from devstack.spec import Port, ServiceSpec
+from devstack.toolcache import cache_root, run_logged
 
 JAEGER_MODULE = "github.com/jaegertracing/jaeger"
 JAEGER_VERSION = "v1.76.0"  # the module version that holds Jaeger v2's code
@@ -63,10 +64,7 @@ def cache_dir(version: str = JAEGER_VERSION, env: Mapping[str, str] | None = Non
     if env.get("MTB_JAEGER_CACHE"):
         root = Path(env["MTB_JAEGER_CACHE"]).expanduser()
     else:
-        xdg = env.get("XDG_CACHE_HOME", "").strip()
-        # the XDG spec: a relative XDG_CACHE_HOME is invalid and ignored
-        base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-        root = base / "mt-backend" / "jaeger"
+        root = cache_root(env) / "jaeger"
     return root / version
 
 
@@ -89,42 +87,11 @@ def go_build_commands(version: str, out: Path) -> list[list[str]]:
     ]
 
 
-def _go_env() -> dict[str, str]:
-    env = dict(os.environ)
-    flags = env.get("GOFLAGS", "")
-    if "-buildvcs" not in flags:  # the module folder is no VCS checkout
-        env["GOFLAGS"] = (flags + " -buildvcs=false").strip()
-    env.setdefault("CGO_ENABLED", "0")  # a static binary, no C toolchain needed
-    return env
-
-
 def _run_go(cmd: list[str], what: str, log_path: Path, cwd: Path | None = None) -> str:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        res = subprocess.run(
-            cmd,
-            cwd=cwd,
-            env=_go_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-        )
-    except FileNotFoundError as exc:
-        raise JaegerUnavailable(f"jaeger: {what}: {exc}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise JaegerUnavailable(
-            f"jaeger: {what} did not finish within {BUILD_TIMEOUT_S:.0f} s"
-        ) from exc
-    with open(log_path, "a") as fh:
-        fh.write(f"\n==== {' '.join(cmd)}\n{res.stdout}{res.stderr}")
-    if res.returncode != 0:
-        tail = "\n".join((res.stdout + res.stderr).splitlines()[-20:])
-        raise JaegerUnavailable(
-            f"jaeger: {what} failed (exit {res.returncode}): {' '.join(cmd)}\n{tail}\n"
-            f"(full output in {log_path})"
-        )
-    return res.stdout
+    return run_logged(
+        cmd, what, log_path, error=JaegerUnavailable, prefix="jaeger",
+        timeout_s=BUILD_TIMEOUT_S, cwd=cwd,
+    )  # fmt: skip
 
 
 def build_jaeger(version: str = JAEGER_VERSION, env: Mapping[str, str] | None = None) -> Path:

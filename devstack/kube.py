@@ -46,6 +46,7 @@ import yaml
 
 from devstack.daemon import atomic_write, file_lock
 from devstack.errors import ServiceError
+from devstack.toolcache import cache_root, run_logged
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAYS = ("k8s/overlays/dev", "k8s/overlays/prod-gpu")
@@ -104,38 +105,14 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("MTB_KUBE_CACHE"):
         return Path(env["MTB_KUBE_CACHE"]).expanduser()
-    xdg = env.get("XDG_CACHE_HOME", "").strip()
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "mt-backend" / "kube"
+    return cache_root(env) / "kube"
 
 
 def _run(cmd: list[str], what: str, log: Path, cwd: Path | None = None) -> str:
-    env = dict(os.environ)
-    if "-buildvcs" not in env.get("GOFLAGS", ""):  # a module folder is no VCS checkout
-        env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -buildvcs=false").strip()
-    env.setdefault("CGO_ENABLED", "0")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        res = subprocess.run(
-            cmd,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=GO_TIMEOUT_S,
-        )
-    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
-        raise KubeToolsUnavailable(f"kube: {what}: {exc}") from exc
-    with open(log, "a") as fh:
-        fh.write(f"\n==== {' '.join(cmd)}\n{res.stdout}{res.stderr}")
-    if res.returncode != 0:
-        tail = "\n".join((res.stdout + res.stderr).splitlines()[-15:])
-        raise KubeToolsUnavailable(
-            f"kube: {what} failed (exit {res.returncode}): {' '.join(cmd)}\n{tail}\n"
-            f"(full output in {log})"
-        )
-    return res.stdout
+    return run_logged(
+        cmd, what, log, error=KubeToolsUnavailable, prefix="kube",
+        timeout_s=GO_TIMEOUT_S, cwd=cwd, tail_lines=15,
+    )  # fmt: skip
 
 
 def go_module_dir(module: str, version: str, log: Path) -> Path:
