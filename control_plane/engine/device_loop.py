@@ -109,6 +109,45 @@ def gather_rows_model(
     return model.SerializeToString()
 
 
+class _Rows:
+    """The host's side of one batch: which bucket slot holds which sentence, which slots
+    are still live, and the tokens and log-probabilities gathered so far."""
+
+    def __init__(self, n: int, bucket: int, slots: np.ndarray, limits: np.ndarray, eos: int):
+        self.where = slots.copy()  # bucket slot -> row of the batch
+        self.live = np.zeros(bucket, dtype=bool)
+        self.live[:n] = True
+        self.limits = limits
+        self.eos = eos
+        self.tokens: list[list[int]] = [[] for _ in range(n)]
+        self.logprob = np.zeros(n, dtype=np.float64)
+        self.t = 0  # steps run so far, over every bucket
+
+    def record(self, ids: np.ndarray, lp: np.ndarray) -> None:
+        """One step's tokens and log-probabilities into the live rows' results; rows
+        that produced EOS or reached their length limit stop being live (their slots keep
+        computing until a compaction, their outputs are ignored)."""
+        self.t += 1
+        slots = np.flatnonzero(self.live)
+        owners = self.where[slots]
+        self.logprob[owners] += lp[slots]
+        toks = ids[slots]
+        ended = toks == self.eos
+        for r in np.flatnonzero(~ended):
+            self.tokens[owners[r]].append(int(toks[r]))
+        self.live[slots[ended | (self.t >= self.limits[owners])]] = False
+
+    def compact(self, keep: np.ndarray) -> None:
+        """Follow the rows into a bucket of ``len(keep)`` slots (live ones first)."""
+        alive = int(self.live.sum())
+        self.where = self.where[keep]
+        self.live = np.zeros(len(keep), dtype=bool)
+        self.live[:alive] = True
+
+    def results(self) -> list[tuple[list[int], float]]:
+        return [(self.tokens[r], float(self.logprob[r])) for r in range(len(self.tokens))]
+
+
 class DeviceLoop:
     """Greedy decoding of one batch at a time with ``decoder_step`` on the device.
 
@@ -192,18 +231,29 @@ class DeviceLoop:
             out.append(io)
         return out
 
-    def _record(self, t: int, ids, lp, live, where, limits, tokens, logprob) -> None:  # noqa: ANN001
-        """Step ``t``'s tokens and log-probabilities into the live rows' results; rows
-        that produced EOS or reached their length limit stop being live (their slots keep
-        computing until a compaction, their outputs are ignored)."""
-        slots = np.flatnonzero(live)
-        owners = where[slots]
-        logprob[owners] += lp[slots]
-        toks = ids[slots]
-        ended = toks == self.eos
-        for r in np.flatnonzero(~ended):
-            tokens[owners[r]].append(int(toks[r]))
-        live[slots[ended | (t >= limits[owners])]] = False
+    def _encode(self, embeds: np.ndarray, mask: np.ndarray) -> list:
+        """The encoder's cross-attention keys/values for the batch, left on the device."""
+        io = self.encoder.io_binding()
+        io.bind_cpu_input("embeds", np.ascontiguousarray(embeds))
+        io.bind_cpu_input("attention_mask", np.ascontiguousarray(mask))
+        for name in self.cross_names:
+            io.bind_output(name, self.device, self.device_id)
+        self.encoder.run_with_iobinding(io)
+        return io.get_outputs()
+
+    def _steps(self, bindings: list, options: list, sets: list[dict], logprob_out, rows: _Rows):  # noqa: ANN001, ANN202
+        """Decoder steps on one bucket until the compaction policy says to move: (the
+        slots to keep, the buffer set the last step wrote). Step j reads ``sets[j % 2]``
+        and writes the other set."""
+        j = 0
+        while True:
+            k = j % 2
+            self.step.run_with_iobinding(bindings[k], options[k])
+            j += 1
+            rows.record(sets[1 - k]["ids"].numpy(), logprob_out.numpy())
+            keep = compaction(rows.live, len(rows.live))
+            if keep is not None:
+                return keep, sets[j % 2]
 
     def _buffer_set(self, bucket: int) -> dict:
         d = self._table.shape()[1]
@@ -231,14 +281,9 @@ class DeviceLoop:
         """
         n = len(limits)
         bucket = bucket_for(n)
-        io = self.encoder.io_binding()
-        io.bind_cpu_input("embeds", np.ascontiguousarray(embeds))
-        io.bind_cpu_input("attention_mask", np.ascontiguousarray(mask))
-        for name in self.cross_names:
-            io.bind_output(name, self.device, self.device_id)
-        self.encoder.run_with_iobinding(io)
+        encoded = self._encode(embeds, mask)
         rows = pad_rows(np.arange(n), bucket)
-        cross = self._gather(self._pad_cross, rows, io.get_outputs())
+        cross = self._gather(self._pad_cross, rows, encoded)
         d = self._table.shape()[1]
         cur = {
             "attention_mask": self._upload(mask[rows], self.types["attention_mask"]),
@@ -257,40 +302,21 @@ class DeviceLoop:
             "cols": self._upload(cols, np.int64),
         }
         step_value = self._upload(np.zeros(1), np.int64)
-        where = rows.copy()  # bucket slot -> row of the batch
-        live = np.zeros(bucket, dtype=bool)
-        live[:n] = True
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        logprob = np.zeros(n, dtype=np.float64)
-        t = 0
+        progress = _Rows(n, bucket, rows, limits, self.eos)
         while True:
             sets, logprob_out, bindings = self._prepare(cur, shared, step_value, bucket)
-            j = 0  # steps run in this bucket: step j reads sets[j % 2]
-            while True:
-                k = j % 2
-                self.step.run_with_iobinding(bindings[k])
-                j += 1
-                t += 1
-                ids, lp = sets[1 - k]["ids"].numpy(), logprob_out.numpy()
-                self._record(t, ids, lp, live, where, limits, tokens, logprob)
-                keep = compaction(live, bucket)
-                if keep is not None:
-                    break
+            keep, latest = self._steps(bindings, [None, None], sets, logprob_out, progress)
             if len(keep) == 0:
                 break
-            latest = sets[j % 2]
             cur["prev_ids"] = latest["ids"]
             for name in self.state_names:
                 cur[name] = latest[name]
             step_value = latest["step"]
             gathered = self._gather(self._compact, keep, [cur[n] for n in self._row_inputs])
             cur = dict(zip(self._row_inputs, gathered, strict=True))
-            alive = int(live.sum())
-            where = where[keep]
+            progress.compact(keep)
             bucket = len(keep)
-            live = np.zeros(bucket, dtype=bool)
-            live[:alive] = True
-        return [(tokens[r], float(logprob[r])) for r in range(n)]
+        return progress.results()
 
     def _prepare(self, cur: dict, shared: dict, step_value, bucket: int):  # noqa: ANN001
         """The two buffer sets and bindings of a bucket: set 0 starts from ``cur``."""
@@ -406,19 +432,14 @@ class StaticDeviceLoop(DeviceLoop):
             raise ValueError(f"source of {src_len} tokens; at most {self.max_source}")
         bucket = bucket_for(n)
         width = cands_bucket(len(cols))
-        io = self.encoder.io_binding()
-        io.bind_cpu_input("embeds", np.ascontiguousarray(embeds))
-        io.bind_cpu_input("attention_mask", np.ascontiguousarray(mask))
-        for name in self.cross_names:
-            io.bind_output(name, self.device, self.device_id)
-        self.encoder.run_with_iobinding(io)
+        encoded = self._encode(embeds, mask)
         rows = pad_rows(np.arange(n), bucket)
         buf = self._bucket_buffers(bucket)
         # keys/values: rows padded to the bucket, sources to max_source, into the buffers
         gio = self._pad_cross.io_binding()
         gio.bind_cpu_input("idx", rows)
         gio.bind_cpu_input("pad", np.array([self.max_source - src_len], dtype=np.int64))
-        for i, value in enumerate(io.get_outputs()):
+        for i, value in enumerate(encoded):
             gio.bind_ortvalue_input(f"t_{i}", value)
             gio.bind_ortvalue_output(f"g_{i}", buf[self.cross_names[i]])
         self._pad_cross.run_with_iobinding(gio)
@@ -436,31 +457,13 @@ class StaticDeviceLoop(DeviceLoop):
         self._bias_buffer(bucket, width).update_inplace(full_bias)
         self._reset(buf["sets"][0], bucket)
 
-        where = rows.copy()
-        live = np.zeros(bucket, dtype=bool)
-        live[:n] = True
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        logprob = np.zeros(n, dtype=np.float64)
-        t = 0
+        progress = _Rows(n, bucket, rows, limits, self.eos)
         while True:
             bindings, options = self._run_plan(bucket, width)
-            sets = self._bucket_buffers(bucket)["sets"]
-            logprob_out = self._bucket_buffers(bucket)["logprob"]
-            j = 0
-            while True:
-                k = j % 2
-                self.step.run_with_iobinding(bindings[k], options[k])
-                j += 1
-                t += 1
-                ids, lp = sets[1 - k]["ids"].numpy(), logprob_out.numpy()
-                self._record(t, ids, lp, live, where, limits, tokens, logprob)
-                keep = compaction(live, bucket)
-                if keep is not None:
-                    break
+            old = self._bucket_buffers(bucket)
+            keep, latest = self._steps(bindings, options, old["sets"], old["logprob"], progress)
             if len(keep) == 0:
                 break
-            latest = sets[j % 2]
-            old = self._bucket_buffers(bucket)
             new_bucket = len(keep)
             new = self._bucket_buffers(new_bucket)
             src = [old["attention_mask"], self._bias_buffer(bucket, width), latest["ids"]]
@@ -476,12 +479,9 @@ class StaticDeviceLoop(DeviceLoop):
                 cio.bind_ortvalue_output(f"g_{i}", b)
             self._compact.run_with_iobinding(cio)
             new["sets"][0]["step"].update_inplace(latest["step"].numpy())
-            alive = int(live.sum())
-            where = where[keep]
+            progress.compact(keep)
             bucket = new_bucket
-            live = np.zeros(bucket, dtype=bool)
-            live[:alive] = True
-        return [(tokens[r], float(logprob[r])) for r in range(n)]
+        return progress.results()
 
     def _reset(self, first: dict, bucket: int) -> None:
         """Step 0's inputs: no previous token, zero states, step 0."""
