@@ -26,7 +26,13 @@ from devstack.config import REPO_ROOT, Config, parse_only
 from devstack.daemon import ServiceInfo, free_port, pid_alive, port_free, stop_pid
 from devstack.envfile import format_env_file, parse_env_text, read_env_file, refresh_env_file
 from devstack.errors import ServiceError
-from devstack.kafka import create_topics, create_topics_async, start_kafka_sasl
+from devstack.kafka import (
+    create_topics,
+    create_topics_async,
+    delete_topics,
+    delete_topics_async,
+    start_kafka_sasl,
+)
 from devstack.leases import (
     down,
     ensure_service,
@@ -50,6 +56,8 @@ __all__ = [
     "create_database",
     "create_topics",
     "create_topics_async",
+    "delete_topics",
+    "delete_topics_async",
     "down",
     "drop_database",
     "ensure_service",

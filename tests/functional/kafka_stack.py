@@ -150,6 +150,8 @@ class KafkaStack:
             if rc not in (0, -signal.SIGKILL):
                 problems.append(f"{w.name} exited {rc}:\n{w.log_tail()}")
         problems += shutdown_problems(self.service.server, expect_exit_0=False)
+        with contextlib.suppress(Exception):  # left behind, they load the shared broker
+            devstack.delete_topics(self.bootstrap, self.prefix)
         if problems:
             pytest.fail("\n".join(problems))
 

@@ -86,6 +86,26 @@ async def test_kafka_topic_produce_consume(kafka_bootstrap):
     )
 
 
+async def test_kafka_delete_topics_takes_only_the_prefix(kafka_bootstrap):
+    run = f"mtb-del-{uuid.uuid4().hex[:8]}."
+    mine = [f"{run}chunks.normal", f"{run}results"]
+    other = f"{run[:-1]}x.results"  # shares the text before the dot, not the prefix
+    await services.create_topics_async(kafka_bootstrap, [*mine, other])
+    assert await services.delete_topics_async(kafka_bootstrap, run) == sorted(mine)
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        left = {t for t in await admin.list_topics() if t.startswith(run[:-1])}
+    finally:
+        await admin.close()
+    assert left == {other}
+    await services.delete_topics_async(kafka_bootstrap, other)
+    with pytest.raises(ValueError, match="prefix"):
+        await services.delete_topics_async(kafka_bootstrap, "")
+
+
 def test_cli_status_sees_the_servers(postgres_url, kafka_bootstrap, services_config):
     out = subprocess.run(
         [
