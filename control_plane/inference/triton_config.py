@@ -46,11 +46,20 @@ VM shared with other jobs, 2026-11-30; README, "Benchmarks"):
   the urgent model take the cores when they need them, normal work the rest; stack 0.89x
   in the one run the load let mean anything; Triton's words per CPU-second 0.91-0.94x
   the engine's;
-* the same with the normal model as 2 instances x 1 thread (chosen): critical p95 0.31 s
+* the same with the normal model as 2 instances x 1 thread (before): critical p95 0.31 s
   over 35 probes in seven runs (0.19-0.40 s per run); stack / engine alone median 0.92x,
   mean 0.89x, spread 0.64-1.01x (the goal of 0.9x is not met reliably on the shared VM);
   words per CPU-second: Triton 0.90-0.98x the engine's, the whole stack (control plane,
   PostgreSQL and Kafka too) 0.78-0.86x.
+* one instance x 2 lanes (chosen; measured again on a quiet machine, 2026-11-30 09:00 UTC).
+  Triton alone under the worker's load (two callers each sending 8,000-word calls as
+  requests of 16 segments, the next call as soon as one returns; 80k words, three
+  alternating rounds): engine alone 187-202k words/min; 2 x 1 with executions of 64
+  requests 145-169k (0.80x: one execution takes a caller's whole call, and the other
+  instance waits whenever the two calls end apart: 1.6 of 2 cores busy); 2 x 1 with 32
+  requests 174-188k (0.94x); 2 x 1 with 16 requests of 32 segments 176-182k (0.93x);
+  1 x 2 lanes 181-199k (0.97x: its two lanes share each execution the way the engine
+  alone shares a call); 2 instances x 2 lanes 149-160k (four busy threads on two cores).
 
 Not measured, ruled out by design: a second instance of the one model for critical work
 (Triton hands any instance any request, so none stays free for it); Triton's rate limiter
@@ -104,11 +113,10 @@ class TranslatorConfig:
     #   in-process engine (2 threads); 2 instances x 1 thread 0.6-0.8x: each instance gets
     #   half the sentences, a smaller length-sorted pool, one thread each. (With spinning on,
     #   before 0f568a2, it was the other way round: 2 x 1 = 1.5x, 1 x 2 = 0.8x.)
-    #   Under a sustained backlog (bench stack, 2-core Intel Xeon, 2026-11-30) it is the
-    #   other way round, and the normal model (CPU) runs 2 x 1: every instance always has an
-    #   execution, and two processes never wait for each other's GIL the way two lanes of one
-    #   process do. Triton's words per CPU-second: 0.91-0.98x the engine's (1 x 2: 0.91-0.94x
-    #   in fewer runs; the two overlap within this VM's noise).
+    #   Under a sustained backlog the normal model (CPU) ran 2 x 1 for a while (bench stack,
+    #   2-core Intel Xeon, 2026-11-30: within that VM's noise of 1 x 2); measured side by
+    #   side with the worker's load it is 1 x 2 again (module docstring): two instances
+    #   split each caller's call unevenly and one waits while the other ends its execution.
     # * preferred sizes: only max_batch_size. With (4, 8, 16) a burst of concurrent requests
     #   was cut into executions of 4 (smaller pools, 0.58x); without small preferred sizes
     #   the batcher takes whatever arrived within the 2 ms delay, up to the maximum.
@@ -159,9 +167,10 @@ class TranslatorConfig:
             raise ValueError("three priority levels (1..3), each with a queue policy")
 
 
-# normal work: two single-threaded instances (processes) at nice 10, executions of 64
+# normal work: one instance (process) with two single-threaded lanes at nice 10, executions
+# of up to 64 requests (the module docstring says why not two instances)
 CPU = TranslatorConfig(
-    instances=2, threads=1, max_batch_size=64, preferred_batch_sizes=(64,), nice=10
+    instances=1, threads=2, max_batch_size=64, preferred_batch_sizes=(64,), nice=10
 )
 # critical and high requests (the client sends them here while it is ready): a process and
 # engine of its own, so they never wait for a normal execution to end; idle, it costs memory
