@@ -199,7 +199,98 @@ async def throughput_rounds(engine, client, sentences: list[str], rounds: int) -
     return out
 
 
-async def measure(args: argparse.Namespace, url: str) -> dict:
+def _tree_cpu_s(pid: int | None) -> float | None:
+    """user+system CPU seconds of a process and its children (Triton's model stubs)."""
+    if pid is None:
+        return None
+    import psutil
+
+    proc = psutil.Process(pid)
+    t = proc.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in proc.children(recursive=True):
+        try:
+            c = child.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
+
+
+async def sustained_rounds(engine, client, args, server_pid: int | None) -> dict:  # noqa: ANN001
+    """The worker's load on Triton, against the engine alone on the same documents.
+
+    ``--sustained-callers`` callers (a worker's tasks) each send calls of about
+    ``--call-words`` words (a worker's batch) and the next one as soon as one returns,
+    until ``--sustained-words`` words of distinct gettext documents are done; the engine
+    alone gets each 10k-word document in one call (its best case). Alternating rounds,
+    each side's best. This is what chose the CPU config's instances x lanes: how Triton
+    spreads a few large calls over its instances decides how many cores stay busy."""
+    import resource
+
+    from bench.stack import make_document
+    from control_plane.text.chunking import Layout, count_words
+
+    docs = [
+        Layout.parse(make_document(10_000, 100 + i, "gettext"), "en").segments
+        for i in range(max(1, args.sustained_words // 10_000))
+    ]
+    segments = [s for d in docs for s in d]
+    words = sum(count_words(s) for s in segments)
+    calls, cur, n = [], [], 0
+    for seg in segments:
+        cur.append(seg)
+        n += count_words(seg)
+        if n >= args.call_words:
+            calls.append(cur)
+            cur, n = [], 0
+    if cur:
+        calls.append(cur)
+    loop = asyncio.get_running_loop()
+
+    def engine_alone() -> None:
+        for d in docs:
+            engine.translate(d, "en", "pt")
+
+    async def through_triton() -> None:
+        queue = list(calls)
+
+        async def caller() -> None:
+            while queue:
+                await client.translate(queue.pop(0), "en", "pt", "normal", timeout=600)
+
+        await asyncio.gather(*(caller() for _ in range(args.sustained_callers)))
+
+    runs: dict[str, list[dict]] = {"engine": [], "triton": []}
+    for _ in range(args.rounds):
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        await loop.run_in_executor(None, engine_alone)
+        dt, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        runs["engine"].append({"seconds": round(dt, 2), "cpu_seconds": round(cpu, 1)})
+        c0, t0 = _tree_cpu_s(server_pid), time.perf_counter()
+        await through_triton()
+        dt, c1 = time.perf_counter() - t0, _tree_cpu_s(server_pid)
+        cpu = round(c1 - c0, 1) if c0 is not None and c1 is not None else None
+        runs["triton"].append({"seconds": round(dt, 2), "cpu_seconds": cpu})
+        print(f"  sustained: engine {runs['engine'][-1]}, triton {runs['triton'][-1]}", flush=True)
+    out: dict = {"words": words, "calls": len(calls), "callers": args.sustained_callers,
+                 "call_words": args.call_words, "rounds": runs}  # fmt: skip
+    for side, rs in runs.items():
+        best = min(rs, key=lambda r: r["seconds"])
+        out[side] = {
+            "words_per_min": round(words / best["seconds"] * 60),
+            "cores_busy": round(best["cpu_seconds"] / best["seconds"], 2)
+            if best["cpu_seconds"] is not None
+            else None,
+        }
+    out["triton_over_engine"] = round(
+        out["triton"]["words_per_min"] / out["engine"]["words_per_min"], 3
+    )
+    return out
+
+
+async def measure(args: argparse.Namespace, url: str, server_pid: int | None = None) -> dict:
     from control_plane.engine import load_engine
     from control_plane.inference.triton import TritonInferenceClient
     from control_plane.settings import Settings
@@ -243,6 +334,12 @@ async def measure(args: argparse.Namespace, url: str) -> dict:
             critical_every=0.25,
         )
         print(report["priority"], flush=True)
+    if "sustained" in parts:
+        client.settings = dataclasses.replace(
+            settings, triton_request_segments=args.request_segments
+        )
+        report["sustained"] = await sustained_rounds(engine, client, args, server_pid)
+        print(report["sustained"], flush=True)
     if "sweep" in parts:
         client.settings = settings  # requests as large as the largest batch
         report["sweep"] = await batch_sweep(client, sentences, args.sweep)
@@ -289,6 +386,30 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def sustained_table(report: dict) -> str:
+    s, c = report["sustained"], report["config"]
+    each = lambda side: " / ".join(  # noqa: E731
+        f"{round(s['words'] / r['seconds'] * 60):,}" for r in s["rounds"][side]
+    )
+    return "\n".join([
+        f"Triton under the worker's load: {s['callers']} callers sending calls of about "
+        f"{s['call_words']:,} words (requests of {report['request_segments']} segments), "
+        f"{s['words']:,} words of gettext documents, against the engine alone (each 10k-word "
+        f"document in one call); translator {c['instances']} instance(s) x {c['threads']} "
+        f"thread(s), max_batch_size {c['max_batch_size']}; {report['machine']['cores']} cores "
+        f"({report['machine']['cpu']}), {report['date']}",
+        "",
+        "| path | best words/min | rounds | cores busy (best) |",
+        "|---|---:|---|---:|",
+        f"| engine alone | {s['engine']['words_per_min']:,} | {each('engine')} | "
+        f"{s['engine']['cores_busy']} |",
+        f"| through Triton | {s['triton']['words_per_min']:,} | {each('triton')} | "
+        f"{s['triton']['cores_busy']} |",
+        "",
+        f"Triton / engine alone: {s['triton_over_engine']}x",
+    ])  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     from control_plane.inference.triton_config import (
         CPU,
@@ -322,8 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--parts",
         default="throughput,batching,priority",
-        help="comma-separated: throughput,batching,priority,sweep (default: the first three)",
+        help="comma-separated: throughput,batching,priority,sweep,sustained (default: the "
+        "first three; sustained alone writes triton_sustained<tag>.{json,md})",
     )
+    ap.add_argument("--sustained-words", type=int, default=80_000)
+    ap.add_argument("--sustained-callers", type=int, default=2, help="a worker's tasks")
+    ap.add_argument("--call-words", type=int, default=8_000, help="a worker's batch")
     ap.add_argument(
         "--sweep",
         default="1,8,32,64,128,256",
@@ -380,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
             server = devstack.start_triton(repo, workdir=work / "server")
             url = server.url
             print(f"tritonserver pid {server.pid} on {url} ({server.startup_s:.1f}s)", flush=True)
-        report = asyncio.run(measure(args, url))
+        report = asyncio.run(measure(args, url, server.pid if server is not None else None))
     finally:
         if server is not None:
             server.stop()
@@ -394,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     report["device"] = device_name(args.kind)
     report["load_average_at_end"] = os.getloadavg()
     report["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    measured = set(report) & {"throughput", "batching", "priority", "sweep", "sustained"}
+    if measured == {"sustained"}:
+        save(f"triton_sustained{args.tag}", report, sustained_table(report))
+        return 0
     if not {"throughput", "batching", "priority"} <= set(report):  # partial run: JSON only
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"triton{args.tag}-partial.json").write_text(json.dumps(report, indent=2))
