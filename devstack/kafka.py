@@ -197,14 +197,13 @@ def _format_storage(java: list[str], props: Path, what: str, log: Path, *extra: 
 def _spawn_broker(
     java: list[str], props: Path, log_path: Path, heap_max: str
 ) -> subprocess.Popen[bytes]:
-    """The broker JVM, small: it shares two cores with the tests and benchmarks. A serial
-    collector (no concurrent GC threads for a heap this size) and the C1 compiler only
-    (no C2 compilations in the first minutes, when the tests start): 18.8-22.9 CPU-seconds
-    in its first 150 s against 21.8-26.1 with G1 and C2 (2-core Intel Xeon, 2026-11-30);
-    a test broker's load never needs C2's code."""
+    """The broker JVM (G1, small heap: it shares the machine with the tests). Tried and
+    left: SerialGC + C1 only saved ~3 CPU-seconds of its first 150 s (18.8-22.9 against
+    21.8-26.1), but with it the capacity replay (L0_capacity) failed twice in a row (the
+    stack's jobs 17% slower than its model); C2's faster request handling is kept."""
     return spawn(
-        [java[0], "-Xms128m", f"-Xmx{heap_max}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-         "-Djava.awt.headless=true", *java[1:], "kafka.Kafka", str(props)],
+        [java[0], "-Xms128m", f"-Xmx{heap_max}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+         *java[1:], "kafka.Kafka", str(props)],
         log_path,
         cwd=props.parent,
     )  # fmt: skip

@@ -54,7 +54,10 @@ def find_trace(jaeger_url: str, job_id: str, timeout: float = 60) -> dict:
                 trace = json.load(r)["data"][0]
             names = {s["operationName"] for s in trace["spans"]}
             services = {p["serviceName"] for p in trace["processes"].values()}
-            if {"chunk.translate", "inference.translate"} <= names and "triton" in services:
+            # every process exports in its own batches: wait for serve's submit span too
+            if {"job.submit", "chunk.translate", "inference.translate"} <= names and (
+                "triton" in services
+            ):
                 return trace
         if time.monotonic() > deadline:
             return trace if data else {}
