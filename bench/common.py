@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -42,6 +43,26 @@ def run_json(cmd: list[str], timeout: float = 600) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def process_cpu_s(pid: int, tree: bool = False) -> float | None:
+    """user+system CPU seconds of a process so far (None once it is gone); ``tree`` adds
+    its children, running and reaped."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        t = proc.cpu_times()
+        total = t.user + t.system
+        if tree:
+            total += t.children_user + t.children_system
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    c = child.cpu_times()
+                    total += c.user + c.system
+        return total
+    except psutil.Error:
+        return None
 
 
 def save(section: str, report: dict, table: str) -> Path:

@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 
 import devstack
-from bench.common import REPO, machine, run_json, save
+from bench.common import REPO, machine, process_cpu_s, run_json, save
 from devstack.processes import MtctlProcess, new_user, serve_env, start_serve, start_worker
 
 SUBJECTS = [
@@ -268,12 +268,12 @@ class Stack:
         """user+system CPU seconds used so far by PostgreSQL, Kafka and a tritonserver we
         started (with children: PostgreSQL runs a process per connection, Triton one per
         model instance)."""
-        used = {name: _cpu_s(pid, tree=True) for name, pid in self.service_pids.items()}
+        used = {name: process_cpu_s(pid, tree=True) for name, pid in self.service_pids.items()}
         return {name: s for name, s in used.items() if s is not None}
 
     def cpu_seconds(self) -> dict[str, float]:
         """user+system CPU seconds used so far by serve and each worker process."""
-        used = {p.name: _cpu_s(p.proc.pid) for p in self.procs}
+        used = {p.name: process_cpu_s(p.proc.pid) for p in self.procs}
         return {name: round(s, 1) for name, s in used.items() if s is not None}
 
     def close(self) -> None:
@@ -289,26 +289,6 @@ class Stack:
             devstack.delete_topics(self.bootstrap, self.prefix)
         for name in self.leased:
             devstack.release_service(name, self.cfg)
-
-
-def _cpu_s(pid: int, tree: bool = False) -> float | None:
-    """user+system CPU seconds of a process so far (None once it is gone); ``tree`` adds
-    its children, running and reaped."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        t = proc.cpu_times()
-        total = t.user + t.system
-        if tree:
-            total += t.children_user + t.children_system
-            for child in proc.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    c = child.cpu_times()
-                    total += c.user + c.system
-        return total
-    except psutil.Error:
-        return None
 
 
 def percentile(values: list[float], q: float) -> float:

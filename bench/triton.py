@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import devstack
-from bench.common import REPO, RESULTS, machine, save
+from bench.common import REPO, RESULTS, machine, process_cpu_s, save
 from evaluation.sets import DATA, load_tsv
 
 
@@ -199,24 +199,6 @@ async def throughput_rounds(engine, client, sentences: list[str], rounds: int) -
     return out
 
 
-def _tree_cpu_s(pid: int | None) -> float | None:
-    """user+system CPU seconds of a process and its children (Triton's model stubs)."""
-    if pid is None:
-        return None
-    import psutil
-
-    proc = psutil.Process(pid)
-    t = proc.cpu_times()
-    total = t.user + t.system + t.children_user + t.children_system
-    for child in proc.children(recursive=True):
-        try:
-            c = child.cpu_times()
-            total += c.user + c.system
-        except psutil.Error:
-            pass
-    return total
-
-
 async def sustained_rounds(engine, client, args, server_pid: int | None) -> dict:  # noqa: ANN001
     """The worker's load on Triton, against the engine alone on the same documents.
 
@@ -261,6 +243,9 @@ async def sustained_rounds(engine, client, args, server_pid: int | None) -> dict
 
         await asyncio.gather(*(caller() for _ in range(args.sustained_callers)))
 
+    def _server_cpu_s(pid: int | None) -> float | None:  # the server and its model stubs
+        return process_cpu_s(pid, tree=True) if pid is not None else None
+
     runs: dict[str, list[dict]] = {"engine": [], "triton": []}
     for _ in range(args.rounds):
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -268,9 +253,9 @@ async def sustained_rounds(engine, client, args, server_pid: int | None) -> dict
         dt, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         runs["engine"].append({"seconds": round(dt, 2), "cpu_seconds": round(cpu, 1)})
-        c0, t0 = _tree_cpu_s(server_pid), time.perf_counter()
+        c0, t0 = _server_cpu_s(server_pid), time.perf_counter()
         await through_triton()
-        dt, c1 = time.perf_counter() - t0, _tree_cpu_s(server_pid)
+        dt, c1 = time.perf_counter() - t0, _server_cpu_s(server_pid)
         cpu = round(c1 - c0, 1) if c0 is not None and c1 is not None else None
         runs["triton"].append({"seconds": round(dt, 2), "cpu_seconds": cpu})
         print(f"  sustained: engine {runs['engine'][-1]}, triton {runs['triton'][-1]}", flush=True)
