@@ -175,3 +175,31 @@ async def test_protection_is_a_lane_and_spans_survive(parts):
     metric = worker.metrics.segments_protected
     assert metric.labels("masked")._value.get() == 2  # noqa: SLF001
     assert metric.labels("passthrough")._value.get() == 2  # noqa: SLF001
+
+
+@pytest.mark.parametrize(
+    ("priority", "expected"),
+    [("normal", ["normal", "high"]), ("critical", ["critical", "critical"])],
+)
+async def test_follow_up_rounds_run_at_high_priority_at_least(parts, priority, expected):
+    """A call's second round (here: the glossary term did not survive the unmasked try)
+    is a few texts the whole batch waits for: it goes at high priority at least, so it
+    does not queue behind another worker task's whole call."""
+    settings, user, queue, jobs, engine, worker, finished = parts
+    seen: list[str] = []
+    translate = worker.client.translate
+
+    async def recording(texts, source, target, priority="normal", timeout=None):  # noqa: ANN001, ANN202
+        seen.append(priority)
+        return await translate(texts, source, target, priority=priority, timeout=timeout)
+
+    worker.client.translate = recording
+    job = await jobs.submit(
+        SubmitRequest(user.id, "Save {count} files now.", "en", "pt", priority,
+                      glossary={"files": "arquivos"}),
+        "fake-enpt-1",
+    )  # fmt: skip
+    await worker.process(await queue.consume(settings.batch_words, timeout=0.1))
+    assert len(engine.calls) == 2 and seen == expected
+    done = await jobs.get(user.id, job.id, texts=True)
+    assert done.result_text == "now. arquivos {count} Save [pt]"
