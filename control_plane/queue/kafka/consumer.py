@@ -72,7 +72,7 @@ class GroupConsumer:
             session_timeout_ms=s.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(500, s.kafka_session_timeout_ms // 4),
             max_poll_interval_ms=s.kafka_max_poll_interval_ms,
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
             request_timeout_ms=max(40_000, s.kafka_session_timeout_ms + 5_000),
             **self.client_kwargs,
         )
