@@ -247,6 +247,11 @@ class CostSettings:
     cost_results_dir: Path = field(
         default_factory=lambda: Path(__file__).resolve().parents[1] / "bench" / "results"
     )
+    # pool rules and the kind each priority runs on (control_plane/capacity/policy.py);
+    # the image copies both this and the results to /app (Containerfile)
+    cost_policy_path: Path = field(
+        default_factory=lambda: Path(__file__).resolve().parents[1] / "k8s" / "scaling-policy.yaml"
+    )
     cost_cpu_cores: int = 0  # cores of the priced CPU instance (0: the measured machine's)
     # until bench/results/gpu/gpu.json exists: issue 15's goal for the engine on an H200
     cost_gpu_words_per_minute_estimate: float = 4_650_000.0

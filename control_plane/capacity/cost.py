@@ -219,6 +219,7 @@ class CostModel:
         """Measured kinds from ``results_dir``, pool rules and the kind each priority runs
         on from the scaling policy (read once)."""
         kinds = measured_kinds(results_dir, settings)
+        policy_path = policy_path or settings.cost_policy_path
         policy = _policy(policy_path)
         if policy is None:  # logged once by _policy
             return cls(kinds, settings, DEFAULT_RULES, DEFAULT_PRIORITY_KINDS)

@@ -224,3 +224,19 @@ def test_from_settings_without_a_policy_uses_the_design_rules(tmp_path, caplog):
     assert m.rules == DEFAULT_RULES and m.by_priority == DEFAULT_PRIORITY_KINDS
     assert caplog.text.count("scaling policy not read") == 1
     assert not m.kind("cpu").measured  # an empty results folder: an estimate
+
+
+def test_from_settings_reads_the_policy_at_mtb_cost_policy_path(tmp_path, monkeypatch):
+    """The image keeps the policy outside the installed package (Containerfile: /app/k8s),
+    so the path is a setting; a policy there is the one the job costs follow."""
+    data = yaml.safe_load(DEFAULT_PATH.read_text())
+    for pool in data["triton"]:
+        pool["minReplicas"] = 3
+    path = tmp_path / "scaling-policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    from control_plane.settings import Settings
+
+    monkeypatch.setenv("MTB_COST_POLICY_PATH", str(path))
+    m = CostModel.from_settings(Settings.from_env(), tmp_path)
+    assert m.rules["gpu"].min_replicas == 3 and m.rules["gpu-spot"].min_replicas == 3
+    assert CostModel.from_settings(settings(), tmp_path).rules["gpu"].min_replicas != 3

@@ -50,3 +50,17 @@ def test_control_plane_image_has_no_torch() -> None:
 def test_containerignore_keeps_local_state_out() -> None:
     ignored = (ROOT / ".containerignore").read_text().split()
     assert {".venv", ".models", ".services", ".git"} <= set(ignored)
+
+
+def test_control_plane_image_carries_what_the_cost_model_reads() -> None:
+    """Installed as a package, the code no longer sits beside bench/results and the
+    scaling policy: the image copies both and points the settings at them."""
+    from control_plane.settings import Settings
+
+    text = IMAGES["control-plane"].read_text()
+    copied = dict((dst, src) for src, dst in re.findall(r"^COPY (?!--)(\S+) (\S+)$", text, re.M))
+    env = dict(re.findall(r"\b(MTB_COST_\w+)=(\S+)", text))
+    assert set(env) == {"MTB_COST_RESULTS_DIR", "MTB_COST_POLICY_PATH"}
+    for key, value in env.items():
+        assert hasattr(Settings(), key.removeprefix("MTB_").lower()), key
+        assert value in copied and (ROOT / copied[value]).exists(), (key, value)
