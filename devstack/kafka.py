@@ -60,10 +60,10 @@ def kafka_server_properties(
         "transaction.state.log.min.isr=1\n"
         "transaction.state.log.num.partitions=4\n"
         "group.initial.rebalance.delay.ms=0\n"
-        # the broker's heartbeat to its own controller every 5 s instead of 2 s: three idle
-        # brokers side by side (4 x 30 s), 0.051 of a core against 0.071 with Kafka's
-        # defaults (that run also had 1 network / 2 io threads, worth ~0.005 alone: not
-        # kept, the tests' bursts of clients get the threads)
+        # the broker's heartbeat to its own controller every 5 s instead of 2 s, and 4
+        # background threads instead of 10: three idle brokers side by side (4 x 30 s),
+        # 0.051 of a core against 0.071 with Kafka's defaults (that run also had 1 network /
+        # 2 io threads, worth ~0.005 alone: not kept, the tests' bursts of clients get them)
         "num.network.threads=2\n"
         "num.io.threads=4\n"
         "background.threads=4\n"
