@@ -824,6 +824,9 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
         *os.environ.get("PYTHONPATH", "").split(os.pathsep),
     ]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in path if p))
+    # the GPU machine's stub ignored PYTHONPATH (2026-11-30: "No module named
+    # 'control_plane'"); model.py puts these on sys.path itself
+    env["MTB_STUB_PYTHONPATH"] = env["PYTHONPATH"]
     libs = nvidia_lib_dirs()
     if libs:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(

@@ -20,10 +20,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
+# Folders to import from ahead of the interpreter's own (MTB_STUB_PYTHONPATH, like
+# PYTHONPATH): a stub whose embedded interpreter ignores PYTHONPATH - pytriton's on the
+# lent GPU machine, where the checkout is not installed - still finds control_plane.
+for _p in reversed(os.environ.get("MTB_STUB_PYTHONPATH", "").split(os.pathsep)):
+    if _p and _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
 
 
 def _param(config: dict, key: str, default: str = "") -> str:
