@@ -231,14 +231,19 @@ class BergamotModel:
         for i, r in zip(batch, results, strict=True):
             out[i] = r
 
-    def _encoder_inputs(self, srcs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _source_ids(self, srcs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids [B, T] zero-padded, mask [B, T] float32)."""
         b, t = len(srcs), max(len(s) for s in srcs)
         ids = np.zeros((b, t), dtype=np.int64)
         mask = np.zeros((b, t), dtype=np.float32)
         for r, s in enumerate(srcs):
             ids[r, : len(s)] = s
             mask[r, : len(s)] = 1.0
-        return self.emb_scaled[ids] + self.positions[:t][None], mask
+        return ids, mask
+
+    def _encoder_inputs(self, srcs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        ids, mask = self._source_ids(srcs)
+        return self.emb_scaled[ids] + self.positions[: ids.shape[1]][None], mask
 
     def _encode_batch(self, srcs: list[np.ndarray]):
         embeds, mask = self._encoder_inputs(srcs)
@@ -247,23 +252,29 @@ class BergamotModel:
         cross = dict(zip(names, enc, strict=True))
         return mask, cross
 
-    def _output_layer(self, srcs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(column ids U, out_w [D, |U|], per-row logit bias [B, |U|] with -inf outside
-        each row's own shortlist)."""
+    def _shortlist_layer(
+        self, srcs: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(column ids U, out_w [D, |U|], allowed [B, |U|] bool: each row's own
+        shortlist, output bias per column [|U|] with -inf for <unk>, never produced)."""
         if self.shortlist is None:
             cols = self._all_ids
-            bias = np.broadcast_to(self.out_b, (len(srcs), len(cols))).copy()
+            allowed = np.ones((len(srcs), len(cols)), dtype=bool)
         else:
-            cands = [self.shortlist.candidates(s) for s in srcs]
-            flat = np.concatenate(cands)
-            cols = np.unique(flat)
-            bias = np.full((len(srcs), len(cols)), -np.inf, dtype=np.float32)
-            rows = np.repeat(np.arange(len(srcs)), [len(c) for c in cands])
-            bias[rows, np.searchsorted(cols, flat)] = self.out_b[flat]
+            mask = self.shortlist.batch_mask(srcs)
+            cols = np.flatnonzero(mask.any(axis=0))
+            allowed = np.take(mask, cols, axis=1)
+        colbias = self.out_b[cols].astype(np.float32)
         unk = np.searchsorted(cols, self.unk)
         if unk < len(cols) and cols[unk] == self.unk:
-            bias[:, unk] = -np.inf
-        return cols, np.take(self.emb_t, cols, axis=1), bias
+            colbias[unk] = -np.inf
+        return cols, np.take(self.emb_t, cols, axis=1), allowed, colbias
+
+    def _output_layer(self, srcs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(column ids U, out_w [D, |U|], per-row logit bias [B, |U|] with -inf outside
+        each row's own shortlist). The device loop builds that bias on the device."""
+        cols, out_w, allowed, colbias = self._shortlist_layer(srcs)
+        return cols, out_w, np.where(allowed, colbias, np.float32(-np.inf))
 
     def _step(self, x, mask, out_w, bias, states, cross):
         feeds = {"x": x, "attention_mask": mask, "out_w": out_w, "logit_bias": bias}
@@ -278,9 +289,10 @@ class BergamotModel:
         return np.array([math.ceil(self.length_factor * len(s)) for s in srcs])
 
     def _device_greedy(self, srcs: list[np.ndarray]) -> list[tuple[list[int], float]]:
-        embeds, mask = self._encoder_inputs(srcs)
-        cols, out_w, bias = self._output_layer(srcs)
-        return self._device.greedy(embeds, mask, cols, out_w, bias, self._limits(srcs))
+        ids, mask = self._source_ids(srcs)
+        cols, out_w, allowed, colbias = self._shortlist_layer(srcs)
+        limits = self._limits(srcs)
+        return self._device.greedy(ids, mask, cols, out_w, allowed, colbias, limits)
 
     def _greedy(self, srcs: list[np.ndarray]) -> list[tuple[list[int], float]]:
         b = len(srcs)

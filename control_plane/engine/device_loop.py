@@ -109,6 +109,71 @@ def gather_rows_model(
     return model.SerializeToString()
 
 
+def embed_model(table_type: type, out_type: type) -> bytes:
+    """An ONNX graph: ``ids`` [B, T] int64, ``table`` [V, D] and ``positions`` [P, D] ->
+    ``embeds`` [B, T, D] = table[ids] + positions[:T], the encoder's input. Done on the
+    host it was the largest cost of a 1,000-sentence GPU batch after the shortlist (a
+    33 MB gather plus its upload); here only the ids (8 bytes a token) cross."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    elem = {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16}
+    zero = helper.make_tensor("zero", TensorProto.INT64, [1], [0])
+    one = helper.make_tensor("one", TensorProto.INT64, [1], [1])
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0),
+        helper.make_node("Shape", ["ids"], ["ids_shape"]),
+        helper.make_node("Gather", ["ids_shape", "one"], ["t"], axis=0),
+        helper.make_node("Slice", ["positions", "zero", "t", "zero"], ["pos"]),
+        helper.make_node("Add", ["rows", "pos"], ["sum"]),
+    ]
+    nodes.append(
+        helper.make_node("Cast", ["sum"], ["embeds"], to=elem[out_type])
+        if table_type is not out_type
+        else helper.make_node("Identity", ["sum"], ["embeds"])
+    )
+    graph = helper.make_graph(
+        nodes,
+        "embed",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "t"]),
+            helper.make_tensor_value_info("table", elem[table_type], ["v", "d"]),
+            helper.make_tensor_value_info("positions", elem[table_type], ["p", "d"]),
+        ],
+        [helper.make_tensor_value_info("embeds", elem[out_type], ["b", "t", "d"])],
+        [zero, one],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def bias_model() -> bytes:
+    """An ONNX graph: ``allowed`` [B, U] bool and ``colbias`` [U] float32 -> ``bias`` [B, U]
+    = colbias where allowed, else -inf: each row's shortlist as the step's logit bias.
+    The host used to build that float matrix (71 MB for 992 sentences over 17,820 columns:
+    140 ms of numpy a batch); a quarter of the bytes cross as bools instead."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    ninf = helper.make_tensor("ninf", TensorProto.FLOAT, [], [float("-inf")])
+    graph = helper.make_graph(
+        [helper.make_node("Where", ["allowed", "colbias", "ninf"], ["bias"])],
+        "shortlist_bias",
+        [
+            helper.make_tensor_value_info("allowed", TensorProto.BOOL, ["b", "u"]),
+            helper.make_tensor_value_info("colbias", TensorProto.FLOAT, ["u"]),
+        ],
+        [helper.make_tensor_value_info("bias", TensorProto.FLOAT, ["b", "u"])],
+        [ninf],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 class _Rows:
     """The host's side of one batch: which bucket slot holds which sentence, which slots
     are still live, and the tokens and log-probabilities gathered so far."""
@@ -191,6 +256,14 @@ class DeviceLoop:
         row_types = [self.types[n] for n in self._row_inputs]
         row_ranks = [ranks[n] for n in self._row_inputs]
         self._compact = make_session(gather_rows_model(row_types, row_types, row_ranks))
+        # the encoder's input on the device (float32 tables: the host's exact sums)
+        embeds_type = _NP[encoder.get_inputs()[0].type]
+        self._embed = make_session(embed_model(np.float32, embeds_type))
+        self._enc_table = self._upload(embeddings, np.float32)
+        self._enc_positions = self._upload(positions, np.float32)
+        self._bias_graph = make_session(bias_model())
+        if self.types["logit_bias"] is not np.float32:
+            raise ValueError("decoder_step's logit_bias must be float32 (bias_model)")
 
     # -- device buffers ------------------------------------------------------------------
 
@@ -231,15 +304,35 @@ class DeviceLoop:
             out.append(io)
         return out
 
-    def _encode(self, embeds: np.ndarray, mask: np.ndarray) -> list:
-        """The encoder's cross-attention keys/values for the batch, left on the device."""
+    def _encode(self, ids: np.ndarray, mask: np.ndarray) -> list:
+        """The encoder's cross-attention keys/values for the batch (source ids [B, T],
+        zero-padded), left on the device; the embeddings are looked up there too."""
+        eio = self._embed.io_binding()
+        eio.bind_cpu_input("ids", np.ascontiguousarray(ids, dtype=np.int64))
+        eio.bind_ortvalue_input("table", self._enc_table)
+        eio.bind_ortvalue_input("positions", self._enc_positions)
+        eio.bind_output("embeds", self.device, self.device_id)
+        self._embed.run_with_iobinding(eio)
         io = self.encoder.io_binding()
-        io.bind_cpu_input("embeds", np.ascontiguousarray(embeds))
+        io.bind_ortvalue_input("embeds", eio.get_outputs()[0])
         io.bind_cpu_input("attention_mask", np.ascontiguousarray(mask))
         for name in self.cross_names:
             io.bind_output(name, self.device, self.device_id)
         self.encoder.run_with_iobinding(io)
         return io.get_outputs()
+
+    def _logit_bias(self, allowed: np.ndarray, colbias: np.ndarray, out=None):  # noqa: ANN001, ANN202
+        """The logit bias [rows, U] on the device from each row's allowed columns; into
+        ``out`` (a buffer of that shape) when given, else a new OrtValue."""
+        io = self._bias_graph.io_binding()
+        io.bind_cpu_input("allowed", np.ascontiguousarray(allowed, dtype=bool))
+        io.bind_cpu_input("colbias", np.ascontiguousarray(colbias, dtype=np.float32))
+        if out is None:
+            io.bind_output("bias", self.device, self.device_id)
+        else:
+            io.bind_ortvalue_output("bias", out)
+        self._bias_graph.run_with_iobinding(io)
+        return out if out is not None else io.get_outputs()[0]
 
     def _steps(self, bindings: list, options: list, sets: list[dict], logprob_out, rows: _Rows):  # noqa: ANN001, ANN202
         """Decoder steps on one bucket until the compaction policy says to move: (the
@@ -266,28 +359,31 @@ class DeviceLoop:
 
     def greedy(
         self,
-        embeds: np.ndarray,
+        ids: np.ndarray,
         mask: np.ndarray,
         cols: np.ndarray,
         out_w: np.ndarray,
-        bias: np.ndarray,
+        allowed: np.ndarray,
+        colbias: np.ndarray,
         limits: np.ndarray,
     ) -> list[tuple[list[int], float]]:
         """(output ids without EOS, summed log-probability) per row of the batch.
 
-        ``embeds``/``mask``: the encoder's inputs for the batch's sentences; ``cols``,
-        ``out_w``, ``bias``: the output layer over the batch's shortlist columns (see
-        BergamotModel._output_layer); ``limits``: the most steps per sentence.
+        ``ids``/``mask``: the batch's source ids [B, T] (zero-padded) and their mask;
+        ``cols``, ``out_w``: the output layer over the batch's shortlist columns,
+        ``allowed`` [B, U] bool: each row's own shortlist among them, ``colbias`` [U]:
+        the output bias of each column (-inf for a word never produced; see
+        BergamotModel._shortlist_layer); ``limits``: the most steps per sentence.
         """
         n = len(limits)
         bucket = bucket_for(n)
-        encoded = self._encode(embeds, mask)
+        encoded = self._encode(ids, mask)
         rows = pad_rows(np.arange(n), bucket)
         cross = self._gather(self._pad_cross, rows, encoded)
         d = self._table.shape()[1]
         cur = {
             "attention_mask": self._upload(mask[rows], self.types["attention_mask"]),
-            "logit_bias": self._upload(bias[rows], self.types["logit_bias"]),
+            "logit_bias": self._logit_bias(allowed[rows], colbias),
             "prev_ids": self._upload(np.full(bucket, self.bos), np.int64),
             **{
                 name: self._upload(np.zeros((bucket, d)), self.types[name])
@@ -422,17 +518,17 @@ class StaticDeviceLoop(DeviceLoop):
             self._runs[bucket, width] = (bindings, options)
         return self._runs[bucket, width]
 
-    def greedy(self, embeds, mask, cols, out_w, bias, limits):  # noqa: ANN001, ANN201
+    def greedy(self, ids, mask, cols, out_w, allowed, colbias, limits):  # noqa: ANN001, ANN201
         with self._lock:
-            return self._greedy(embeds, mask, cols, out_w, bias, limits)
+            return self._greedy(ids, mask, cols, out_w, allowed, colbias, limits)
 
-    def _greedy(self, embeds, mask, cols, out_w, bias, limits):  # noqa: ANN001, ANN202
+    def _greedy(self, ids, mask, cols, out_w, allowed, colbias, limits):  # noqa: ANN001, ANN202
         n, src_len = mask.shape
         if src_len > self.max_source:
             raise ValueError(f"source of {src_len} tokens; at most {self.max_source}")
         bucket = bucket_for(n)
         width = cands_bucket(len(cols))
-        encoded = self._encode(embeds, mask)
+        encoded = self._encode(ids, mask)
         rows = pad_rows(np.arange(n), bucket)
         buf = self._bucket_buffers(bucket)
         # keys/values: rows padded to the bucket, sources to max_source, into the buffers
@@ -452,9 +548,10 @@ class StaticDeviceLoop(DeviceLoop):
         w = np.zeros((out_w.shape[0], width), self.types["out_w"])
         w[:, : len(cols)] = out_w
         cbuf["out_w"].update_inplace(w)
-        full_bias = np.full((bucket, width), -np.inf, np.float32)
-        full_bias[:, : len(cols)] = bias[rows]
-        self._bias_buffer(bucket, width).update_inplace(full_bias)
+        # extra columns: never allowed (-inf)
+        full_allowed = np.zeros((bucket, width), bool)
+        full_allowed[:, : len(cols)] = allowed[rows]
+        self._logit_bias(full_allowed, np.resize(colbias, width), self._bias_buffer(bucket, width))
         self._reset(buf["sets"][0], bucket)
 
         progress = _Rows(n, bucket, rows, limits, self.eos)
