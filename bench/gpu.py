@@ -10,6 +10,9 @@ under one time budget (``--budget-s``; parts and points past it are marked skipp
   8, 64, 256, 1024 (fp16, device loop; ``cuda_graph``: its fixed-shape loop captured as
   CUDA graphs, where the engine has that keyword; TensorRT with fp16 and an engine cache
   in a temporary folder; warm-up excluded).
+- ``lanes``: the CUDA engine with several lanes (threads, each running its own batches,
+  so one batch's host work - tokens, shortlist, finished rows - overlaps another's GPU
+  steps) at the largest batch sizes (``--lanes``, default 2 and 4).
 - ``ceiling``: a PyTorch module of the exported model's exact shape (dims, heads, layers,
   FFN width and vocabulary read from metadata.json and the graphs; random weights, as
   only speed matters) doing fp16 greedy generation at the same batch sizes, so
@@ -58,7 +61,7 @@ from evaluation.sets import gettext_set
 
 # cuda_graph after triton: capture has never run on a GPU here, and a crash in it would
 # take the process (the JSON written after each earlier part stays)
-PARTS = ("agreement", "cuda", "ceiling", "triton", "cuda_graph", "tensorrt")
+PARTS = ("agreement", "cuda", "ceiling", "lanes", "triton", "cuda_graph", "tensorrt")
 PAIRS = ("en-pt", "pt-en")
 GOAL_IDENTICAL = 0.98
 GOAL_BLEU_DELTA = 0.3
@@ -416,7 +419,10 @@ def part_engine(
     budget: Budget,
     tensorrt: bool = False,
     cuda_graph: bool = False,
+    lanes: list[int] | None = None,
 ) -> dict:
+    """One point per batch size (``lanes``: per batch size of the two largest and lane
+    count; the engine's default is one lane on a GPU)."""
     folder = models / "bergamot-en-pt"
     provider = "TensorrtExecutionProvider" if tensorrt else "CUDAExecutionProvider"
     sources = throughput_sources(max(2000, 8 * max(args.batches)))
@@ -428,6 +434,9 @@ def part_engine(
         "cuda_graph": cuda_graph,
         "points": points,
     }
+    runs = [(b, 0) for b in args.batches]
+    if lanes:
+        runs = [(b, n) for b in sorted(args.batches)[-2:] for n in lanes]
     cache = None
     saved_env: dict[str, str | None] = {}
     if tensorrt and not args.dry_run:
@@ -452,10 +461,12 @@ def part_engine(
         report["engine_cache"] = cache
     try:
         with GpuSampler() as sampler:
-            for batch in args.batches:
+            for batch, n_lanes in runs:
                 if budget.spent():
                     points.append({"batch": batch, "skipped": "time budget spent"})
                     continue
+                if n_lanes:
+                    extra["lanes"] = n_lanes
                 try:
                     t0 = time.perf_counter()
                     model = make_engine(
@@ -471,6 +482,8 @@ def part_engine(
                     load_s = time.perf_counter() - t0
                     point = measure_engine(model, sources, batch, args.seconds)
                     point["load_s"] = round(load_s, 2)
+                    if n_lanes:
+                        point["lanes"] = model.lanes
                     report.setdefault("engine", describe_engine(model))
                     del model
                 except Exception as exc:  # noqa: BLE001 - one point's failure is recorded
@@ -952,6 +965,14 @@ def summarise(report: dict) -> dict:
         out["ceiling_best_words_per_min"] = max(ceil.values())
         if engine_best:
             out["engine_best_over_ceiling_best"] = round(engine_best / max(ceil.values()), 3)
+    several = [x for x in parts.get("lanes", {}).get("points", []) if "words_per_min" in x]
+    if several:
+        best = max(several, key=lambda x: x["words_per_min"])
+        out["lanes_best"] = {k: best[k] for k in ("batch", "lanes", "words_per_min")}
+        if ceil:
+            out["lanes_best_over_ceiling_best"] = round(
+                best["words_per_min"] / max(ceil.values()), 3
+            )
     if triton and engine_best:
         out["triton_best_words_per_min"] = max(triton.values())
         out["triton_best_over_engine_best"] = round(max(triton.values()) / engine_best, 3)
@@ -1013,6 +1034,16 @@ def table(report: dict) -> str:
             f"{fmt(r['ceiling'])} | "
             f"{fmt(r['engine_over_ceiling'])} |"
         )
+    ln = [p for p in report["parts"].get("lanes", {}).get("points", []) if "lanes" in p]
+    if ln:
+        lines += [
+            "",
+            "The CUDA engine with several lanes (one batch's host work beside another's steps)",
+            "",
+            "| batch | lanes | words/min |",
+            "|---:|---:|---:|",
+        ]
+        lines += [f"| {p['batch']} | {p['lanes']} | {p['words_per_min']:,} |" for p in ln]
     t = report["parts"].get("triton", {})
     if t.get("points"):
         lines += [
@@ -1077,10 +1108,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sentences", type=int, default=None, help="agreement sentences per pair")
     ap.add_argument("--request-segments", type=int, default=None, help="sentences per request")
     ap.add_argument("--decoder-loop", default="auto", help="host|device|auto, where supported")
+    ap.add_argument("--lanes", default="2,4", help="lane counts of the lanes part")
     args = ap.parse_args(argv)
     dry = args.dry_run
     args.batches = _ints(args.batches or ("1,8" if dry else "1,8,64,256,1024"))
     args.clients = _ints(args.clients or ("2" if dry else "1,8,64,256"))
+    args.lanes = _ints(args.lanes)
     args.seconds = args.seconds or (0.5 if dry else 6.0)
     args.sentences = args.sentences or (10 if dry else None)
     args.request_segments = args.request_segments or (2 if dry else 4)
@@ -1143,6 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
             "agreement": lambda: part_agreement(args, models, budget),
             "cuda": lambda: part_engine(args, models, budget),
             "cuda_graph": lambda: part_engine(args, models, budget, cuda_graph=True),
+            "lanes": lambda: part_engine(args, models, budget, lanes=args.lanes),
             "ceiling": lambda: part_ceiling(args, models, budget),
             "triton": lambda: part_triton(args, models, budget),
             "tensorrt": lambda: part_engine(args, models, budget, tensorrt=True),

@@ -52,10 +52,12 @@ def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int
     matrices of at most 32 x 256, too small for intra-op threads to pay for their
     hand-offs, and the Python part of every step (argmax, finished rows) keeps one core
     while ORT waits; lanes beat intra-op threads on the same chunks (README, "Engine
-    quality and speed"). A GPU runs one lane: its kernels already fill the card."""
+    quality and speed"). A GPU runs one lane unless asked for more: its kernels fill the
+    card, but a lane's host work between batches (tokens, shortlist, finished rows) leaves
+    it idle, which a second lane can fill (bench gpu's ``lanes`` part measures that)."""
     cores = threads if threads > 0 else (os.cpu_count() or 1)
     if gpu:
-        return 1, cores
+        return (lanes if lanes > 0 else 1), cores
     n = lanes if lanes > 0 else min(cores, 8)
     return n, max(1, cores // n)
 

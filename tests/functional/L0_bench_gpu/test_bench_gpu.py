@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-PARTS = {"agreement", "cuda", "ceiling", "triton", "cuda_graph", "tensorrt"}
+PARTS = {"agreement", "cuda", "ceiling", "lanes", "triton", "cuda_graph", "tensorrt"}
 
 
 def bench_gpu(*args: str, model_dir: Path, timeout: float = 120, path: str | None = None):
@@ -79,6 +79,13 @@ def test_dry_run_runs_every_part_on_the_cpu(dry_run):
         assert e["shape"]["dim"] == 256 and e["shape"]["encoder_layers"] == 6
         assert e["shape"]["encoder_ffn"] > e["shape"]["dim"]
         assert all(p["tokens_per_s"] > 0 for p in e["points"])
+    # several lanes (threads with batches of their own) at the two largest batch sizes
+    ln = report["parts"]["lanes"]
+    assert ln["status"] == "ok", ln
+    assert [(p["batch"], p["lanes"]) for p in ln["points"]] == [(1, 2), (1, 4), (8, 2), (8, 4)]
+    assert all(p["words_per_min"] > 0 for p in ln["points"])
+    assert report["summary"]["lanes_best"]["lanes"] in (2, 4)
+    assert "| 8 | 4 |" in (out / "gpu.md").read_text()
     t = report["parts"]["triton"]
     assert t["status"] == "ok", t
     assert t["config"].startswith("cpu")
