@@ -413,6 +413,35 @@ def measure_engine(model: Any, sources: list[str], batch: int, seconds: float) -
     }
 
 
+def profile_calls(model: Any, sources: list[str], batch: int, calls: int = 2) -> list[dict]:
+    """Where a call's time goes (cProfile over ``calls`` calls of ``4 x batch``
+    sentences, after the measured ones so it does not slow them): the 25 functions with
+    the most own time. On a GPU that splits host work (tokens, shortlist, finished rows)
+    from waiting for the device (``run_with_iobinding``, ``numpy`` copies)."""
+    import cProfile
+    import pstats
+
+    chunk = max(4, 4 * batch)
+    prof = cProfile.Profile()
+    prof.enable()
+    for k in range(calls):
+        model.translate(sources[k * chunk : (k + 1) * chunk] or sources[:chunk])
+    prof.disable()
+    stats = pstats.Stats(prof)
+    rows = []
+    for (file, line, name), (_, ncalls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "function": f"{Path(file).name}:{line}({name})",
+                "calls": ncalls,
+                "own_s": round(tottime, 4),
+                "cumulative_s": round(cumtime, 4),
+            }
+        )
+    rows.sort(key=lambda r: r["own_s"], reverse=True)
+    return rows[:25]
+
+
 def part_engine(
     args: argparse.Namespace,
     models: Path,
@@ -485,6 +514,9 @@ def part_engine(
                     if n_lanes:
                         point["lanes"] = model.lanes
                     report.setdefault("engine", describe_engine(model))
+                    if not (tensorrt or cuda_graph or n_lanes) and batch == max(args.batches):
+                        top = profile_calls(model, sources, batch)
+                        report["profile"] = {"batch": batch, "top": top}
                     del model
                 except Exception as exc:  # noqa: BLE001 - one point's failure is recorded
                     point = {"batch": batch, "error": f"{type(exc).__name__}: {exc}"[:2000]}
