@@ -856,11 +856,9 @@ async def triton_point(
     }
 
 
-def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
-    import devstack
-
-    work = Path(tempfile.mkdtemp(prefix="bench-gpu-triton-", dir=args.work))
-    env = {"MTB_MODEL_DIR": str(models)}
+def _triton_env() -> dict[str, str]:
+    """What the python stub needs on a machine where the checkout is not installed."""
+    env: dict[str, str] = {}
     # the python stub imports control_plane from this checkout (the GPU box has no
     # editable install), numpy<2 first where the packing script brought one
     path = [
@@ -877,69 +875,111 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             [*libs, *filter(None, [os.environ.get("LD_LIBRARY_PATH")])]
         )
-    extra = [] if args.dry_run else ["--model-config-name=gpu"]
-    report: dict[str, Any] = {
-        "config": "cpu (model_repository/translator/config.pbtxt; dry run)"
-        if args.dry_run
-        else "gpu (model_repository/translator/configs/gpu.pbtxt)",
-    }
-    # a repository of the translator model alone: other models beside it may want
-    # graphs (int8) this run did not export
+    return env
+
+
+def _triton_repository(work: Path, config_name: str, instances: int, lanes: int) -> Path:
+    """A repository of the translator model alone (other models beside it may want graphs,
+    int8, this run did not export) with ``instances`` processes of ``lanes`` lanes."""
+    import re
+
     repo = work / "repository"
     shutil.copytree(
         REPO / "model_repository" / "translator",
         repo / "translator",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    server = None
-    try:
-        try:
-            server = devstack.start_triton(
-                repo,
-                workdir=work,
-                extra_args=extra,
-                extra_env=env,
-                timeout=min(180.0, max(20.0, budget.left())),
-            )
-        except Exception as exc:
-            log = work / "triton.log"
-            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-            # the model's own error sits above tritonserver's option table at the end
-            errors = [
-                ln[:600]
-                for ln in lines
-                if ln.startswith("E") or "UNAVAILABLE" in ln or "rror" in ln or "Traceback" in ln
-            ]
-            detail = "\n".join(errors[-20:] or lines[-30:])
-            raise RuntimeError(f"tritonserver did not start: {str(exc)[:300]}\n{detail}") from exc
-        report["startup_s"] = round(server.startup_s, 2)
-        print(f"  tritonserver up in {server.startup_s:.1f}s on {server.url}", flush=True)
-        sources = throughput_sources(4096)
-        points: list[dict] = []
-        report["points"] = points
-        with GpuSampler() as sampler:
-            for clients in args.clients:
-                if budget.spent():
-                    points.append({"clients": clients, "skipped": "time budget spent"})
-                    continue
-                try:
-                    point = asyncio.run(
-                        triton_point(
-                            server.url, sources, clients, args.request_segments, args.seconds
+    cfg = repo / "translator" / config_name
+    text = cfg.read_text()
+    text, n_count = re.subn(r"count: \d+", f"count: {instances}", text, count=1)
+    text, n_lanes = re.subn(
+        r'(key: "lanes"\s*value \{ string_value: )"\d+"', rf'\g<1>"{lanes}"', text, count=1
+    )
+    if not (n_count and n_lanes):
+        raise RuntimeError(f"{cfg}: no instance count or lanes parameter to set")
+    cfg.write_text(text)
+    return repo
+
+
+def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
+    """Every (instances x lanes) of ``--triton-configs`` under every client count: the
+    model's executions are one engine call each, so a second lane only helps when an
+    execution holds more than one engine batch, and a second instance overlaps two."""
+    env = {"MTB_MODEL_DIR": str(models), **_triton_env()}
+    extra = [] if args.dry_run else ["--model-config-name=gpu"]
+    config_name = "config.pbtxt" if args.dry_run else "configs/gpu.pbtxt"
+    report: dict[str, Any] = {
+        "config": "cpu (model_repository/translator/config.pbtxt; dry run)"
+        if args.dry_run
+        else "gpu (model_repository/translator/configs/gpu.pbtxt)",
+        "startup_s": {},
+    }
+    points: list[dict] = []
+    report["points"] = points
+    with GpuSampler() as sampler:
+        for instances, lanes in args.triton_configs:
+            label = f"{instances}x{lanes}"
+            if budget.spent():
+                points.append({"config": label, "skipped": "time budget spent"})
+                continue
+            work = Path(tempfile.mkdtemp(prefix="bench-gpu-triton-", dir=args.work))
+            repo = _triton_repository(work, config_name, instances, lanes)
+            server = None
+            try:
+                server = _start_triton(repo, work, extra, env, budget)
+                report["startup_s"][label] = round(server.startup_s, 2)
+                print(f"  tritonserver {label} up in {server.startup_s:.1f}s", flush=True)
+                sources = throughput_sources(4096)
+                for clients in args.clients:
+                    if budget.spent():
+                        points.append({"config": label, "clients": clients, "skipped": "budget"})
+                        continue
+                    try:
+                        point = asyncio.run(
+                            triton_point(
+                                server.url, sources, clients, args.request_segments, args.seconds
+                            )
                         )
-                    )
-                except Exception as exc:  # noqa: BLE001
-                    point = {"clients": clients, "error": f"{type(exc).__name__}: {exc}"[:2000]}
-                points.append(point)
-                print(f"  triton {clients} clients: {point}", flush=True)
+                    except Exception as exc:  # noqa: BLE001
+                        point = {"clients": clients, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                    point = {"config": label, "instances": instances, "lanes": lanes, **point}
+                    points.append(point)
+                    print(f"  triton {label} {clients} clients: {point}", flush=True)
+            except Exception as exc:  # noqa: BLE001 - the next configuration still runs
+                points.append({"config": label, "error": f"{type(exc).__name__}: {exc}"[:4000]})
+                print(f"  triton {label}: {points[-1]['error'][:2000]}", flush=True)
+            finally:
+                if server is not None:
+                    server.stop()
+                shutil.rmtree(work, ignore_errors=True)
         report["gpu"] = sampler.summary()
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    if not any("words_per_min" in p for p in report.get("points", [])):
-        raise RuntimeError(f"no client count measured: {report.get('points')}")
+    if not any("words_per_min" in p for p in points):
+        raise RuntimeError(f"no client count measured: {points}")
     return report
+
+
+def _start_triton(repo: Path, work: Path, extra: list[str], env: dict, budget: Budget):  # noqa: ANN202
+    import devstack
+
+    try:
+        return devstack.start_triton(
+            repo,
+            workdir=work,
+            extra_args=extra,
+            extra_env=env,
+            timeout=min(180.0, max(20.0, budget.left())),
+        )
+    except Exception as exc:
+        log = work / "triton.log"
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        # the model's own error sits above tritonserver's option table at the end
+        errors = [
+            ln[:600]
+            for ln in lines
+            if ln.startswith("E") or "UNAVAILABLE" in ln or "rror" in ln or "Traceback" in ln
+        ]
+        detail = "\n".join(errors[-20:] or lines[-30:])
+        raise RuntimeError(f"tritonserver did not start: {str(exc)[:300]}\n{detail}") from exc
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -1083,17 +1123,18 @@ def table(report: dict) -> str:
             f"Through tritonserver ({t.get('config')}), requests of "
             f"{report['request_segments']} sentences",
             "",
-            "| clients | words/min | p50 s | p95 s |",
-            "|---:|---:|---:|---:|",
+            "| instances x lanes | clients | words/min | p50 s | p95 s |",
+            "|---|---:|---:|---:|---:|",
         ]
         for p in t["points"]:
+            head = f"| {p.get('config', '1x0')} | {p.get('clients', '')} |"
             if "words_per_min" in p:
                 lines.append(
-                    f"| {p['clients']} | {p['words_per_min']:,} | {p['latency_p50_s']} | "
-                    f"{p['latency_p95_s']} |"
+                    f"{head} {p['words_per_min']:,} | {p['latency_p50_s']} | {p['latency_p95_s']} |"
                 )
             else:
-                lines.append(f"| {p['clients']} | {p.get('error') or p.get('skipped')} | | |")
+                why = str(p.get("error") or p.get("skipped")).splitlines()[0][:150]
+                lines.append(f"{head} {why} | | |")
     if "triton_best_over_engine_best" in s:
         lines.append(f"\nTriton best / engine best: {s['triton_best_over_engine_best']}")
     gpu = [
@@ -1140,15 +1181,25 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sentences", type=int, default=None, help="agreement sentences per pair")
     ap.add_argument("--request-segments", type=int, default=None, help="sentences per request")
     ap.add_argument("--decoder-loop", default="auto", help="host|device|auto, where supported")
-    ap.add_argument("--lanes", default="2,4", help="lane counts of the lanes part")
+    ap.add_argument("--lanes", default=None, help="lane counts of the lanes part (2,4,8)")
+    ap.add_argument(
+        "--triton-configs",
+        default=None,
+        help="Triton model instances x engine lanes to measure, e.g. 1x4,4x1",
+    )
     args = ap.parse_args(argv)
     dry = args.dry_run
     args.batches = _ints(args.batches or ("1,8" if dry else "1,8,64,256,1024"))
     args.clients = _ints(args.clients or ("2" if dry else "1,8,64,256"))
-    args.lanes = _ints(args.lanes)
+    args.lanes = _ints(args.lanes or ("2,4" if dry else "2,4,8"))
     args.seconds = args.seconds or (0.5 if dry else 6.0)
     args.sentences = args.sentences or (10 if dry else None)
-    args.request_segments = args.request_segments or (2 if dry else 4)
+    # the service's own request size (MTB_TRITON_REQUEST_SEGMENTS)
+    args.request_segments = args.request_segments or (2 if dry else 16)
+    args.triton_configs = [
+        tuple(int(x) for x in c.split("x"))
+        for c in (args.triton_configs or ("1x1" if dry else "1x4,4x1")).split(",")
+    ]
     # "auto" picks the host loop on CPUs: the dry run asks for the device loop (on the CPU
     # EP) so CI runs the loop the GPU will run
     args.engine_loop = "device" if dry and args.decoder_loop == "auto" else args.decoder_loop
@@ -1189,6 +1240,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_point": args.seconds,
             "request_segments": args.request_segments,
             "decoder_loop_requested": args.engine_loop,
+            "triton_configs": [f"{i}x{n}" for i, n in args.triton_configs],
             "parts": {},
         }
         t0 = time.monotonic()
