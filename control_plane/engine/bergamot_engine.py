@@ -60,12 +60,16 @@ class BergamotModel:
         tensorrt: bool = False,
         decoder_loop: str = "auto",
         cuda_graph: bool = False,
+        device_shortlist: bool | None = None,
     ) -> None:
         """``decoder_loop``: "host" (numpy between steps), "device" (device_loop: state
         on the execution device, needs the ``decoder_step`` graphs) or "auto" (device
         where the graphs run on a GPU, host on CPUs). ``cuda_graph`` (device loop only):
         fixed-shape buffers (StaticDeviceLoop), captured as CUDA graphs on the CUDA EP;
-        on other providers the same fixed shapes run uncaptured."""
+        on other providers the same fixed shapes run uncaptured. ``device_shortlist``
+        (device loop without ``cuda_graph``): the shortlist and output layer are computed
+        on the device too (control_plane.engine.device_shortlist); None: on a GPU only
+        (on the CPU EP its [batch, vocabulary] masks cost ~10x the host's numpy)."""
         import sentencepiece as spm
 
         self.folder = Path(folder)
@@ -144,6 +148,24 @@ class BergamotModel:
             # the output layer's columns in the step graph's type (fp16 on a GPU): taken
             # per batch from this table, not converted per batch (~10 ms a 1,000-row batch)
             self._out_table = np.ascontiguousarray(self.emb_t, self._device.types["out_w"])
+            if device_shortlist is None:
+                device_shortlist = self._device.device == "cuda"
+            if device_shortlist and not cuda_graph and self.shortlist is not None:
+                from control_plane.engine.device_shortlist import DeviceShortlist
+
+                try:
+                    self._device.shortlist = DeviceShortlist(
+                        self.shortlist,
+                        self.vocab_size,
+                        self.out_b,
+                        self.unk,
+                        self._out_table,
+                        gather,
+                        self._device._upload,
+                        (self._device.device, self._device.device_id),
+                    )
+                except ValueError as exc:  # this shortlist's lists are too long: host path
+                    log.info("%s: shortlist on the host (%s)", self.folder.name, exc)
 
     @property
     def version(self) -> str:
@@ -295,8 +317,10 @@ class BergamotModel:
 
     def _device_greedy(self, srcs: list[np.ndarray]) -> list[tuple[list[int], float]]:
         ids, mask = self._source_ids(srcs)
-        cols, out_w, allowed, colbias = self._shortlist_layer(srcs, self._out_table)
         limits = self._limits(srcs)
+        if getattr(self._device, "shortlist", None) is not None:
+            return self._device.greedy(ids, mask, None, None, None, None, limits)
+        cols, out_w, allowed, colbias = self._shortlist_layer(srcs, self._out_table)
         return self._device.greedy(ids, mask, cols, out_w, allowed, colbias, limits)
 
     def _greedy(self, srcs: list[np.ndarray]) -> list[tuple[list[int], float]]:

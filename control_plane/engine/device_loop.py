@@ -262,6 +262,8 @@ class DeviceLoop:
         self._enc_table = self._upload(embeddings, np.float32)
         self._enc_positions = self._upload(positions, np.float32)
         self._bias_graph = make_session(bias_model())
+        # set by the engine where the shortlist fits the device graph (device_shortlist)
+        self.shortlist = None
         if self.types["logit_bias"] is not np.float32:
             raise ValueError("decoder_step's logit_bias must be float32 (bias_model)")
 
@@ -374,6 +376,8 @@ class DeviceLoop:
         ``allowed`` [B, U] bool: each row's own shortlist among them, ``colbias`` [U]:
         the output bias of each column (-inf for a word never produced; see
         BergamotModel._shortlist_layer); ``limits``: the most steps per sentence.
+        ``cols`` None: ``self.shortlist`` (DeviceShortlist) computes all four on the
+        device from the ids.
         """
         n = len(limits)
         bucket = bucket_for(n)
@@ -381,9 +385,16 @@ class DeviceLoop:
         rows = pad_rows(np.arange(n), bucket)
         cross = self._gather(self._pad_cross, rows, encoded)
         d = self._table.shape()[1]
+        if cols is None:
+            mapped = self.shortlist.map_ids(ids[rows], mask[rows])
+            cols_v, out_w_v, bias_v = self.shortlist.layer(self._upload(mapped, np.int64))
+        else:
+            bias_v = self._logit_bias(allowed[rows], colbias)
+            out_w_v = self._upload(out_w, self.types["out_w"])
+            cols_v = self._upload(cols, np.int64)
         cur = {
             "attention_mask": self._upload(mask[rows], self.types["attention_mask"]),
-            "logit_bias": self._logit_bias(allowed[rows], colbias),
+            "logit_bias": bias_v,
             "prev_ids": self._upload(np.full(bucket, self.bos), np.int64),
             **{
                 name: self._upload(np.zeros((bucket, d)), self.types[name])
@@ -394,8 +405,8 @@ class DeviceLoop:
         shared = {
             "embeddings": self._table,
             "positions": self._positions,
-            "out_w": self._upload(out_w, self.types["out_w"]),
-            "cols": self._upload(cols, np.int64),
+            "out_w": out_w_v,
+            "cols": cols_v,
         }
         step_value = self._upload(np.zeros(1), np.int64)
         progress = _Rows(n, bucket, rows, limits, self.eos)

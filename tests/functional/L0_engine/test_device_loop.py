@@ -57,8 +57,12 @@ def host_outputs(model_dir):
 def test_device_loop_gives_the_host_loops_tokens(
     model_dir, host_outputs, precision, pair, monkeypatch
 ):
-    model = BergamotModel(model_dir / f"bergamot-{pair}", precision, decoder_loop="device")
+    # the shortlist graph too (on a GPU by default; asked for here on the CPU EP)
+    model = BergamotModel(
+        model_dir / f"bergamot-{pair}", precision, decoder_loop="device", device_shortlist=True
+    )
     assert model.decoder_loop == "device" and model.max_batch == 32
+    assert model._device.shortlist is not None
     gathers = CountingGathers(model._device, monkeypatch)
     device = model.translate_ids(sources(model, pair, SUBSET[precision]))
     host = host_outputs[pair, precision]
@@ -72,7 +76,11 @@ def test_device_loop_gives_the_host_loops_tokens(
 def test_buckets_up_to_1024_change_nothing(model_dir, host_outputs, monkeypatch):
     """256 sentences in one batch (bucket 256), compacted down to 1 row."""
     model = BergamotModel(
-        model_dir / "bergamot-en-pt", "int8", decoder_loop="device", max_batch=1024
+        model_dir / "bergamot-en-pt",
+        "int8",
+        decoder_loop="device",
+        max_batch=1024,
+        device_shortlist=True,
     )
     assert model.max_batch == 1024
     seen = []
