@@ -60,7 +60,7 @@ class BergamotModel:
         tensorrt: bool = False,
         decoder_loop: str = "auto",
         cuda_graph: bool = False,
-        device_shortlist: bool | None = None,
+        device_shortlist: bool = False,
     ) -> None:
         """``decoder_loop``: "host" (numpy between steps), "device" (device_loop: state
         on the execution device, needs the ``decoder_step`` graphs) or "auto" (device
@@ -68,8 +68,9 @@ class BergamotModel:
         fixed-shape buffers (StaticDeviceLoop), captured as CUDA graphs on the CUDA EP;
         on other providers the same fixed shapes run uncaptured. ``device_shortlist``
         (device loop without ``cuda_graph``): the shortlist and output layer are computed
-        on the device too (control_plane.engine.device_shortlist); None: on a GPU only
-        (on the CPU EP its [batch, vocabulary] masks cost ~10x the host's numpy)."""
+        on the device too (control_plane.engine.device_shortlist); off unless asked: on
+        the lent H200 it was slower than the host's numpy (2026-11-30, batch 1024: 2.82M
+        against 5.22M words/min with 4 lanes, side by side), and ~10x on the CPU EP."""
         import sentencepiece as spm
 
         self.folder = Path(folder)
@@ -148,8 +149,6 @@ class BergamotModel:
             # the output layer's columns in the step graph's type (fp16 on a GPU): taken
             # per batch from this table, not converted per batch (~10 ms a 1,000-row batch)
             self._out_table = np.ascontiguousarray(self.emb_t, self._device.types["out_w"])
-            if device_shortlist is None:
-                device_shortlist = self._device.device == "cuda"
             if device_shortlist and not cuda_graph and self.shortlist is not None:
                 from control_plane.engine.device_shortlist import DeviceShortlist
 

@@ -44,6 +44,9 @@ def uses_gpu(precision: str, tensorrt: bool = False) -> bool:
     return any(p != "CPUExecutionProvider" for p in providers_for(precision, tensorrt))
 
 
+GPU_LANES = 4
+
+
 def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int, int]:
     """(lanes, intra-op threads per lane) for a CPU budget of ``threads`` (0: all cores).
 
@@ -52,12 +55,14 @@ def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int
     matrices of at most 32 x 256, too small for intra-op threads to pay for their
     hand-offs, and the Python part of every step (argmax, finished rows) keeps one core
     while ORT waits; lanes beat intra-op threads on the same chunks (README, "Engine
-    quality and speed"). A GPU runs one lane unless asked for more: its kernels fill the
-    card, but a lane's host work between batches (tokens, shortlist, finished rows) leaves
-    it idle, which a second lane can fill (bench gpu's ``lanes`` part measures that)."""
+    quality and speed"). A GPU runs four lanes by default: one lane's host work between
+    and around its steps (tokens, shortlist, finished rows) leaves the card idle, which
+    the other lanes fill. On the lent H200 (2026-11-30, batch 1024, side by side) 1, 2 and
+    4 lanes gave 3.35M, 4.47M and 5.22M words/min; 8 lanes were no better than 4 in the
+    GPU check (bench gpu's ``lanes`` part)."""
     cores = threads if threads > 0 else (os.cpu_count() or 1)
     if gpu:
-        return (lanes if lanes > 0 else 1), cores
+        return (lanes if lanes > 0 else GPU_LANES), cores
     n = lanes if lanes > 0 else min(cores, 8)
     return n, max(1, cores // n)
 

@@ -196,6 +196,10 @@ GPU = TranslatorConfig(
     # MTB_TRITON_REQUEST_SEGMENTS segments fill such batches under load
     decoder_loop="device",
     engine_batch=1024,
+    # one process, 4 lanes: an execution of up to 256 requests of 16 segments holds up to
+    # 4 engine batches, run side by side (on the lent H200, 2026-11-30, 256 clients:
+    # 2.57M words/min against 1.62M for 4 instances x 1 lane; bench/results/gpu)
+    lanes=4,
     max_batch_size=256,
     preferred_batch_sizes=(256,),
     max_queue_delay_us=2000,

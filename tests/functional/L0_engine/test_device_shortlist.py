@@ -51,7 +51,8 @@ def test_odd_ids_and_rows_without_eos(model):
     assert set((np.isfinite(bias).sum(axis=1) % 8).tolist()) <= {0, 7}
 
 
-def test_only_on_a_gpu_unless_asked(model_dir):
-    """Left to itself the engine keeps the host's numpy on the CPU EP (cheaper there)."""
+def test_only_when_asked(model_dir):
+    """Left to itself the engine keeps the host's numpy (faster on the H200 measured and
+    on the CPU EP)."""
     m = BergamotModel(model_dir / "bergamot-en-pt", "fp32", decoder_loop="device")
-    assert m._device.device == "cpu" and m._device.shortlist is None
+    assert m._device.shortlist is None

@@ -47,7 +47,7 @@ def test_plan_lanes():
     assert plan_lanes(threads=2) == (2, 1)
     assert plan_lanes(threads=16) == (8, 2)
     assert plan_lanes(threads=4, lanes=1) == (1, 4)
-    assert plan_lanes(threads=8, gpu=True) == (1, 8)
+    assert plan_lanes(threads=8, gpu=True) == (4, 8)  # host work of one beside another's steps
     assert plan_lanes(threads=8, lanes=2, gpu=True) == (2, 8)  # asked for: host work overlaps
 
 
