@@ -40,7 +40,10 @@ def results(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def dry_run(model_dir, tmp_path_factory) -> tuple[dict, str, Path]:
     out = tmp_path_factory.mktemp("gpu-dry")
-    proc = bench_gpu("--dry-run", "--out", str(out), model_dir=model_dir)
+    # two Triton configurations: the model's instance count and lanes are rewritten
+    proc = bench_gpu(
+        "--dry-run", "--out", str(out), "--triton-configs", "1x1,1x2", model_dir=model_dir
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return results(out), proc.stdout, out
 
@@ -89,8 +92,10 @@ def test_dry_run_runs_every_part_on_the_cpu(dry_run):
     t = report["parts"]["triton"]
     assert t["status"] == "ok", t
     assert t["config"].startswith("cpu")
-    assert [p["clients"] for p in t["points"]] == [2]
-    assert t["points"][0]["requests"] > 0 and t["points"][0]["words_per_min"] > 0
+    assert [(p["config"], p["clients"]) for p in t["points"]] == [("1x1", 2), ("1x2", 2)]
+    assert all(p["requests"] > 0 and p["words_per_min"] > 0 for p in t["points"])
+    best = max(p["words_per_min"] for p in t["points"])
+    assert report["summary"]["triton_best_words_per_min"] == best  # over both configurations
     assert report["parts"]["tensorrt"]["status"] == "skipped"
     # the summary pairs each batch's engine figure with the ceiling's
     rows = {r["batch"]: r for r in report["summary"]["by_batch"]}
