@@ -59,7 +59,7 @@ from typing import Any
 from bench.common import REPO, RESULTS, machine
 from evaluation.sets import gettext_set
 
-# cuda_graph after triton: capture has never run on a GPU here, and a crash in it would
+# cuda_graph after triton: a crash in capture (it ran fine on the H200, 2026-11-30) would
 # take the process (the JSON written after each earlier part stays)
 PARTS = ("agreement", "cuda", "ceiling", "lanes", "triton", "cuda_graph", "tensorrt")
 PAIRS = ("en-pt", "pt-en")

@@ -464,7 +464,8 @@ class StaticDeviceLoop(DeviceLoop):
     get a -inf bias). Buffers per bucket (keys/values, mask, states, ids) and per (bucket,
     columns) (bias) are shared by the graphs of that shape and refilled in place; ORT
     allows new contents, not new addresses. One batch at a time (a lock): the buffers are
-    the loop's own. Never run on a GPU so far.
+    the loop's own. Captured and replayed on a lent H200 (2026-11-30): 1.3x the dynamic
+    loop's words/min at batch 1024, 1.9x at batch 1 (bench/results/gpu).
     """
 
     def __init__(

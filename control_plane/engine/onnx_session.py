@@ -116,7 +116,8 @@ def provider_options(
     only (ORT's multi-graph ``gpu_graph_id`` is the CUDA EP's), so there the loop runs
     uncaptured.
 
-    Never run on a GPU here: written from ONNX Runtime's TensorRT/CUDA EP documentation.
+    The CUDA EP options (CUDA graphs included) ran on a lent H200 (2026-11-30, bench gpu);
+    the TensorRT ones have not run (no TensorRT libraries there).
     """
     out = []
     for p in providers:
