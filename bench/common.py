@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+# Where save() writes: the committed bench/results unless MTB_BENCH_RESULTS_DIR points
+# elsewhere (tests run benchmarks as subprocesses and must not touch committed figures).
+RESULTS = Path(os.environ.get("MTB_BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
 REPO = Path(__file__).resolve().parent.parent
 
 
