@@ -97,6 +97,9 @@ class BergamotModel:
             self.decoder = session(self.folder / files["decoder"])
         self._lanes = Lanes(self.lanes) if self.lanes > 1 else None
         self.sp = spm.SentencePieceProcessor(model_file=str(self.folder / "vocab.spm"))
+        # a call's tokenizing runs before its batches, while a GPU host's cores are free;
+        # on CPUs the lanes have them
+        self._sp_threads = 4 if gpu else 1
         self.emb = np.load(self.folder / "embeddings.npy")
         self.emb_scaled = (self.emb * np.float32(EMB_SCALE)).astype(np.float32)
         # the output layer's columns are taken from [D, V] rows: for the ~18,000 columns of
@@ -178,6 +181,22 @@ class BergamotModel:
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([i for i in ids if i != self.eos])
 
+    def _encode_all(self, texts: list[str]) -> list[list[int]]:
+        """``encode`` of every text in one SentencePiece call: per-text calls spent more
+        in the wrapper's Python than in tokenizing (4,096 gettext sentences: 21 ms one by
+        one, 15 ms as one call on one thread), and on a GPU a call's tokens are host work
+        the card waits for."""
+        if not texts:
+            return []
+        return [ids + [self.eos] for ids in self.sp.encode(texts, num_threads=self._sp_threads)]
+
+    def _decode_all(self, outputs: list[list[int]]) -> list[str]:
+        """``decode`` of every output in one call (12 ms -> 6 ms for 4,096 sentences)."""
+        if not outputs:
+            return []
+        clean = [[i for i in ids if i != self.eos] for ids in outputs]
+        return list(self.sp.decode(clean, num_threads=self._sp_threads))
+
     def _split_long(self, ids: list[int]) -> list[np.ndarray]:
         """Cut an overlong sentence at word starts into parts the model accepts."""
         body = ids[:-1]
@@ -202,21 +221,20 @@ class BergamotModel:
         results: list[Translation | None] = [None] * len(segments)
         rows: list[_Row] = []
         parts_of: dict[int, int] = {}
-        for i, text in enumerate(segments):
-            if not text or not text.strip():
-                results[i] = Translation("", 1.0)
-                continue
-            ids = self.encode(text.strip())
+        todo = [i for i, text in enumerate(segments) if text and text.strip()]
+        encoded = self._encode_all([segments[i].strip() for i in todo])
+        for i, ids in zip(todo, encoded, strict=True):
             pieces = self._split_long(ids) if len(ids) > MAX_SOURCE_TOKENS else [np.array(ids)]
             parts_of[i] = len(pieces)
             rows.extend(_Row(i, p) for p in pieces)
         if rows:
             decoded = self.translate_ids([r.ids for r in rows], rank)
-            by_segment: dict[int, list[tuple[list[int], float, int]]] = {}
-            for row, (out, logprob) in zip(rows, decoded, strict=True):
-                by_segment.setdefault(row.index, []).append((out, logprob, len(out) + 1))
+            texts = self._decode_all([out for out, _ in decoded])
+            by_segment: dict[int, list[tuple[str, float, int]]] = {}
+            for row, (out, logprob), piece in zip(rows, decoded, texts, strict=True):
+                by_segment.setdefault(row.index, []).append((piece, logprob, len(out) + 1))
             for i, parts in by_segment.items():
-                text = " ".join(self.decode(out) for out, _, _ in parts).strip()
+                text = " ".join(piece for piece, _, _ in parts).strip()
                 steps = sum(n for _, _, n in parts)
                 score = math.exp(sum(lp for _, lp, _ in parts) / max(steps, 1))
                 results[i] = Translation(text, round(score, 6))
