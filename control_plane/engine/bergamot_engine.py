@@ -335,7 +335,7 @@ class BergamotModel:
     def _device_greedy(self, srcs: list[np.ndarray]) -> list[tuple[list[int], float]]:
         ids, mask = self._source_ids(srcs)
         limits = self._limits(srcs)
-        if getattr(self._device, "shortlist", None) is not None:
+        if self._device.shortlist is not None:
             return self._device.greedy(ids, mask, None, None, None, None, limits)
         cols, out_w, allowed, colbias = self._shortlist_layer(srcs, self._out_table)
         return self._device.greedy(ids, mask, cols, out_w, allowed, colbias, limits)

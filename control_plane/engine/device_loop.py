@@ -49,6 +49,29 @@ def device_of(session) -> tuple[str, int]:  # noqa: ANN001 - onnxruntime.Inferen
     return "cpu", 0
 
 
+def onnx_elem(dtype: type) -> int:
+    """The ONNX element type of a numpy scalar type (the loop's graphs use these three)."""
+    from onnx import TensorProto
+
+    return {
+        np.float32: TensorProto.FLOAT,
+        np.float16: TensorProto.FLOAT16,
+        np.int64: TensorProto.INT64,
+    }[dtype]
+
+
+def model_bytes(graph) -> bytes:  # noqa: ANN001 - onnx.GraphProto
+    """The loop's small helper graphs as a checked model (opset 17, IR 8: what the
+    onnxruntime versions in use accept)."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def gather_rows_model(
     types_in: list[type],
     types_out: list[type],
@@ -61,11 +84,8 @@ def gather_rows_model(
     float16 decoder's type) and compacts finished rows away, without a host round trip.
     ``pad_axes``: per tensor, an axis zero-padded at its end by the ``pad`` input ([1]
     int64), or None (StaticDeviceLoop pads sources to a fixed length)."""
-    import onnx
     from onnx import TensorProto, helper
 
-    elem = {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16}
-    elem[np.int64] = TensorProto.INT64
     nodes, inputs, outputs = (
         [],
         [helper.make_tensor_value_info("idx", TensorProto.INT64, ["n"])],
@@ -77,10 +97,12 @@ def gather_rows_model(
     consts = []
     for i, (a, b, rank) in enumerate(zip(types_in, types_out, ranks, strict=True)):
         inputs.append(
-            helper.make_tensor_value_info(f"t_{i}", elem[a], [f"d{i}_{r}" for r in range(rank)])
+            helper.make_tensor_value_info(
+                f"t_{i}", onnx_elem(a), [f"d{i}_{r}" for r in range(rank)]
+            )
         )
         out_shape = ["n"] + [f"d{i}_{r}" for r in range(1, rank)]
-        outputs.append(helper.make_tensor_value_info(f"g_{i}", elem[b], out_shape))
+        outputs.append(helper.make_tensor_value_info(f"g_{i}", onnx_elem(b), out_shape))
         last = f"t_{i}"
         nodes.append(helper.make_node("Gather", [last, "idx"], [f"rows_{i}"], axis=0))
         last = f"rows_{i}"
@@ -99,14 +121,11 @@ def gather_rows_model(
             nodes.append(helper.make_node("Pad", [last, f"pads_{i}"], [f"padded_{i}"]))
             last = f"padded_{i}"
         if a is not b:
-            nodes.append(helper.make_node("Cast", [last], [f"g_{i}"], to=elem[b]))
+            nodes.append(helper.make_node("Cast", [last], [f"g_{i}"], to=onnx_elem(b)))
         else:
             nodes.append(helper.make_node("Identity", [last], [f"g_{i}"]))
     graph = helper.make_graph(nodes, "gather_rows", inputs, outputs, consts)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return model_bytes(graph)
 
 
 def embed_model(table_type: type, out_type: type) -> bytes:
@@ -114,10 +133,8 @@ def embed_model(table_type: type, out_type: type) -> bytes:
     ``embeds`` [B, T, D] = table[ids] + positions[:T], the encoder's input. Done on the
     host it was the largest cost of a 1,000-sentence GPU batch after the shortlist (a
     33 MB gather plus its upload); here only the ids (8 bytes a token) cross."""
-    import onnx
     from onnx import TensorProto, helper
 
-    elem = {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16}
     zero = helper.make_tensor("zero", TensorProto.INT64, [1], [0])
     one = helper.make_tensor("one", TensorProto.INT64, [1], [1])
     nodes = [
@@ -128,7 +145,7 @@ def embed_model(table_type: type, out_type: type) -> bytes:
         helper.make_node("Add", ["rows", "pos"], ["sum"]),
     ]
     nodes.append(
-        helper.make_node("Cast", ["sum"], ["embeds"], to=elem[out_type])
+        helper.make_node("Cast", ["sum"], ["embeds"], to=onnx_elem(out_type))
         if table_type is not out_type
         else helper.make_node("Identity", ["sum"], ["embeds"])
     )
@@ -137,16 +154,13 @@ def embed_model(table_type: type, out_type: type) -> bytes:
         "embed",
         [
             helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "t"]),
-            helper.make_tensor_value_info("table", elem[table_type], ["v", "d"]),
-            helper.make_tensor_value_info("positions", elem[table_type], ["p", "d"]),
+            helper.make_tensor_value_info("table", onnx_elem(table_type), ["v", "d"]),
+            helper.make_tensor_value_info("positions", onnx_elem(table_type), ["p", "d"]),
         ],
-        [helper.make_tensor_value_info("embeds", elem[out_type], ["b", "t", "d"])],
+        [helper.make_tensor_value_info("embeds", onnx_elem(out_type), ["b", "t", "d"])],
         [zero, one],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return model_bytes(graph)
 
 
 def bias_model() -> bytes:
@@ -154,7 +168,6 @@ def bias_model() -> bytes:
     = colbias where allowed, else -inf: each row's shortlist as the step's logit bias.
     The host used to build that float matrix (71 MB for 992 sentences over 17,820 columns:
     140 ms of numpy a batch); a quarter of the bytes cross as bools instead."""
-    import onnx
     from onnx import TensorProto, helper
 
     ninf = helper.make_tensor("ninf", TensorProto.FLOAT, [], [float("-inf")])
@@ -168,10 +181,7 @@ def bias_model() -> bytes:
         [helper.make_tensor_value_info("bias", TensorProto.FLOAT, ["b", "u"])],
         [ninf],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return model_bytes(graph)
 
 
 class _Rows:
@@ -272,11 +282,15 @@ class DeviceLoop:
         row_types = [self.types[n] for n in self._row_inputs]
         row_ranks = [ranks[n] for n in self._row_inputs]
         self._compact = make_session(gather_rows_model(row_types, row_types, row_ranks))
-        # the encoder's input on the device (float32 tables: the host's exact sums)
+        # the encoder's input on the device (float32 tables: the host's exact sums); the
+        # step's own tables where they are float32 already (the extra row is never read)
         embeds_type = _NP[encoder.get_inputs()[0].type]
         self._embed = make_session(embed_model(np.float32, embeds_type))
-        self._enc_table = self._upload(embeddings, np.float32)
-        self._enc_positions = self._upload(positions, np.float32)
+        self._enc_table, self._enc_positions = self._table, self._positions
+        if self.types["embeddings"] is not np.float32:
+            self._enc_table = self._upload(embeddings, np.float32)
+        if self.types["positions"] is not np.float32:
+            self._enc_positions = self._upload(positions, np.float32)
         self._bias_graph = make_session(bias_model())
         # set by the engine where the shortlist fits the device graph (device_shortlist)
         self.shortlist = None

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from control_plane.engine.device_loop import model_bytes, onnx_elem
 from control_plane.engine.shortlist import Shortlist
 
 # lists longer than this make the [B, T, L] gather too large; the host path serves them
@@ -43,8 +44,6 @@ def shortlist_model(first: int, vocab: int, out_type: type) -> bytes:
     ``bias`` [B, U] float32."""
     import onnx
     from onnx import TensorProto, helper
-
-    elem = {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16}
 
     def const(name: str, dtype: int, dims: list[int], vals: list) -> onnx.TensorProto:
         return helper.make_tensor(name, dtype, dims, vals)
@@ -112,19 +111,16 @@ def shortlist_model(first: int, vocab: int, out_type: type) -> bytes:
             helper.make_tensor_value_info("ids", I64, ["b", "t"]),
             helper.make_tensor_value_info("lists", I64, ["r", "l"]),
             helper.make_tensor_value_info("colbias", F, [vocab]),
-            helper.make_tensor_value_info("table", elem[out_type], ["d", vocab]),
+            helper.make_tensor_value_info("table", onnx_elem(out_type), ["d", vocab]),
         ],
         [
             helper.make_tensor_value_info("cols", I64, ["u"]),
-            helper.make_tensor_value_info("out_w", elem[out_type], ["d", "u"]),
+            helper.make_tensor_value_info("out_w", onnx_elem(out_type), ["d", "u"]),
             helper.make_tensor_value_info("bias", F, ["b", "u"]),
         ],
         consts,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return model_bytes(graph)
 
 
 class DeviceShortlist:
