@@ -18,7 +18,8 @@ under one time budget (``--budget-s``; parts and points past it are marked skipp
   only speed matters) doing fp16 greedy generation at the same batch sizes, so
   "engine / ceiling" sits next to the engine's figures.
 - ``triton``: the same model through tritonserver (nvidia-pytriton's binary, our python
-  backend model, ``--model-config-name=gpu``) under 1, 8, 64, 256 concurrent gRPC clients.
+  backend model, the GPU config of ``configs/gpu.pbtxt`` rendered per ``--triton-configs``
+  instances x lanes) under 1, 8, 64, 256 concurrent gRPC clients.
 
 GPU memory and utilisation are sampled with nvidia-smi during the throughput parts.
 Results: ``<out>/gpu.json`` (written after every part, so a killed run leaves what it
@@ -878,36 +879,18 @@ def _triton_env() -> dict[str, str]:
     return env
 
 
-def _triton_repository(work: Path, config_name: str, instances: int, lanes: int) -> Path:
-    """A repository of the translator model alone (other models beside it may want graphs,
-    int8, this run did not export) with ``instances`` processes of ``lanes`` lanes."""
-    import re
-
-    repo = work / "repository"
-    shutil.copytree(
-        REPO / "model_repository" / "translator",
-        repo / "translator",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    cfg = repo / "translator" / config_name
-    text = cfg.read_text()
-    text, n_count = re.subn(r"count: \d+", f"count: {instances}", text, count=1)
-    text, n_lanes = re.subn(
-        r'(key: "lanes"\s*value \{ string_value: )"\d+"', rf'\g<1>"{lanes}"', text, count=1
-    )
-    if not (n_count and n_lanes):
-        raise RuntimeError(f"{cfg}: no instance count or lanes parameter to set")
-    cfg.write_text(text)
-    return repo
-
-
 def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
     """Every (instances x lanes) of ``--triton-configs`` under every client count: the
     model's executions are one engine call each, so a second lane only helps when an
     execution holds more than one engine batch, and a second instance overlaps two."""
+    from dataclasses import replace
+
+    from control_plane.inference.triton_config import CPU, GPU, copy_repository
+
     env = {"MTB_MODEL_DIR": str(models), **_triton_env()}
-    extra = [] if args.dry_run else ["--model-config-name=gpu"]
-    config_name = "config.pbtxt" if args.dry_run else "configs/gpu.pbtxt"
+    # the committed config (model_repository/translator/config.pbtxt, configs/gpu.pbtxt are
+    # rendered from these), with each measured instance count and lanes
+    base = CPU if args.dry_run else GPU
     report: dict[str, Any] = {
         "config": "cpu (model_repository/translator/config.pbtxt; dry run)"
         if args.dry_run
@@ -923,10 +906,13 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
                 points.append({"config": label, "skipped": "time budget spent"})
                 continue
             work = Path(tempfile.mkdtemp(prefix="bench-gpu-triton-", dir=args.work))
-            repo = _triton_repository(work, config_name, instances, lanes)
+            # the translator model alone: other models may want graphs (int8) this run
+            # did not export
+            cfg = replace(base, instances=instances, lanes=lanes)
+            repo = copy_repository(work / "repository", cfg)
             server = None
             try:
-                server = _start_triton(repo, work, extra, env, budget)
+                server = _start_triton(repo, work, env, budget)
                 report["startup_s"][label] = round(server.startup_s, 2)
                 print(f"  tritonserver {label} up in {server.startup_s:.1f}s", flush=True)
                 sources = throughput_sources(4096)
@@ -958,14 +944,13 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
     return report
 
 
-def _start_triton(repo: Path, work: Path, extra: list[str], env: dict, budget: Budget):  # noqa: ANN202
+def _start_triton(repo: Path, work: Path, env: dict, budget: Budget):  # noqa: ANN202
     import devstack
 
     try:
         return devstack.start_triton(
             repo,
             workdir=work,
-            extra_args=extra,
             extra_env=env,
             timeout=min(180.0, max(20.0, budget.left())),
         )
