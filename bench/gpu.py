@@ -12,7 +12,8 @@ under one time budget (``--budget-s``; parts and points past it are marked skipp
   in a temporary folder; warm-up excluded).
 - ``lanes``: the CUDA engine with several lanes (threads, each running its own batches,
   so one batch's host work - tokens, shortlist, finished rows - overlaps another's GPU
-  steps) at the largest batch sizes (``--lanes``, default 2 and 4).
+  steps) at the two largest batch sizes (``--lanes``, default 2, 4 and 8; the other
+  engine parts run one lane, so their figures and profile stay comparable).
 - ``ceiling``: a PyTorch module of the exported model's exact shape (dims, heads, layers,
   FFN width and vocabulary read from metadata.json and the graphs; random weights, as
   only speed matters) doing fp16 greedy generation at the same batch sizes, so
@@ -451,8 +452,9 @@ def part_engine(
     cuda_graph: bool = False,
     lanes: list[int] | None = None,
 ) -> dict:
-    """One point per batch size (``lanes``: per batch size of the two largest and lane
-    count; the engine's default is one lane on a GPU)."""
+    """One point per batch size, one lane (``lanes``: per batch size of the two largest and
+    lane count). The engine's default on a GPU is 4 lanes; one lane keeps these points
+    comparable with the first runs and leaves the work on the thread the profile sees."""
     folder = models / "bergamot-en-pt"
     provider = "TensorrtExecutionProvider" if tensorrt else "CUDAExecutionProvider"
     sources = throughput_sources(max(2000, 8 * max(args.batches)))
@@ -495,8 +497,7 @@ def part_engine(
                 if budget.spent():
                     points.append({"batch": batch, "skipped": "time budget spent"})
                     continue
-                if n_lanes:
-                    extra["lanes"] = n_lanes
+                extra["lanes"] = n_lanes or 1
                 try:
                     t0 = time.perf_counter()
                     model = make_engine(
@@ -899,6 +900,7 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
     }
     points: list[dict] = []
     report["points"] = points
+    sources = throughput_sources(4096)
     with GpuSampler() as sampler:
         for instances, lanes in args.triton_configs:
             label = f"{instances}x{lanes}"
@@ -915,7 +917,6 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
                 server = _start_triton(repo, work, env, budget)
                 report["startup_s"][label] = round(server.startup_s, 2)
                 print(f"  tritonserver {label} up in {server.startup_s:.1f}s", flush=True)
-                sources = throughput_sources(4096)
                 for clients in args.clients:
                     if budget.spent():
                         points.append({"config": label, "clients": clients, "skipped": "budget"})
