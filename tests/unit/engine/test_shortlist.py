@@ -3,7 +3,7 @@ import struct
 import numpy as np
 import sentencepiece as spm
 
-from control_plane.engine.shortlist import Shortlist
+from control_plane.engine.shortlist import MAGIC, Shortlist
 from evaluation.sets import gettext_set
 from export.bergamot import bundled_model_dir
 
@@ -42,7 +42,7 @@ def test_batch_mask_pads_past_a_full_window(tmp_path):
     one-row path) - a shortlist file built here, one source word listing 50..130."""
     lists = np.arange(50, 131, dtype=np.uint32)  # 81 words: 131 with the first 50
     offsets = np.array([0, 0, len(lists)], dtype=np.uint64)
-    header = struct.pack("<6Q", 0xF11A48D5013417F5, 0, 50, 50, len(offsets), len(lists))
+    header = struct.pack("<6Q", MAGIC, 0, 50, 50, len(offsets), len(lists))
     data = header + offsets.tobytes() + lists.tobytes()
     path = tmp_path / "lex.bin"
     path.write_bytes(data)
