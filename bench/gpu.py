@@ -22,6 +22,15 @@ under one time budget (``--budget-s``; parts and points past it are marked skipp
   backend model, the GPU config of ``configs/gpu.pbtxt`` rendered per ``--triton-configs``
   instances x lanes) under 1, 8, 64, 256 concurrent gRPC clients.
 
+- ``kernels``: the CUDA kernels and copies of one call at the largest batch, dynamic and
+  CUDA-graph loop (torch.profiler, whose CUPTI tracing sees ONNX Runtime's kernels too),
+  against the call's wall time. Last, so that a profiler that takes the process down
+  loses nothing measured before it.
+
+Each engine point also carries ``loop`` (control_plane.engine.device_loop.LoopStats):
+decoding ms per step, steps per batch, mean bucket, the share of computed rows still
+live, and seconds in encoder, steps, token reads, compactions and the rest.
+
 GPU memory and utilisation are sampled with nvidia-smi during the throughput parts.
 Results: ``<out>/gpu.json`` (written after every part, so a killed run leaves what it
 measured) and ``<out>/gpu.md``. Which decoder loop ran is recorded: the engine's
@@ -63,7 +72,7 @@ from evaluation.sets import gettext_set
 
 # cuda_graph after triton: a crash in capture (it ran fine on the H200, 2026-11-30) would
 # take the process (the JSON written after each earlier part stays)
-PARTS = ("agreement", "cuda", "ceiling", "lanes", "triton", "cuda_graph", "tensorrt")
+PARTS = ("agreement", "cuda", "ceiling", "lanes", "triton", "cuda_graph", "tensorrt", "kernels")
 PAIRS = ("en-pt", "pt-en")
 GOAL_IDENTICAL = 0.98
 GOAL_BLEU_DELTA = 0.3
@@ -391,6 +400,9 @@ def measure_engine(model: Any, sources: list[str], batch: int, seconds: float) -
     profiles), then calls of ``4 x batch`` sentences until ``seconds`` have passed."""
     longest = sorted(sources, key=len, reverse=True)[:batch]
     model.translate(longest)
+    stats = getattr(model, "loop_stats", None)
+    if stats is not None:
+        stats.reset()  # the measured calls only
     chunk = max(4, 4 * batch)
     done_words = done_sents = 0
     i = 0
@@ -405,7 +417,7 @@ def measure_engine(model: Any, sources: list[str], batch: int, seconds: float) -
         if time.perf_counter() - t0 >= seconds:
             break
     dt = time.perf_counter() - t0
-    return {
+    point: dict[str, Any] = {
         "batch": batch,
         "sentences": done_sents,
         "words": done_words,
@@ -413,6 +425,9 @@ def measure_engine(model: Any, sources: list[str], batch: int, seconds: float) -
         "sentences_per_s": round(done_sents / dt, 1),
         "words_per_min": round(done_words / dt * 60),
     }
+    if stats is not None:  # where the device loop's time went (LoopStats)
+        point["loop"] = stats.snapshot()
+    return point
 
 
 def profile_calls(model: Any, sources: list[str], batch: int, calls: int = 2) -> list[dict]:
@@ -425,10 +440,12 @@ def profile_calls(model: Any, sources: list[str], batch: int, calls: int = 2) ->
 
     chunk = max(4, 4 * batch)
     prof = cProfile.Profile()
+    t0 = time.perf_counter()
     prof.enable()
     for k in range(calls):
         model.translate(sources[k * chunk : (k + 1) * chunk] or sources[:chunk])
     prof.disable()
+    wall = time.perf_counter() - t0
     stats = pstats.Stats(prof)
     rows = []
     for (file, line, name), (_, ncalls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
@@ -441,7 +458,44 @@ def profile_calls(model: Any, sources: list[str], batch: int, calls: int = 2) ->
             }
         )
     rows.sort(key=lambda r: r["own_s"], reverse=True)
-    return rows[:25]
+    return {"batch": batch, "calls": calls, "wall_s": round(wall, 3), "top": rows[:25]}
+
+
+def kernel_profile(model: Any, sources: list[str], batch: int) -> dict:
+    """The device's side of one call of ``4 x batch`` sentences: every CUDA kernel and
+    copy the process ran (torch.profiler's CUPTI tracing sees ONNX Runtime's kernels too),
+    summed by name, against the call's wall time. Kernel time near the wall time: the
+    kernels themselves are the cost (which ones, below); far under it: launches and host
+    work leave the card idle. The first GPU runs could not tell these apart."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    chunk = max(4, 4 * batch)
+    part = sources[:chunk]
+    torch.cuda.init()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        model.translate(part)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    rows = []
+    for e in prof.key_averages():
+        us = getattr(e, "self_device_time_total", None)
+        if us is None:
+            us = getattr(e, "self_cuda_time_total", 0)
+        if us > 0:
+            rows.append({"kernel": e.key[:160], "count": e.count, "ms": round(us / 1000, 3)})
+    rows.sort(key=lambda r: r["ms"], reverse=True)
+    total = sum(r["ms"] for r in rows)
+    return {
+        "batch": batch,
+        "sentences": len(part),
+        "wall_ms": round(wall * 1000, 1),
+        "device_ms": round(total, 1),
+        "device_share": round(total / (wall * 1000), 3) if wall else None,
+        "kernels": sum(r["count"] for r in rows),
+        "top": rows[:25],
+    }
 
 
 def part_engine(
@@ -517,8 +571,7 @@ def part_engine(
                         point["lanes"] = model.lanes
                     report.setdefault("engine", describe_engine(model))
                     if not (tensorrt or cuda_graph or n_lanes) and batch == max(args.batches):
-                        top = profile_calls(model, sources, batch)
-                        report["profile"] = {"batch": batch, "top": top}
+                        report["profile"] = profile_calls(model, sources, batch)
                     del model
                 except Exception as exc:  # noqa: BLE001 - one point's failure is recorded
                     point = {"batch": batch, "error": f"{type(exc).__name__}: {exc}"[:2000]}
@@ -538,6 +591,33 @@ def part_engine(
     if not any("words_per_min" in p for p in points):
         errors = [p.get("error") or p.get("skipped") for p in points]
         raise RuntimeError(f"no batch size measured: {errors[0] if errors else 'none asked'}")
+    return report
+
+
+def part_kernels(args: argparse.Namespace, models: Path) -> dict:
+    """kernel_profile of the dynamic and the CUDA-graph loop at the largest batch, one
+    lane, after a warm-up call (graphs captured, sessions and allocators ready)."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise _Skip(f"no torch here ({exc})") from exc
+    if not torch.cuda.is_available():
+        raise _Skip("torch sees no CUDA device (the profile needs CUPTI on a GPU)")
+    batch = max(args.batches)
+    sources = throughput_sources(max(2000, 8 * batch))
+    report: dict[str, Any] = {"batch": batch}
+    for name, extra in (("dynamic", {}), ("cuda_graph", {"cuda_graph": True})):
+        try:
+            model = make_engine(
+                models / "bergamot-en-pt", "fp16", args, threads=0, max_batch=batch,
+                lanes=1, **extra,
+            )  # fmt: skip
+            model.translate(sources[: 4 * batch])
+            report[name] = kernel_profile(model, sources, batch)
+            del model
+        except Exception as exc:  # noqa: BLE001 - one loop's failure is recorded
+            report[name] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+        print(f"  kernels {name}: {str(report[name])[:300]}", flush=True)
     return report
 
 
@@ -1105,6 +1185,7 @@ def table(report: dict) -> str:
             "|---:|---:|---:|",
         ]
         lines += [f"| {p['batch']} | {p['lanes']} | {p['words_per_min']:,} |" for p in ln]
+    lines += _loop_lines(report)
     t = report["parts"].get("triton", {})
     if t.get("points"):
         lines += [
@@ -1143,6 +1224,56 @@ def table(report: dict) -> str:
                 f"{g['utilization_pct_max']} |"
             )
     return "\n".join(lines)
+
+
+def _loop_lines(report: dict) -> list[str]:
+    """Where the device loop's time went per measured point (LoopStats), and the CUDA
+    kernels of one call (kernel_profile), per engine part."""
+    lines: list[str] = []
+    rows = [
+        (name, p)
+        for name in ("cuda", "cuda_graph", "tensorrt", "lanes")
+        for p in report["parts"].get(name, {}).get("points", [])
+        if p.get("loop", {}).get("steps")
+    ]
+    if rows:
+        lines += [
+            "",
+            "Device loop per point: decoding ms per step (step runs + reading tokens back), "
+            "steps per batch, mean bucket, share of computed rows still live; seconds in "
+            "encoder / steps / token reads / compactions / the rest (shortlist, bias, "
+            "uploads), summed over lanes",
+            "",
+            "| part | batch | lanes | ms/step | steps/batch | mean bucket | live share | "
+            "encode s | step s | sync s | compact s | rest s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, p in rows:
+            lp = p["loop"]
+            lines.append(
+                f"| {name} | {p['batch']} | {p.get('lanes', 1)} | {lp.get('ms_per_step')} | "
+                f"{lp.get('steps_per_batch')} | {lp.get('mean_bucket')} | "
+                f"{lp.get('live_share')} | {lp['encode_s']} | {lp['step_s']} | {lp['sync_s']} | "
+                f"{lp['compact_s']} | {lp['prepare_s']} |"
+            )
+    for name in ("dynamic", "cuda_graph"):
+        k = report["parts"].get("kernels", {}).get(name)
+        if not k:
+            continue
+        if "top" not in k:
+            lines += ["", f"CUDA kernels ({name} loop): {k.get('error')}"]
+            continue
+        lines += [
+            "",
+            f"CUDA kernels of one call of {k['sentences']:,} sentences ({name} loop, batch "
+            f"{k['batch']}): {k['device_ms']:,} ms on the device in {k['wall_ms']:,} ms "
+            f"(share {k['device_share']}), {k['kernels']:,} kernels and copies",
+            "",
+            "| kernel | count | ms |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| `{r['kernel'][:90]}` | {r['count']:,} | {r['ms']} |" for r in k["top"][:12]]
+    return lines
 
 
 def write(report: dict, out: Path) -> None:
@@ -1253,6 +1384,7 @@ def main(argv: list[str] | None = None) -> int:
             "ceiling": lambda: part_ceiling(args, models, budget),
             "triton": lambda: part_triton(args, models, budget),
             "tensorrt": lambda: part_engine(args, models, budget, tensorrt=True),
+            "kernels": lambda: part_kernels(args, models),
         }
         for name in PARTS:
             if name not in args.parts:

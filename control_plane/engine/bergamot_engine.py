@@ -170,6 +170,11 @@ class BergamotModel:
                     log.info("%s: shortlist on the host (%s)", self.folder.name, exc)
 
     @property
+    def loop_stats(self):  # noqa: ANN201 - device_loop.LoopStats | None
+        """Where the device loop's time went (None on the host loop): `bench gpu`."""
+        return None if self._device is None else self._device.stats
+
+    @property
     def version(self) -> str:
         return str(self.meta["model_version"])
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -184,6 +185,53 @@ def bias_model() -> bytes:
     return model_bytes(graph)
 
 
+class LoopStats:
+    """Where a device loop's time goes, summed over its batches (lanes share one loop,
+    hence the lock; one update per batch). ``slot_steps`` counts the rows each step
+    computed (its bucket), ``row_steps`` those still live: their ratio is the share of the
+    device's step work that produced a token, the rest is padding and finished rows
+    waiting for a compaction. ``step_s`` is the host's time inside the step runs,
+    ``sync_s`` reading each step's tokens back (on a GPU that copy waits for the step's
+    kernels, so the two together are the decoding time). `bench gpu` reports them per
+    point: the first GPU runs had a words/min figure and no way to tell launch overhead,
+    kernel time and padding apart."""
+
+    FIELDS = ("batches", "rows", "steps", "slot_steps", "row_steps", "compactions",
+              "encode_s", "prepare_s", "step_s", "sync_s", "compact_s", "total_s")  # fmt: skip
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._v: dict[str, float] = dict.fromkeys(self.FIELDS, 0)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._v = dict.fromkeys(self.FIELDS, 0)
+
+    def add(self, part: dict[str, float]) -> None:
+        with self._lock:
+            for k, v in part.items():
+                self._v[k] += v
+
+    def snapshot(self) -> dict[str, float]:
+        """The sums, and per step / per batch figures derived from them."""
+        with self._lock:
+            v = dict(self._v)
+        out = {k: (round(x, 4) if isinstance(x, float) else int(x)) for k, x in v.items()}
+        steps, batches = v["steps"], v["batches"]
+        if steps:
+            out["ms_per_step"] = round((v["step_s"] + v["sync_s"]) / steps * 1000, 3)
+            out["mean_bucket"] = round(v["slot_steps"] / steps, 1)
+        if v["slot_steps"]:
+            out["live_share"] = round(v["row_steps"] / v["slot_steps"], 3)
+        if batches:
+            out["steps_per_batch"] = round(steps / batches, 1)
+        return out
+
+
+def _new_part() -> dict[str, float]:
+    return dict.fromkeys(LoopStats.FIELDS, 0)
+
+
 class _Rows:
     """The host's side of one batch: which bucket slot holds which sentence, which slots
     are still live, and the tokens and log-probabilities gathered so far. A step's tokens
@@ -292,6 +340,7 @@ class DeviceLoop:
         if self.types["positions"] is not np.float32:
             self._enc_positions = self._upload(positions, np.float32)
         self._bias_graph = make_session(bias_model())
+        self.stats = LoopStats()
         # set by the engine where the shortlist fits the device graph (device_shortlist)
         self.shortlist = None
         if self.types["logit_bias"] is not np.float32:
@@ -366,18 +415,39 @@ class DeviceLoop:
         self._bias_graph.run_with_iobinding(io)
         return out if out is not None else io.get_outputs()[0]
 
-    def _steps(self, bindings: list, options: list, sets: list[dict], logprob_out, rows: _Rows):  # noqa: ANN001, ANN202
+    def _steps(
+        self,
+        bindings: list,
+        options: list,
+        sets: list[dict],
+        logprob_out: object,
+        rows: _Rows,
+        part: dict,
+    ) -> tuple[np.ndarray, dict]:
         """Decoder steps on one bucket until the compaction policy says to move: (the
         slots to keep, the buffer set the last step wrote). Step j reads ``sets[j % 2]``
-        and writes the other set."""
+        and writes the other set. Times and counts go into ``part`` (LoopStats)."""
         j = 0
+        clock = time.perf_counter
+        step_s = sync_s = 0.0
+        slots, live = len(rows.live), 0
         while True:
             k = j % 2
+            t0 = clock()
             self.step.run_with_iobinding(bindings[k], options[k])
+            t1 = clock()
             j += 1
+            live += int(rows.live.sum())
             rows.record(sets[1 - k]["ids"].numpy(), logprob_out.numpy())
+            sync_s += clock() - t1
+            step_s += t1 - t0
             keep = compaction(rows.live, len(rows.live))
             if keep is not None:
+                part["steps"] += j
+                part["slot_steps"] += j * slots
+                part["row_steps"] += live
+                part["step_s"] += step_s
+                part["sync_s"] += sync_s
                 return keep, sets[j % 2]
 
     def _buffer_set(self, bucket: int) -> dict:
@@ -409,9 +479,13 @@ class DeviceLoop:
         ``cols`` None: ``self.shortlist`` (DeviceShortlist) computes all four on the
         device from the ids.
         """
+        clock, part = time.perf_counter, _new_part()
+        t0 = clock()
         n = len(limits)
         bucket = bucket_for(n)
         encoded = self._encode(ids, mask)
+        t1 = clock()
+        part["encode_s"] = t1 - t0
         rows = pad_rows(np.arange(n), bucket)
         cross = self._gather(self._pad_cross, rows, encoded)
         d = self._table.shape()[1]
@@ -442,9 +516,10 @@ class DeviceLoop:
         progress = _Rows(n, bucket, rows, limits, self.eos)
         while True:
             sets, logprob_out, bindings = self._prepare(cur, shared, step_value, bucket)
-            keep, latest = self._steps(bindings, [None, None], sets, logprob_out, progress)
+            keep, latest = self._steps(bindings, [None, None], sets, logprob_out, progress, part)
             if len(keep) == 0:
                 break
+            t = clock()
             cur["prev_ids"] = latest["ids"]
             for name in self.state_names:
                 cur[name] = latest[name]
@@ -453,7 +528,19 @@ class DeviceLoop:
             cur = dict(zip(self._row_inputs, gathered, strict=True))
             progress.compact(keep)
             bucket = len(keep)
-        return progress.results()
+            part["compact_s"] += clock() - t
+            part["compactions"] += 1
+        return self._finish(progress, part, t0)
+
+    def _finish(self, progress: _Rows, part: dict, t0: float) -> list[tuple[list[int], float]]:
+        """The batch's results; its figures into ``stats`` (``prepare_s``: the rest of
+        its time - shortlist, bias, uploads, bindings, buffers, results)."""
+        results = progress.results()
+        total = time.perf_counter() - t0
+        spent = part["encode_s"] + part["step_s"] + part["sync_s"] + part["compact_s"]
+        part.update(batches=1, rows=progress.n, total_s=total, prepare_s=total - spent)
+        self.stats.add(part)
+        return results
 
     def _prepare(self, cur: dict, shared: dict, step_value, bucket: int):  # noqa: ANN001
         """The two buffer sets and bindings of a bucket: set 0 starts from ``cur``."""
@@ -568,9 +655,12 @@ class StaticDeviceLoop(DeviceLoop):
         n, src_len = mask.shape
         if src_len > self.max_source:
             raise ValueError(f"source of {src_len} tokens; at most {self.max_source}")
+        clock, part = time.perf_counter, _new_part()
+        t0 = clock()
         bucket = bucket_for(n)
         width = cands_bucket(len(cols))
         encoded = self._encode(ids, mask)
+        part["encode_s"] = clock() - t0
         rows = pad_rows(np.arange(n), bucket)
         buf = self._bucket_buffers(bucket)
         # keys/values: rows padded to the bucket, sources to max_source, into the buffers
@@ -600,9 +690,12 @@ class StaticDeviceLoop(DeviceLoop):
         while True:
             bindings, options = self._run_plan(bucket, width)
             old = self._bucket_buffers(bucket)
-            keep, latest = self._steps(bindings, options, old["sets"], old["logprob"], progress)
+            keep, latest = self._steps(
+                bindings, options, old["sets"], old["logprob"], progress, part
+            )
             if len(keep) == 0:
                 break
+            t = clock()
             new_bucket = len(keep)
             new = self._bucket_buffers(new_bucket)
             src = [old["attention_mask"], self._bias_buffer(bucket, width), latest["ids"]]
@@ -620,7 +713,9 @@ class StaticDeviceLoop(DeviceLoop):
             new["sets"][0]["step"].update_inplace(latest["step"].numpy())
             progress.compact(keep)
             bucket = new_bucket
-        return progress.results()
+            part["compact_s"] += clock() - t
+            part["compactions"] += 1
+        return self._finish(progress, part, t0)
 
     def _reset(self, first: dict, bucket: int) -> None:
         """Step 0's inputs: no previous token, zero states, step 0."""

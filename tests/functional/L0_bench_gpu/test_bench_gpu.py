@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-PARTS = {"agreement", "cuda", "ceiling", "lanes", "triton", "cuda_graph", "tensorrt"}
+PARTS = {"agreement", "cuda", "ceiling", "lanes", "triton", "cuda_graph", "tensorrt", "kernels"}
 
 
 def bench_gpu(*args: str, model_dir: Path, timeout: float = 120, path: str | None = None):
@@ -70,11 +70,20 @@ def test_dry_run_runs_every_part_on_the_cpu(dry_run):
     assert [p["batch"] for p in c["points"]] == [1, 8]
     assert all(p["words_per_min"] > 0 and p["sentences"] > 0 for p in c["points"])
     assert c["gpu"]["sampled"] is False  # no nvidia-smi here
+    # where the device loop's time went, per point (its sums; kernels need a GPU)
+    for p in c["points"]:
+        loop = p["loop"]
+        assert loop["rows"] >= p["sentences"] and loop["steps"] > 0, loop
+        assert 0 < loop["live_share"] <= 1 and loop["ms_per_step"] > 0
+    assert c["profile"]["wall_s"] > 0 and c["profile"]["top"]
+    # CUDA kernel profiles need CUPTI on a GPU
+    assert report["parts"]["kernels"]["status"] == "skipped", report["parts"]["kernels"]
+    assert "| cuda | 8 | 1 |" in (out / "gpu.md").read_text()
     # the fixed-shape loop the CUDA graphs capture on a GPU runs uncaptured on the CPU EP
     g = report["parts"]["cuda_graph"]
     assert g["status"] == "ok", g
     assert g["cuda_graph"] is True and [p["batch"] for p in g["points"]] == [1, 8]
-    assert all(p["words_per_min"] > 0 for p in g["points"])
+    assert all(p["words_per_min"] > 0 and p["loop"]["steps"] > 0 for p in g["points"])
     # the torch ceiling runs where torch is installed (make test's venv has it)
     e = report["parts"]["ceiling"]
     assert e["status"] in ("ok", "skipped"), e

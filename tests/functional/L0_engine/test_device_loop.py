@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from control_plane.engine.bergamot_engine import MAX_SOURCE_TOKENS, BergamotModel
+from control_plane.engine.buckets import plan_batches
 from control_plane.engine.device_loop import DeviceLoop, StaticDeviceLoop
 from evaluation.sets import gettext_set
 
@@ -41,6 +42,21 @@ class CountingGathers:
         monkeypatch.setattr(loop, "_gather", counted)
 
 
+def assert_stats_count_the_steps(model: BergamotModel, srcs: list[np.ndarray], outputs) -> dict:
+    """LoopStats against the outputs: a row is live for each token it produced, plus the
+    step that produced its EOS (a row cut at its length limit produced none)."""
+    s = model.loop_stats.snapshot()
+    limits = model._limits(srcs)
+    live = sum(len(out) + (len(out) < lim) for (out, _), lim in zip(outputs, limits, strict=True))
+    assert s["rows"] == len(srcs) and s["row_steps"] == live
+    assert s["steps"] > 0 and s["slot_steps"] >= s["row_steps"]
+    assert 0 < s["live_share"] <= 1 and s["steps_per_batch"] == round(s["steps"] / s["batches"], 1)
+    parts = s["encode_s"] + s["step_s"] + s["sync_s"] + s["compact_s"] + s["prepare_s"]
+    assert min(s["encode_s"], s["step_s"], s["sync_s"], s["prepare_s"]) > 0
+    assert parts == pytest.approx(s["total_s"], abs=1e-3)
+    return s
+
+
 @pytest.fixture(scope="module")
 def host_outputs(model_dir):
     """(pair, precision) -> the host loop's (ids, log-prob) per sentence."""
@@ -64,7 +80,12 @@ def test_device_loop_gives_the_host_loops_tokens(
     assert model.decoder_loop == "device" and model.max_batch == 32
     assert model._device.shortlist is not None
     gathers = CountingGathers(model._device, monkeypatch)
-    device = model.translate_ids(sources(model, pair, SUBSET[precision]))
+    srcs = sources(model, pair, SUBSET[precision])
+    device = model.translate_ids(srcs)
+    stats = assert_stats_count_the_steps(model, srcs, device)
+    assert stats["compactions"] == gathers.compactions
+    plan = plan_batches([len(x) for x in srcs], model.max_batch, model.batch_tokens)
+    assert stats["batches"] == len(plan)
     host = host_outputs[pair, precision]
     assert [ids for ids, _ in device] == [ids for ids, _ in host]
     # the same float32 log-probabilities summed in the same order
@@ -127,7 +148,9 @@ def test_fixed_shape_loop_gives_the_host_loops_tokens(model_dir, host_outputs, p
     )
     loop = model._device
     assert isinstance(loop, StaticDeviceLoop) and not loop.cuda_graph  # no capture on CPU
-    device = model.translate_ids(sources(model, pair, 100))
+    srcs = sources(model, pair, 100)
+    device = model.translate_ids(srcs)
+    assert assert_stats_count_the_steps(model, srcs, device)["compactions"] > 0
     host = host_outputs[pair, precision][:100]
     assert [ids for ids, _ in device] == [ids for ids, _ in host]
     # padded sources and columns add zero terms to sums that may then round differently;
