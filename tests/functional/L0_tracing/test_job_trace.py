@@ -70,10 +70,11 @@ def has_triton_spans(trace: dict) -> bool:
 
 def once_more_without_triton(trace: dict, job_id: str, attempt: int) -> bool:
     """True when a job's trace came without Triton's spans on the first attempt, which
-    then gets one more job. Seen in about 1 run in 10 here (2 of 3 clean-clone runs on
-    2026-11-30): every mt-backend span of the job arrived, Triton's never did within the
-    minute (also with Triton's span batches cut to one span and a 1 s timer, tried); the
-    cause is not known. The second job must carry them, so a Triton that never joins a
+    then gets one more job. Cause (found 2026-11-30, session 9): Triton's gRPC frontend
+    ignores the ``traceparent`` of about 2-3% of requests (7 of 300 with a bare gRPC client
+    and a fresh context each, 0 of 300 over its HTTP endpoint) and exports that request's
+    spans as a trace of their own; the job's trace then never gets them (README,
+    "Observability"). The second job must carry them, so a Triton that never joins a
     trace still fails."""
     if attempt > 0 or not trace or has_triton_spans(trace):
         return False
