@@ -169,8 +169,11 @@ class KafkaSettings:
     # broker ~3.5 ms of CPU on a 2-core VM (0.035 of a core per idle worker at 100 ms), but
     # a partition resumed after a priority pause joins only the next fetch: at 500 ms the
     # capacity replay's small normal jobs finished later than its model (L0_capacity,
-    # median error 22%), so an idle deployment may raise it, the default stays 100 ms
+    # median error 22%). So the short wait holds while any partition is paused, and the
+    # long one (kafka_fetch_idle_wait_ms) while none is: then new records end the wait
+    # anyway, and nothing can be resumed late (control_plane/queue/kafka/consumer.py)
     kafka_fetch_max_wait_ms: int = 100
+    kafka_fetch_idle_wait_ms: int = 500
     kafka_publish_timeout_s: float = 10.0
     kafka_lag_interval_s: float = 5.0  # API: refresh of the group's lag (queue depth)
     retry_backoff_s: float = 1.0  # retry topic delay: retry_backoff_s * 2**attempt (max 60 s)

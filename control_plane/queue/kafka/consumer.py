@@ -105,6 +105,7 @@ class GroupConsumer:
         while not self.closed:
             try:
                 await self.before_poll()
+                self.tune_fetch_wait()
                 data = await client.getmany(timeout_ms=100, max_records=self.max_records)
                 await self.on_records(data)
                 now = time.monotonic()
@@ -119,6 +120,22 @@ class GroupConsumer:
             except Exception:  # never let the poller die
                 log.exception(f"{self.label} poll loop error")
                 await asyncio.sleep(0.5)
+
+    def tune_fetch_wait(self) -> int | None:
+        """The broker's wait for the next fetch: ``kafka_fetch_idle_wait_ms`` while no
+        partition is paused (an empty fetch costs the broker CPU, and new records end the
+        wait at once), ``kafka_fetch_max_wait_ms`` while any is (a resumed partition joins
+        only the next fetch, so the one in flight must end soon). aiokafka fixes the wait
+        at construction; its fetcher reads ``_fetch_max_wait_ms`` for every request it
+        builds, which is set here (None, and the fixed wait, where a release lacks it)."""
+        fetcher = getattr(self.client, "_fetcher", None)
+        if self.client is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
+            return None
+        s = self.settings
+        paused = bool(self.client.paused())
+        wait = s.kafka_fetch_max_wait_ms if paused else s.kafka_fetch_idle_wait_ms
+        fetcher._fetch_max_wait_ms = wait
+        return wait
 
     async def commit(self, only: Iterable[Any] | None = None) -> None:
         """Commit the finished prefix of every tracked partition (or of ``only``), plus
