@@ -132,8 +132,10 @@ class GroupConsumer:
         if self.client is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
             return None
         s = self.settings
-        paused = bool(self.client.paused())
-        wait = s.kafka_fetch_max_wait_ms if paused else s.kafka_fetch_idle_wait_ms
+        # never shorter than the paused wait: a deployment that raised that one for idle
+        # time (before the two existed) keeps its long polls
+        idle = max(s.kafka_fetch_idle_wait_ms, s.kafka_fetch_max_wait_ms)
+        wait = s.kafka_fetch_max_wait_ms if self.client.paused() else idle
         fetcher._fetch_max_wait_ms = wait
         return wait
 

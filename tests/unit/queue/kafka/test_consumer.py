@@ -96,6 +96,13 @@ def test_the_fetch_wait_is_long_while_nothing_is_paused_and_short_while_somethin
     assert c.tune_fetch_wait() == 500
 
 
+def test_a_raised_paused_wait_is_never_undercut_while_idle():
+    client = PausingClient()
+    c = consumer_with(client)
+    c.settings = Settings.from_env({"MTB_KAFKA_FETCH_MAX_WAIT_MS": "1000"})
+    assert c.tune_fetch_wait() == 1000
+
+
 def test_without_the_fetcher_attribute_the_fixed_wait_stays():
     class Other:
         _fetcher = object()
