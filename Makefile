@@ -6,27 +6,20 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Reuse pip's cache between runs (torch for the HF export tests is large).
 PIP_FLAGS ?= --disable-pip-version-check
-# pip install with up to three tries: a registry's dropped connection (seen 2026-11-30: a
-# 286 MB wheel cut at 149 MB on every one of pip's own resumes) must not fail a clean
-# set-up; a new pip process opens new connections and keeps what it already has
-comma := ,
-PIP_INSTALL = for try in 1 2 3; do $(PY) -m pip install $(PIP_FLAGS) $(1) && break; \
-	if [ $$try = 3 ]; then exit 1; fi; echo "pip install failed (try $$try of 3); again in 20 s"; \
-	sleep 20; done
 
 .PHONY: browser dashboards k8s k8s-tools k8s-validate venv venv-hf run test test-unit test-kafka bench gpu-pack services services-down lint models test-models clean triton-config
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) -q -U pip wheel
-	$(call PIP_INSTALL,-e '.[dev$(comma)triton]')
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev,triton]'
 	touch $@
 
 venv: $(STAMP)
 
 # Hugging Face export path (pulls PyTorch; only the export and its tests need it).
 $(VENV)/.installed-hf: $(STAMP)
-	$(call PIP_INSTALL,-e '.[dev$(comma)triton$(comma)hf]')
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev,triton,hf]'
 	touch $@
 
 venv-hf: $(VENV)/.installed-hf
