@@ -21,7 +21,6 @@ under one time budget (``--budget-s``; parts and points past it are marked skipp
 - ``triton``: the same model through tritonserver (nvidia-pytriton's binary, our python
   backend model, the GPU config of ``configs/gpu.pbtxt`` rendered per ``--triton-configs``
   instances x lanes) under 1, 8, 64, 256 concurrent gRPC clients.
-
 - ``kernels``: the CUDA kernels and copies of one call at the largest batch, dynamic and
   CUDA-graph loop (torch.profiler, whose CUPTI tracing sees ONNX Runtime's kernels too),
   against the call's wall time. Last, so that a profiler that takes the process down
@@ -430,7 +429,7 @@ def measure_engine(model: Any, sources: list[str], batch: int, seconds: float) -
     return point
 
 
-def profile_calls(model: Any, sources: list[str], batch: int, calls: int = 2) -> list[dict]:
+def profile_calls(model: Any, sources: list[str], batch: int, calls: int = 2) -> dict:
     """Where a call's time goes (cProfile over ``calls`` calls of ``4 x batch``
     sentences, after the measured ones so it does not slow them): the 25 functions with
     the most own time. On a GPU that splits host work (tokens, shortlist, finished rows)

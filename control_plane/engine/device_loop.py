@@ -201,11 +201,11 @@ class LoopStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._v: dict[str, float] = dict.fromkeys(self.FIELDS, 0)
+        self._v = _new_part()
 
     def reset(self) -> None:
         with self._lock:
-            self._v = dict.fromkeys(self.FIELDS, 0)
+            self._v = _new_part()
 
     def add(self, part: dict[str, float]) -> None:
         with self._lock:
@@ -250,10 +250,11 @@ class _Rows:
         self.logprob = np.zeros(n, dtype=np.float64)
         self.t = 0  # steps run so far, over every bucket
 
-    def record(self, ids: np.ndarray, lp: np.ndarray) -> None:
+    def record(self, ids: np.ndarray, lp: np.ndarray) -> int:
         """One step's tokens and log-probabilities into the live rows' results; rows
         that produced EOS or reached their length limit stop being live (their slots keep
-        computing until a compaction, their outputs are ignored)."""
+        computing until a compaction, their outputs are ignored). Returns how many rows
+        were live at this step (LoopStats' ``row_steps``)."""
         self.t += 1
         slots = np.flatnonzero(self.live)
         owners = self.where[slots]
@@ -263,6 +264,7 @@ class _Rows:
         self._owners.append(owners[~ended])
         self._tokens.append(toks[~ended])
         self.live[slots[ended | (self.t >= self.limits[owners])]] = False
+        return len(slots)
 
     def compact(self, keep: np.ndarray) -> None:
         """Follow the rows into a bucket of ``len(keep)`` slots (live ones first)."""
@@ -437,8 +439,7 @@ class DeviceLoop:
             self.step.run_with_iobinding(bindings[k], options[k])
             t1 = clock()
             j += 1
-            live += int(rows.live.sum())
-            rows.record(sets[1 - k]["ids"].numpy(), logprob_out.numpy())
+            live += rows.record(sets[1 - k]["ids"].numpy(), logprob_out.numpy())
             sync_s += clock() - t1
             step_s += t1 - t0
             keep = compaction(rows.live, len(rows.live))
@@ -484,8 +485,7 @@ class DeviceLoop:
         n = len(limits)
         bucket = bucket_for(n)
         encoded = self._encode(ids, mask)
-        t1 = clock()
-        part["encode_s"] = t1 - t0
+        part["encode_s"] = clock() - t0
         rows = pad_rows(np.arange(n), bucket)
         cross = self._gather(self._pad_cross, rows, encoded)
         d = self._table.shape()[1]
