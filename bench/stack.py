@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 
 import devstack
-from bench.common import REPO, machine, process_cpu_s, run_json, save
+from bench.common import REPO, machine, pin_tree, process_cpu_s, run_json, save, tree_cpu_s
 from devstack.processes import MtctlProcess, new_user, serve_env, start_serve, start_worker
 
 SUBJECTS = [
@@ -129,6 +129,8 @@ def engine_child(args: argparse.Namespace) -> int:
 
     if args.nice:  # the Triton model's niceness: the same share of a machine others load
         os.nice(args.nice)
+    if args.cpus:  # --split-cores: the cores Triton gets in the stack, before any thread starts
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     settings = Settings.from_env()
     engine = open_local_engine(settings)
     # documents the size of the stack's backlog jobs, each given to the engine in one call
@@ -157,6 +159,16 @@ def engine_child(args: argparse.Namespace) -> int:
 
 
 # -- the stack -------------------------------------------------------------------------
+
+
+def core_split() -> tuple[set[int], set[int]]:
+    """(control-plane cores, inference cores) for --split-cores: the upper half of this
+    process's cores for Triton, the rest for everything else (2 cores: 0 | 1)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--split-cores needs at least 2 cores")
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
 
 
 class Stack:
@@ -244,6 +256,18 @@ class Stack:
             self.procs.append(worker)
         for worker in self.procs[1:]:
             worker.wait_ready(300)
+        if self.args.split_cores:
+            self.pin(*core_split())
+
+    def pin(self, control: set[int], inference: set[int]) -> None:
+        """Deployment-shaped: Triton on its own cores, serve, the workers, PostgreSQL, Kafka
+        and this client on the others, as if they ran on other nodes than the inference
+        server (the engine alone gets Triton's cores)."""
+        os.sched_setaffinity(0, control)
+        for name, pid in self.service_pids.items():
+            pin_tree(pid, inference if name == "triton" else control)
+        for proc in self.procs:
+            pin_tree(proc.proc.pid, control)
 
     def submit(self, text: str, priority: str) -> str:
         r = self.requests.post(
@@ -271,6 +295,13 @@ class Stack:
         used = {name: process_cpu_s(pid, tree=True) for name, pid in self.service_pids.items()}
         return {name: s for name, s in used.items() if s is not None}
 
+    def triton_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of a tritonserver we started, apart: the server and each
+        model instance's stub (named by its instance, e.g. translator_0_0)."""
+        if self.triton is None:
+            return {}
+        return tree_cpu_s(self.triton.pid, _triton_instance)
+
     def cpu_seconds(self) -> dict[str, float]:
         """user+system CPU seconds used so far by serve and each worker process."""
         used = {p.name: process_cpu_s(p.proc.pid) for p in self.procs}
@@ -287,8 +318,22 @@ class Stack:
             devstack.drop_database(self.database, self.pg_url)
         with contextlib.suppress(Exception):  # left behind, they load the broker's cores
             devstack.delete_topics(self.bootstrap, self.prefix)
+        if self.args.split_cores:  # shared services (and later runs) get every core back
+            everything = set(range(os.cpu_count() or 1))
+            os.sched_setaffinity(0, everything)
+            for name, pid in self.service_pids.items():
+                if name != "triton":
+                    pin_tree(pid, everything)
         for name in self.leased:
             devstack.release_service(name, self.cfg)
+
+
+def _triton_instance(cmdline: list[str]) -> str | None:
+    """A python-backend stub's instance name (``translator_urgent_0_0``) from its
+    command line; None for the server itself."""
+    if not cmdline or not cmdline[0].endswith("triton_python_backend_stub"):
+        return None
+    return next((a for a in cmdline if a.startswith("translator")), "stub")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -334,7 +379,7 @@ def run_stack(args: argparse.Namespace) -> dict:
         per_job = args.backlog_words // args.jobs
         docs = [make_document(per_job, 100 + i, args.text) for i in range(args.jobs)]
         backlog_words = sum(count_words(d) for d in docs)
-        services0, procs0 = stack.service_cpu(), stack.cpu_seconds()
+        services0, procs0, triton0 = stack.service_cpu(), stack.cpu_seconds(), stack.triton_cpu()
         t0 = time.time()
         backlog = [stack.submit(d, "normal") for d in docs]
         submit_s = time.time() - t0
@@ -383,7 +428,10 @@ def run_stack(args: argparse.Namespace) -> dict:
         # from the first submit on: start-up (imports, model load) is not the stack's work
         cpu = {k: round(v - procs0.get(k, 0.0), 1) for k, v in stack.cpu_seconds().items()}
         services = {k: round(v - services0.get(k, 0.0), 1) for k, v in stack.service_cpu().items()}
+        triton = {k: round(v - triton0.get(k, 0.0), 1) for k, v in stack.triton_cpu().items()}
         print(f"  CPU seconds: {cpu}, services {services} over {elapsed:.1f} s wall")
+        if triton:
+            print(f"  Triton's CPU seconds: {triton}")
         return {
             "backlog_jobs": args.jobs,
             "backlog_words": backlog_words,
@@ -397,6 +445,7 @@ def run_stack(args: argparse.Namespace) -> dict:
             "stack_words_per_min": round(words / elapsed * 60),
             "cpu_seconds": cpu,
             "service_cpu_seconds": services,  # PostgreSQL and Kafka, from the first submit
+            "triton_cpu_seconds": triton,  # a Triton started here: server and model stubs
             "logs": str(workdir),
         }
     finally:
@@ -423,6 +472,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--skip-engine", action="store_true", help="stack only")
+    ap.add_argument(
+        "--split-cores",
+        action="store_true",
+        help="with --inference triton: Triton (and the engine alone) on the upper half of "
+        "the cores, serve, workers, PostgreSQL, Kafka and this client on the rest, as when "
+        "the control plane runs on other nodes than the inference server",
+    )
+    ap.add_argument("--cpus", default="", help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument(
@@ -439,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.child:
         return engine_child(args)
+    if args.split_cores and (args.inference != "triton" or args.triton_url):
+        parser().error("--split-cores needs --inference triton started here (no --triton-url)")
     from control_plane.settings import Settings
     from export.provision import ensure_default_models
 
@@ -450,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
            str(args.engine_words), "--engine-call", str(args.engine_call),
            "--backlog-words", str(args.backlog_words), "--jobs", str(args.jobs),
            "--text", args.text, "--nice", str(engine_nice(args.inference))]  # fmt: skip
+    split = core_split() if args.split_cores else None
+    if split:
+        cmd += ["--cpus", ",".join(map(str, sorted(split[1])))]
     runs = []
     if not args.skip_engine:  # before and after the stack: the machine's load drifts
         runs.append(run_json(cmd, timeout=1800))
@@ -487,6 +549,10 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2),
         "engine_alone_nice": engine_nice(args.inference),
+        # --split-cores: which cores the control plane and Triton (and the engine alone) had
+        "split_cores": (
+            {"control_plane": sorted(split[0]), "inference": sorted(split[1])} if split else None
+        ),
         "precision": settings.precision,
         "engine_alone": engine,
         **stack,
@@ -499,7 +565,13 @@ def main(argv: list[str] | None = None) -> int:
     table = [
         f"Stack (REST -> PostgreSQL -> Kafka -> mtctl worker -> {args.inference} inference), "
         f"{m['cores']} cores ({m['cpu']}), {args.text} text, load average before "
-        f"{load_before:.1f}, after {report['load_average_after']:.1f}",
+        f"{load_before:.1f}, after {report['load_average_after']:.1f}"
+        + (
+            f"; split cores: Triton and the engine alone on {sorted(split[1])}, the control "
+            f"plane on {sorted(split[0])}"
+            if split
+            else ""
+        ),
         "",
         "| measure | value | goal |",
         "|---|---:|---:|",
@@ -528,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     # gettext (realistic) is the headline; synthetic is the control plane's worst case
     name = "stack" if args.text == "gettext" else f"stack-{args.text}"
     name += "" if args.inference == "local" else f"-{args.inference}"
+    name += "-split" if split else ""
     save(name, report, "\n".join(table))
     ok = (
         stack["critical_max_s"] < goals["critical_max_s"]
