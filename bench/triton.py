@@ -14,6 +14,10 @@ and machine:
 3. priority: ``--normal-clients`` clients keep the normal queue saturated while one client
    sends critical requests; p50/p95 latency of each level.
 
+With ``--model-control explicit`` the server runs a per-pair repository
+(control_plane/inference/lifecycle.py; urgent twins unless ``--no-urgent``) in Triton's
+explicit mode and the client is the lifecycle client (parts throughput and priority).
+
 4. sweep (``--parts ...,sweep``): one client, requests of 1..256 segments: words/min per
    batch size; on a GPU node ``--kind gpu`` renders the GPU config (KIND_GPU, fp16, CUDA
    EP; ``--execution-provider tensorrt``) and names the card from nvidia-smi.
@@ -277,25 +281,31 @@ async def sustained_rounds(engine, client, args, server_pid: int | None) -> dict
 
 async def measure(args: argparse.Namespace, url: str, server_pid: int | None = None) -> dict:
     from control_plane.engine import load_engine
-    from control_plane.inference.triton import TritonInferenceClient
+    from control_plane.inference import open_inference
     from control_plane.settings import Settings
 
     settings = Settings.from_env(
+        inference="triton",
         triton_url=url,
         triton_request_segments=max(args.request_segments, max(args.sweep or [0])),
         triton_connect_timeout_s=60,
         triton_timeout_s=300,
+        triton_model_control=args.model_control,
+        model_dir=args.model_dir,
     )
     sentences = _sources("en-pt", args.sentences)
     engine = load_engine(
         args.model_dir, precision=args.precision, threads=args.local_threads, tensorrt=args.tensorrt
     )
     engine.translate(sentences[:8], "en", "pt")  # warm-up
-    client = TritonInferenceClient(settings)
+    client = open_inference(settings)  # explicit model control: the lifecycle client
     await client.start()
     if not client.ready():
         raise RuntimeError(f"Triton at {url} did not become ready")
     await client.translate(sentences[:8], "en", "pt")
+    if args.model_control == "explicit":  # the first urgent request loads the pair's twin
+        await client.translate(sentences[:8], "en", "pt", priority="critical")
+        await asyncio.gather(*client._pending)  # noqa: SLF001
     parts = set(args.parts.split(","))
     report = {}
     if "throughput" in parts:
@@ -442,13 +452,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-urgent",
         action="store_true",
-        help="serve without translator_urgent: every priority shares the one model",
+        help="serve without translator_urgent (or, explicit, without urgent twins): every "
+        "priority shares the one model",
+    )
+    ap.add_argument(
+        "--model-control",
+        choices=["none", "explicit"],
+        default="none",
+        help="explicit: one model per pair (and its urgent twin) loaded on demand; parts "
+        "throughput and priority only",
     )
     ap.add_argument("--url", help="use a running server (its own config) instead of starting one")
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--tag", default="", help="results file suffix (triton<tag>.json)")
     args = ap.parse_args(argv)
     args.sweep = [int(x) for x in args.sweep.split(",") if x]
+    if args.model_control == "explicit" and not set(args.parts.split(",")) <= {
+        "throughput",
+        "priority",
+    }:
+        ap.error("--model-control explicit measures the parts throughput and priority only")
     base = CPU if args.kind == "cpu" else GPU
     from control_plane.settings import Settings
     from export.provision import ensure_default_models
@@ -486,8 +509,16 @@ def main(argv: list[str] | None = None) -> int:
                     execution_provider=cfg.execution_provider,
                     model_dir=cfg.model_dir,
                 )
-            repo = copy_repository(work / "repo", cfg, urgent)
-            server = devstack.start_triton(repo, workdir=work / "server")
+            if args.model_control == "explicit":
+                from control_plane.inference.lifecycle import write_repository
+
+                repo = work / "repo"
+                write_repository(repo, [("en", "pt")], cfg, urgent=urgent)
+            else:
+                repo = copy_repository(work / "repo", cfg, urgent)
+            server = devstack.start_triton(
+                repo, workdir=work / "server", model_control=args.model_control
+            )
             url = server.url
             print(f"tritonserver pid {server.pid} on {url} ({server.startup_s:.1f}s)", flush=True)
         report = asyncio.run(measure(args, url, server.pid if server is not None else None))
@@ -500,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["request_segments"] = args.request_segments
     report["urgent_model"] = not args.url and not args.no_urgent
+    report["model_control"] = args.model_control
     report["machine"] = machine()
     report["device"] = device_name(args.kind)
     report["load_average_at_end"] = os.getloadavg()

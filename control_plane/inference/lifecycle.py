@@ -15,6 +15,18 @@ client's pair catalog), can be reviewed and mounted as they are (Kubernetes volu
 loading one costs exactly what loading the all-pairs model costs per pair (docs/
 large-models.md has the measured load times).
 
+Urgent twins (the command writes them unless ``--no-urgent``):
+``translator_urgent-<src>-<tgt>/``, the pair under the urgent model's config
+(control_plane/inference/triton_config.py: a process of its own, small executions). As
+with the all-pairs ``translator_urgent``, critical and high requests then never wait for a
+normal execution of their pair to end. A twin is loaded in the background by its pair's
+first critical or high request (that request, and any until the twin is ready, go to the
+pair's model at Triton priority 1 or 2), stays loaded while its pair is in use (each call
+to either model counts as use of both) and is unloaded with it: a twin costs memory only
+for pairs that get urgent work. Without twins in the repository every request of a pair
+goes to its one model (critical ones first in its queue, but after the execution in
+progress).
+
 The bookkeeping (``ModelLifecycle``), per model:
 
 * ``refs``: calls in flight from this process. A call takes its reference *before* it
@@ -36,6 +48,7 @@ loaded, the version it reports wins (a mismatch is logged). A pair the store doe
 starts loading and its caller gets InferenceUnavailable (retry).
 
     python -m control_plane.inference.lifecycle DEST [--model-dir DIR] [--kind cpu|gpu]
+                                                [--no-urgent]
 """
 
 from __future__ import annotations
@@ -61,6 +74,10 @@ from control_plane.inference.triton_config import (
     GPU,
     MODEL_NAME,
     MODEL_REPOSITORY,
+    PRIORITY_LEVELS,
+    URGENT_CPU,
+    URGENT_GPU,
+    URGENT_MODEL_NAME,
     TranslatorConfig,
     render,
 )
@@ -68,6 +85,7 @@ from control_plane.inference.triton_config import (
 log = logging.getLogger(__name__)
 
 PREFIX = MODEL_NAME  # translator-<src>-<tgt>
+URGENT_PREFIX = URGENT_MODEL_NAME  # translator_urgent-<src>-<tgt>: a pair's urgent twin
 Pair = tuple[str, str]
 
 # what Triton says when a request names a model that is not (or no longer) loaded
@@ -78,25 +96,39 @@ def model_name(source: str, target: str) -> str:
     return f"{PREFIX}-{source}-{target}"
 
 
+def urgent_model_name(source: str, target: str) -> str:
+    return f"{URGENT_PREFIX}-{source}-{target}"
+
+
 def pair_of(name: str) -> Pair | None:
-    """``translator-en-pt`` -> ("en", "pt"); None for any other model name."""
-    head = f"{PREFIX}-"
-    if not name.startswith(head):
+    """``translator-en-pt`` (or its twin ``translator_urgent-en-pt``) -> ("en", "pt");
+    None for any other model name."""
+    for head in (f"{PREFIX}-", f"{URGENT_PREFIX}-"):
+        if name.startswith(head):
+            source, _, target = name[len(head) :].partition("-")
+            return (source, target) if source and target else None
+    return None
+
+
+def twin_of(name: str) -> str | None:
+    """The other model of the same pair: a pair model's urgent twin and back."""
+    pair = pair_of(name)
+    if pair is None:
         return None
-    source, _, target = name[len(head) :].partition("-")
-    return (source, target) if source and target else None
+    return model_name(*pair) if name.startswith(f"{URGENT_PREFIX}-") else urgent_model_name(*pair)
 
 
 # ------------------------------------------------------------------ the repository
 
 
-def render_pair(cfg: TranslatorConfig, source: str, target: str) -> str:
-    """The translator's generated config under the pair's name, restricted to the pair."""
+def render_pair(cfg: TranslatorConfig, source: str, target: str, name: str = "") -> str:
+    """The translator's generated config (or the urgent model's) under the pair's model
+    name (default ``translator-<src>-<tgt>``), restricted to the pair."""
     text = render(cfg)
-    head = f'name: "{MODEL_NAME}"\n'
+    head = f'name: "{cfg.name}"\n'
     if head not in text:
         raise ValueError("the translator config has no name line to rename")
-    text = text.replace(head, f'name: "{model_name(source, target)}"\n', 1)
+    text = text.replace(head, f'name: "{name or model_name(source, target)}"\n', 1)
     return text + (
         f'parameters {{\n  key: "pairs"\n  value {{ string_value: "{source}-{target}" }}\n}}\n'
     )
@@ -114,17 +146,26 @@ def store_pairs(model_dir: Path) -> dict[Pair, str]:
 
 
 def write_repository(
-    dest: Path, pairs: list[Pair], cfg: TranslatorConfig = CPU, source: Path = MODEL_REPOSITORY
+    dest: Path,
+    pairs: list[Pair],
+    cfg: TranslatorConfig = CPU,
+    source: Path = MODEL_REPOSITORY,
+    urgent: TranslatorConfig | None = None,
 ) -> list[Path]:
-    """One model directory per pair under ``dest`` (model.py copied from ``source``)."""
+    """One model directory per pair under ``dest`` (model.py copied from ``source``), and
+    with ``urgent`` (the urgent model's config) each pair's urgent twin beside it."""
     model_py = source / MODEL_NAME / "1" / "model.py"
     written = []
     for src, tgt in sorted(pairs):
-        folder = Path(dest) / model_name(src, tgt)
-        (folder / "1").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(model_py, folder / "1" / "model.py")
-        (folder / "config.pbtxt").write_text(render_pair(cfg, src, tgt))
-        written.append(folder)
+        models = [(model_name(src, tgt), cfg)]
+        if urgent is not None:
+            models.append((urgent_model_name(src, tgt), urgent))
+        for name, config in models:
+            folder = Path(dest) / name
+            (folder / "1").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(model_py, folder / "1" / "model.py")
+            (folder / "config.pbtxt").write_text(render_pair(config, src, tgt, name))
+            written.append(folder)
     return written
 
 
@@ -201,7 +242,18 @@ class ModelLifecycle:
         return {pair_of(n): s for n, s in states.items()}  # type: ignore[misc]
 
     def pairs(self) -> list[Pair]:
-        return sorted(p for p in map(pair_of, self.index) if p is not None)
+        return sorted({p for p in map(pair_of, self.index) if p is not None})
+
+    def is_loaded(self, name: str) -> bool:
+        """Loaded by this process's account (a load under way is not loaded yet)."""
+        m = self.models.get(name)
+        return m is not None and m.loaded and not m.lock.locked()
+
+    def touch(self, name: str) -> None:
+        """Count as used now, without a call: a loaded twin stays while its pair is used."""
+        m = self.models.get(name)
+        if m is not None and m.loaded:
+            m.last_used = max(m.last_used, self.clock())
 
     def _state(self, name: str) -> ModelState:
         m = self.models.get(name)
@@ -211,10 +263,14 @@ class ModelLifecycle:
 
     # -- use -----------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def use(self, source: str, target: str) -> AsyncIterator[str]:
+    def use(self, source: str, target: str):  # noqa: ANN201 - an async context manager
         """Hold the pair's model loaded for the body (a call to it); yields its name."""
-        m = self._state(model_name(source, target))
+        return self.use_model(model_name(source, target))
+
+    @asynccontextmanager
+    async def use_model(self, name: str) -> AsyncIterator[str]:
+        """Hold model ``name`` loaded for the body (a call to it); yields its name."""
+        m = self._state(name)
         m.refs += 1  # before waiting: an unload that has not begun yet sees this call
         try:
             async with m.lock:
@@ -343,6 +399,8 @@ class ModelLifecycle:
 # ------------------------------------------------------------------ the Triton client
 
 _catalog_model: contextvars.ContextVar[str] = contextvars.ContextVar("catalog_model", default="")
+# the model a request goes to (the pair's, or its urgent twin), chosen in _infer_once
+_chosen_model: contextvars.ContextVar[str] = contextvars.ContextVar("chosen_model", default="")
 
 
 class LifecycleTritonClient(TritonInferenceClient):
@@ -378,6 +436,7 @@ class LifecycleTritonClient(TritonInferenceClient):
         )
         self._store_versions: dict[Pair, str] | None = None
         self._pending: set[asyncio.Task] = set()
+        self._twins_loading: set[str] = set()
 
     def _count(self, model: str, action: str, seconds: float) -> None:
         self.m_loads.labels(model, action).inc()
@@ -422,13 +481,48 @@ class LifecycleTritonClient(TritonInferenceClient):
     def _model_for(self, source: str, target: str) -> str:
         if (source, target) == ("", ""):
             return _catalog_model.get()
-        return model_name(source, target)
+        return _chosen_model.get() or model_name(source, target)
 
     async def _infer_once(self, segments, source, target, level, deadline, catalog=False):  # noqa: ANN001, ANN202
         if catalog:
             return await super()._infer_once(segments, source, target, level, deadline, catalog)
-        async with self.lifecycle.use(source, target):
-            return await super()._infer_once(segments, source, target, level, deadline)
+        name = self._pick(source, target, level)
+        twin = twin_of(name)
+        token = _chosen_model.set(name)
+        try:
+            async with self.lifecycle.use_model(name):
+                return await super()._infer_once(segments, source, target, level, deadline)
+        finally:
+            _chosen_model.reset(token)
+            if twin is not None:  # a pair in use keeps its loaded twin (and back)
+                self.lifecycle.touch(twin)
+
+    def _pick(self, source: str, target: str, level: int) -> str:
+        """The pair's urgent twin for critical and high requests once it is loaded, else
+        the pair's model; the first urgent request of a pair whose twin is in the
+        repository but not loaded starts loading it in the background (that request does
+        not wait for a load: it goes to the pair's model at its priority)."""
+        name = model_name(source, target)
+        twin = urgent_model_name(source, target)
+        if level > PRIORITY_LEVELS["high"] or twin not in self.lifecycle.index:
+            return name
+        if self.lifecycle.is_loaded(twin):
+            return twin
+        if twin not in self._twins_loading:
+            self._twins_loading.add(twin)
+            task = asyncio.get_running_loop().create_task(self._load_twin(twin))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        return name
+
+    async def _load_twin(self, twin: str) -> None:
+        try:
+            async with self.lifecycle.use_model(twin):
+                pass
+        except Exception as exc:  # noqa: BLE001 - the next urgent request tries again
+            log.warning("loading urgent twin %s failed: %s", twin, exc)
+        finally:
+            self._twins_loading.discard(twin)
 
     async def _learn_version(self, name: str) -> None:
         """The loaded model's catalog line: the version it really serves."""
@@ -498,6 +592,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dir", type=Path, help="model store (default: MTB_MODEL_DIR)")
     ap.add_argument("--kind", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--pairs", help="comma-separated src-tgt (default: every pair in the store)")
+    ap.add_argument(
+        "--no-urgent",
+        action="store_true",
+        help="no urgent twin per pair (translator_urgent-<src>-<tgt>, loaded by a pair's "
+        "first critical or high request): for models too large to hold twice",
+    )
     args = ap.parse_args(argv)
     from control_plane.settings import Settings
 
@@ -507,7 +607,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pairs = sorted(store_pairs(model_dir))
     cfg = replace(CPU if args.kind == "cpu" else GPU, model_dir=str(model_dir))
-    for folder in write_repository(args.dest, pairs, cfg):  # type: ignore[arg-type]
+    urgent = None
+    if not args.no_urgent:
+        urgent = replace(URGENT_CPU if args.kind == "cpu" else URGENT_GPU, model_dir=str(model_dir))
+    for folder in write_repository(args.dest, pairs, cfg, urgent=urgent):  # type: ignore[arg-type]
         print(f"wrote {folder}")
     return 0
 

@@ -3,7 +3,9 @@ generated repository with the two pairs en-pt and pt-en (translator-en-pt, trans
 nothing loaded at start, a pair's model loaded on its first call (once for concurrent first
 calls), unloaded after MTB_MODEL_IDLE_S (2 s here), in-flight work surviving an unload
 (ours refused while it runs; another process's served by Triton and reloaded), and a call
-after an unload reloading - with the in-process engine's results throughout."""
+after an unload reloading - with the in-process engine's results throughout. en-pt also
+has an urgent twin (translator_urgent-en-pt): critical and high work goes there once the
+first urgent request has loaded it, and it unloads with its pair."""
 
 from __future__ import annotations
 
@@ -14,8 +16,13 @@ import time
 import pytest
 
 from control_plane.inference import open_inference
-from control_plane.inference.lifecycle import LifecycleTritonClient, model_name, write_repository
-from control_plane.inference.triton_config import CPU
+from control_plane.inference.lifecycle import (
+    LifecycleTritonClient,
+    model_name,
+    urgent_model_name,
+    write_repository,
+)
+from control_plane.inference.triton_config import CPU, URGENT_CPU
 from control_plane.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -32,9 +39,10 @@ PT = ["O arquivo de configuração não pôde ser lido.", "A reunião foi adiada
 @pytest.fixture(scope="module")
 def explicit_server(triton_factory, model_dir, tmp_path_factory):
     repo = tmp_path_factory.mktemp("lifecycle-repo")
-    write_repository(
-        repo, [("en", "pt"), ("pt", "en")], dataclasses.replace(CPU, model_dir=str(model_dir))
-    )
+    cfg = dataclasses.replace(CPU, model_dir=str(model_dir))
+    write_repository(repo, [("en", "pt"), ("pt", "en")], cfg)
+    urgent = dataclasses.replace(URGENT_CPU, model_dir=str(model_dir))
+    write_repository(repo, [("en", "pt")], cfg, urgent=urgent)  # + translator_urgent-en-pt
     return triton_factory(repo, model_control="explicit")
 
 
@@ -156,3 +164,27 @@ async def test_two_processes_share_a_loaded_model(client, explicit_server, model
         assert other.model_version("en", "pt") == local_engine.model_version("en", "pt")
     finally:
         await other.close()
+
+
+async def successes(c: LifecycleTritonClient, name: str) -> int:
+    stats = await c._client().get_inference_statistics(name, as_json=True)
+    return sum(int(m["inference_stats"]["success"].get("count", 0)) for m in stats["model_stats"])
+
+
+async def test_urgent_twin_takes_critical_and_high_work(client, local_engine):
+    en_pt, twin = model_name("en", "pt"), urgent_model_name("en", "pt")
+    expected = local_engine.translate(EN, "en", "pt")
+    assert (await states(client)).get(twin) not in (None, "READY")  # listed, not loaded
+    # the pair's first urgent request: served by the pair's model, the twin loads meanwhile
+    same(await client.translate(EN, "en", "pt", priority="critical"), expected)
+    await asyncio.gather(*client._pending)  # noqa: SLF001
+    assert (await states(client))[twin] == "READY"
+    on_twin, on_pair = await successes(client, twin), await successes(client, en_pt)
+    same(await client.translate(EN, "en", "pt", priority="critical"), expected)
+    same(await client.translate(EN, "en", "pt", priority="high"), expected)
+    same(await client.translate(EN, "en", "pt"), expected)  # normal: the pair's model
+    assert await successes(client, twin) == on_twin + 2
+    assert await successes(client, en_pt) == on_pair + 1
+    # idle, the twin goes with its pair
+    await wait_state(client, twin, "UNAVAILABLE", timeout=IDLE_S + 30)
+    await wait_state(client, en_pt, "UNAVAILABLE", timeout=IDLE_S + 30)

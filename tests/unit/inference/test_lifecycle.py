@@ -13,12 +13,15 @@ from control_plane.inference.lifecycle import (
     model_name,
     pair_of,
     render_pair,
+    twin_of,
+    urgent_model_name,
     write_repository,
 )
-from control_plane.inference.triton_config import CPU, MODEL_REPOSITORY
+from control_plane.inference.triton_config import CPU, MODEL_REPOSITORY, URGENT_CPU
 
 EN_PT = model_name("en", "pt")
 PT_EN = model_name("pt", "en")
+EN_PT_URGENT = urgent_model_name("en", "pt")
 
 
 class FakeRepository:
@@ -240,8 +243,8 @@ class FakeTriton(FakeRepository):
 
     VERSIONS = {EN_PT: "v1-int8", PT_EN: "v2-int8"}
 
-    def __init__(self):
-        super().__init__(load_s=0.01, unload_s=0.01)
+    def __init__(self, names=(EN_PT, PT_EN)):
+        super().__init__(names, load_s=0.01, unload_s=0.01)
         self.models_called: list[str] = []
 
     async def is_server_ready(self, client_timeout=None):
@@ -255,8 +258,8 @@ class FakeTriton(FakeRepository):
             raise RuntimeError(f"Request for unknown model: '{model}' is not found")
         self.models_called.append(model)
         if values["SOURCE_LANG"][0] == b"":
-            src, tgt = pair_of(model)
-            return Result([f"{src}\t{tgt}\t{self.VERSIONS[model]}"], [0.0])
+            src, tgt = pair_of(model)  # a twin serves its pair's version
+            return Result([f"{src}\t{tgt}\t{self.VERSIONS[model_name(src, tgt)]}"], [0.0])
         texts = [t.decode().upper() for t in values["TEXT"]]
         return Result(texts, [0.5] * len(texts))
 
@@ -279,6 +282,11 @@ class Result:
 
 @pytest.fixture
 async def client(tmp_path):
+    async for c in _client(tmp_path, FakeTriton()):
+        yield c
+
+
+async def _client(tmp_path, fake):
     import json
 
     from control_plane.inference import open_inference
@@ -301,7 +309,7 @@ async def client(tmp_path):
     )
     c = open_inference(s)
     assert isinstance(c, LifecycleTritonClient)
-    c._grpc = FakeTriton()  # noqa: SLF001
+    c._grpc = fake  # noqa: SLF001
     await c.start()
     yield c
     await c.close()
@@ -355,3 +363,102 @@ async def test_a_model_another_process_loaded_is_used_not_reloaded():
     assert repo.events == [("infer", EN_PT)]
     assert lc.models[EN_PT].loaded and lc.models[EN_PT].loads == 0
     await lc.close()
+
+
+# -- urgent twins -------------------------------------------------------------------------
+
+
+def test_twin_names_and_config():
+    assert EN_PT_URGENT == "translator_urgent-en-pt"
+    assert pair_of(EN_PT_URGENT) == ("en", "pt")
+    assert twin_of(EN_PT) == EN_PT_URGENT and twin_of(EN_PT_URGENT) == EN_PT
+    assert twin_of("translator") is None and twin_of("translator_urgent") is None
+    text = render_pair(URGENT_CPU, "en", "pt", EN_PT_URGENT)
+    assert f'name: "{EN_PT_URGENT}"\n' in text and 'name: "translator_urgent"\n' not in text
+    assert "max_batch_size: 16\n" in text  # the urgent model's small executions
+    assert 'key: "pairs"\n  value { string_value: "en-pt" }' in text
+
+
+def test_write_repository_with_twins(tmp_path):
+    written = write_repository(tmp_path, [("pt", "en"), ("en", "pt")], urgent=URGENT_CPU)
+    names = [p.name for p in written]
+    assert names == [EN_PT, EN_PT_URGENT, PT_EN, urgent_model_name("pt", "en")]
+    for folder in written:
+        config = (folder / "config.pbtxt").read_text()
+        assert f'name: "{folder.name}"' in config
+        assert ("max_batch_size: 16\n" in config) == folder.name.startswith("translator_urgent")
+
+
+async def test_pairs_counted_once_with_twins():
+    repo = FakeRepository(names=(EN_PT, EN_PT_URGENT, PT_EN))
+    lc = ModelLifecycle(repo, idle_s=60)
+    await lc.refresh()
+    assert lc.pairs() == [("en", "pt"), ("pt", "en")]
+
+
+@pytest.fixture
+async def twin_client(tmp_path):
+    async for c in _client(tmp_path, FakeTriton(names=(EN_PT, EN_PT_URGENT, PT_EN))):
+        yield c
+
+
+async def test_urgent_requests_go_to_the_twin_once_it_is_loaded(twin_client):
+    c = twin_client
+    fake = c._grpc  # noqa: SLF001
+    await c.translate(["a"], "en", "pt", priority="normal")
+    assert fake.models_called[-1] == EN_PT
+    assert ("load", EN_PT_URGENT) not in fake.events  # no urgent work yet: no twin
+    # the first critical request: served by the pair's model, the twin loads meanwhile
+    out = await c.translate(["b"], "en", "pt", priority="critical")
+    assert [t.text for t in out] == ["B"] and fake.models_called[-1] == EN_PT
+    await asyncio.gather(*c._pending)  # noqa: SLF001
+    assert fake.state[EN_PT_URGENT] == "READY"
+    for priority, model in [("critical", EN_PT_URGENT), ("high", EN_PT_URGENT), ("normal", EN_PT)]:
+        out = await c.translate(["c"], "en", "pt", priority=priority)
+        assert [t.text for t in out] == ["C"] and fake.models_called[-1] == model, priority
+    assert [e for e in fake.events if e[0] == "load"] == [("load", EN_PT), ("load", EN_PT_URGENT)]
+    # a pair without a twin in the repository: urgent work stays on its model, no load tried
+    await c.translate(["d"], "pt", "en", priority="critical")
+    assert fake.models_called[-1] == PT_EN
+    assert not c._pending  # noqa: SLF001
+
+
+async def test_a_call_to_either_model_keeps_the_other_in_use(twin_client):
+    c = twin_client
+    await c.translate(["a"], "en", "pt", priority="critical")
+    await asyncio.gather(*c._pending)  # noqa: SLF001
+    twin, pair = c.lifecycle.models[EN_PT_URGENT], c.lifecycle.models[EN_PT]
+    before = twin.last_used
+    await asyncio.sleep(0.02)
+    await c.translate(["b"], "en", "pt", priority="normal")
+    assert twin.last_used > before
+    before = pair.last_used
+    await asyncio.sleep(0.02)
+    await c.translate(["b"], "en", "pt", priority="critical")
+    assert pair.last_used > before
+
+
+async def test_a_twin_gone_behind_our_back_is_loaded_again(twin_client):
+    c = twin_client
+    fake = c._grpc  # noqa: SLF001
+    await c.translate(["a"], "en", "pt", priority="critical")
+    await asyncio.gather(*c._pending)  # noqa: SLF001
+    fake.state[EN_PT_URGENT] = "UNAVAILABLE"  # another process unloaded it
+    out = await c.translate(["b"], "en", "pt", priority="critical")
+    assert [t.text for t in out] == ["B"]  # the retry went to the pair's model
+    assert fake.models_called[-1] == EN_PT
+    await asyncio.gather(*c._pending)  # noqa: SLF001
+    assert fake.state[EN_PT_URGENT] == "READY" and c.lifecycle.models[EN_PT_URGENT].loads == 2
+    await c.translate(["c"], "en", "pt", priority="high")
+    assert fake.models_called[-1] == EN_PT_URGENT
+
+
+def test_command_writes_twins_unless_told_not_to(tmp_path, capsys):
+    from control_plane.inference.lifecycle import main
+
+    assert main([str(tmp_path / "a"), "--model-dir", str(tmp_path), "--pairs", "en-pt"]) == 0
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [EN_PT, EN_PT_URGENT]
+    argv = [str(tmp_path / "b"), "--model-dir", str(tmp_path), "--pairs", "en-pt", "--no-urgent"]
+    assert main(argv) == 0
+    assert [p.name for p in (tmp_path / "b").iterdir()] == [EN_PT]
+    assert f"wrote {tmp_path / 'a' / EN_PT_URGENT}" in capsys.readouterr().out
