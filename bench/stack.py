@@ -183,6 +183,7 @@ class Stack:
         self.cfg = svc.Config.from_env()
         self.leased = []
         self.service_pids: dict[str, int] = {}
+        self.cpus: set[int] = set()  # the cores before --split-cores pinned anything
         for name in ("postgres", "kafka"):
             info = svc.ensure_service(name, self.cfg, lease=True)
             self.leased.append(name)
@@ -263,6 +264,7 @@ class Stack:
         """Deployment-shaped: Triton on its own cores, serve, the workers, PostgreSQL, Kafka
         and this client on the others, as if they ran on other nodes than the inference
         server (the engine alone gets Triton's cores)."""
+        self.cpus = os.sched_getaffinity(0)  # what close() gives back
         os.sched_setaffinity(0, control)
         for name, pid in self.service_pids.items():
             pin_tree(pid, inference if name == "triton" else control)
@@ -318,12 +320,11 @@ class Stack:
             devstack.drop_database(self.database, self.pg_url)
         with contextlib.suppress(Exception):  # left behind, they load the broker's cores
             devstack.delete_topics(self.bootstrap, self.prefix)
-        if self.args.split_cores:  # shared services (and later runs) get every core back
-            everything = set(range(os.cpu_count() or 1))
-            os.sched_setaffinity(0, everything)
+        if self.cpus:  # --split-cores: shared services (and later runs) get their cores back
+            os.sched_setaffinity(0, self.cpus)
             for name, pid in self.service_pids.items():
                 if name != "triton":
-                    pin_tree(pid, everything)
+                    pin_tree(pid, self.cpus)
         for name in self.leased:
             devstack.release_service(name, self.cfg)
 

@@ -400,6 +400,7 @@ class ModelLifecycle:
 
 _catalog_model: contextvars.ContextVar[str] = contextvars.ContextVar("catalog_model", default="")
 # the model a request goes to (the pair's, or its urgent twin), chosen in _infer_once
+TWIN_RETRY_S = 60.0  # after a twin failed to load, urgent work stays on its pair's model
 _chosen_model: contextvars.ContextVar[str] = contextvars.ContextVar("chosen_model", default="")
 
 
@@ -437,6 +438,7 @@ class LifecycleTritonClient(TritonInferenceClient):
         self._store_versions: dict[Pair, str] | None = None
         self._pending: set[asyncio.Task] = set()
         self._twins_loading: set[str] = set()
+        self._twin_retry_at: dict[str, float] = {}  # after a failed twin load
 
     def _count(self, model: str, action: str, seconds: float) -> None:
         self.m_loads.labels(model, action).inc()
@@ -508,7 +510,9 @@ class LifecycleTritonClient(TritonInferenceClient):
             return name
         if self.lifecycle.is_loaded(twin):
             return twin
-        if twin not in self._twins_loading:
+        if twin not in self._twins_loading and time.monotonic() >= self._twin_retry_at.get(
+            twin, 0.0
+        ):
             self._twins_loading.add(twin)
             task = asyncio.get_running_loop().create_task(self._load_twin(twin))
             self._pending.add(task)
@@ -519,8 +523,12 @@ class LifecycleTritonClient(TritonInferenceClient):
         try:
             async with self.lifecycle.use_model(twin):
                 pass
-        except Exception as exc:  # noqa: BLE001 - the next urgent request tries again
-            log.warning("loading urgent twin %s failed: %s", twin, exc)
+        except Exception as exc:  # noqa: BLE001 - urgent work stays on the pair's model
+            # not again for a while: a twin that cannot load (memory, a broken config)
+            # must not cost every urgent request a load attempt
+            self._twin_retry_at[twin] = time.monotonic() + TWIN_RETRY_S
+            log.warning("loading urgent twin %s failed (next try in %.0fs): %s", twin,
+                        TWIN_RETRY_S, exc)  # fmt: skip
         finally:
             self._twins_loading.discard(twin)
 

@@ -462,3 +462,32 @@ def test_command_writes_twins_unless_told_not_to(tmp_path, capsys):
     assert main(argv) == 0
     assert [p.name for p in (tmp_path / "b").iterdir()] == [EN_PT]
     assert f"wrote {tmp_path / 'a' / EN_PT_URGENT}" in capsys.readouterr().out
+
+
+async def test_a_twin_that_fails_to_load_is_not_tried_on_every_request(twin_client, monkeypatch):
+    from control_plane.inference import lifecycle
+
+    c = twin_client
+    fake = c._grpc  # noqa: SLF001
+    real_load = fake.load_model
+    tries: list[str] = []
+
+    async def load(name, client_timeout=None):
+        if name == EN_PT_URGENT:
+            tries.append(name)
+            raise RuntimeError("failed to load: out of memory")
+        await real_load(name, client_timeout)
+
+    fake.load_model = load
+    for _ in range(3):
+        out = await c.translate(["a"], "en", "pt", priority="critical")
+        assert [t.text for t in out] == ["A"] and fake.models_called[-1] == EN_PT
+        await asyncio.gather(*c._pending)  # noqa: SLF001
+    assert tries == [EN_PT_URGENT]  # one failed load for three urgent requests
+    assert c.lifecycle.models[EN_PT_URGENT].loaded is False
+    # after the pause the next urgent request tries again
+    fake.load_model = real_load
+    c._twin_retry_at[EN_PT_URGENT] -= lifecycle.TWIN_RETRY_S + 1  # noqa: SLF001
+    await c.translate(["b"], "en", "pt", priority="critical")
+    await asyncio.gather(*c._pending)  # noqa: SLF001
+    assert fake.state[EN_PT_URGENT] == "READY"
