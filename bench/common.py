@@ -67,48 +67,6 @@ def process_cpu_s(pid: int, tree: bool = False) -> float | None:
         return None
 
 
-def tree_cpu_s(pid: int, label=None) -> dict[str, float]:
-    """user+system CPU seconds so far of a process and each live descendant, keyed by
-    ``label(cmdline)`` (default: the process name); a server's own share and its workers'
-    (Triton's model stubs) apart. Children already reaped are not listed."""
-    import psutil
-
-    used: dict[str, float] = {}
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return used
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            key = (label(proc.cmdline()) if label else None) or proc.name()
-            used[key] = used.get(key, 0.0) + t.user + t.system
-    return used
-
-
-def pin_tree(pid: int, cpus: set[int]) -> int:
-    """Pin every thread of ``pid`` and of its descendants to ``cpus``; returns how many
-    threads were moved. Every thread, because Linux's sched_setaffinity(pid) moves only the
-    thread whose id is ``pid`` (psutil's cpu_affinity too); threads and processes started
-    later inherit their creator's CPUs, so a server pinned once stays pinned."""
-    import psutil
-
-    moved = 0
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            for thread in proc.threads():
-                with contextlib.suppress(OSError):  # a thread that just ended
-                    os.sched_setaffinity(thread.id, cpus)
-                    moved += 1
-    return moved
-
-
 def save(section: str, report: dict, table: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{section}.json"

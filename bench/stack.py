@@ -39,8 +39,10 @@ from datetime import datetime
 from pathlib import Path
 
 import devstack
-from bench.common import REPO, machine, pin_tree, process_cpu_s, run_json, save, tree_cpu_s
+from bench.common import REPO, machine, process_cpu_s, run_json, save
+from devstack.cpus import pin_tree, split_cores, tree_cpu_s
 from devstack.processes import MtctlProcess, new_user, serve_env, start_serve, start_worker
+from devstack.triton import stub_instance
 
 SUBJECTS = [
     "The engineer",
@@ -161,16 +163,6 @@ def engine_child(args: argparse.Namespace) -> int:
 # -- the stack -------------------------------------------------------------------------
 
 
-def core_split() -> tuple[set[int], set[int]]:
-    """(control-plane cores, inference cores) for --split-cores: the upper half of this
-    process's cores for Triton, the rest for everything else (2 cores: 0 | 1)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        raise SystemExit("--split-cores needs at least 2 cores")
-    half = len(cpus) // 2
-    return set(cpus[:half]), set(cpus[half:])
-
-
 class Stack:
     def __init__(self, args: argparse.Namespace, workdir: Path):
         import requests
@@ -258,7 +250,7 @@ class Stack:
         for worker in self.procs[1:]:
             worker.wait_ready(300)
         if self.args.split_cores:
-            self.pin(*core_split())
+            self.pin(*split_cores())
 
     def pin(self, control: set[int], inference: set[int]) -> None:
         """Deployment-shaped: Triton on its own cores, serve, the workers, PostgreSQL, Kafka
@@ -302,7 +294,7 @@ class Stack:
         model instance's stub (named by its instance, e.g. translator_0_0)."""
         if self.triton is None:
             return {}
-        return tree_cpu_s(self.triton.pid, _triton_instance)
+        return tree_cpu_s(self.triton.pid, stub_instance)
 
     def cpu_seconds(self) -> dict[str, float]:
         """user+system CPU seconds used so far by serve and each worker process."""
@@ -327,14 +319,6 @@ class Stack:
                     pin_tree(pid, self.cpus)
         for name in self.leased:
             devstack.release_service(name, self.cfg)
-
-
-def _triton_instance(cmdline: list[str]) -> str | None:
-    """A python-backend stub's instance name (``translator_urgent_0_0``) from its
-    command line; None for the server itself."""
-    if not cmdline or not cmdline[0].endswith("triton_python_backend_stub"):
-        return None
-    return next((a for a in cmdline if a.startswith("translator")), "stub")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -510,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
            str(args.engine_words), "--engine-call", str(args.engine_call),
            "--backlog-words", str(args.backlog_words), "--jobs", str(args.jobs),
            "--text", args.text, "--nice", str(engine_nice(args.inference))]  # fmt: skip
-    split = core_split() if args.split_cores else None
+    split = split_cores() if args.split_cores else None
     if split:
         cmd += ["--cpus", ",".join(map(str, sorted(split[1])))]
     runs = []

@@ -164,6 +164,14 @@ def trace_args(url: str | None, rate: int = 1, service: str = "triton") -> list[
     ]
 
 
+def stub_instance(cmdline: list[str]) -> str | None:
+    """A python-backend stub's model instance name (``translator_urgent_0_0``) from its
+    command line; None for any other process (the server itself)."""
+    if not cmdline or not cmdline[0].endswith("triton_python_backend_stub"):
+        return None
+    return next((a for a in cmdline if a.startswith("translator")), "stub")
+
+
 def triton_http_ready(http_port: int, host: str = "127.0.0.1") -> bool:
     """``/v2/health/ready`` answers 200 (with --strict-readiness: every model loaded)."""
     url = f"http://{host}:{http_port}/v2/health/ready"

@@ -1,5 +1,5 @@
-"""bench stack --split-cores: the core split, pinning a whole process tree, and the
-per-process CPU split of a tritonserver (bench/common.py, bench/stack.py)."""
+"""devstack.cpus (the core split, pinning a whole process tree, CPU per child process) and
+devstack.triton.stub_instance: what ``bench stack --split-cores`` runs on."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import stack
-from bench.common import pin_tree, tree_cpu_s
+from devstack.config import REPO_ROOT
+from devstack.cpus import pin_tree, split_cores, tree_cpu_s
+from devstack.triton import stub_instance
 
 # a child that starts a thread, then a grandchild, and waits: threads and processes the
 # pinning must reach (Linux moves only the thread whose id it is given)
@@ -29,21 +30,31 @@ def _tids(pid: int) -> list[int]:
     return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
 
 
-def test_core_split_gives_triton_the_upper_half(monkeypatch):
+def test_split_cores_gives_the_server_the_upper_half(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    assert stack.core_split() == ({0}, {1})
+    assert split_cores() == ({0}, {1})
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7, 8})
-    assert stack.core_split() == ({4, 5}, {6, 7, 8})
+    assert split_cores() == ({4, 5}, {6, 7, 8})
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
-    with pytest.raises(SystemExit, match="at least 2 cores"):
-        stack.core_split()
+    with pytest.raises(SystemExit, match="at least 2"):
+        split_cores()
 
 
-def test_split_cores_needs_a_triton_started_here():
-    with pytest.raises(SystemExit):
-        stack.main(["--split-cores"])  # local inference: nothing to split off
-    with pytest.raises(SystemExit):
-        stack.main(["--split-cores", "--inference", "triton", "--triton-url", "h:1"])
+@pytest.mark.parametrize(
+    "argv", [["--split-cores"], ["--split-cores", "--inference", "triton", "--triton-url", "h:1"]]
+)
+def test_bench_stack_splits_only_a_triton_it_starts(argv):
+    """Refused before anything starts: local inference has nothing to split off, and a
+    Triton at --triton-url is not ours to pin."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "stack", *argv],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2 and "--split-cores needs --inference triton" in out.stderr
 
 
 def test_pin_tree_reaches_every_thread_and_descendant():
@@ -87,15 +98,15 @@ def test_tree_cpu_s_names_triton_stubs_by_instance(tmp_path: Path):
     child = subprocess.Popen(args)
     try:
         time.sleep(0.5)
-        used = tree_cpu_s(child.pid, stack._triton_instance)
+        used = tree_cpu_s(child.pid, stub_instance)
         assert list(used) == ["translator_urgent_0_0"]
         assert used["translator_urgent_0_0"] > 0.1  # it spins
-        (name,) = tree_cpu_s(parent.pid, stack._triton_instance)
+        (name,) = tree_cpu_s(parent.pid, stub_instance)
         assert name.startswith("python")  # not a stub: its process name
     finally:
         for p in (child, parent):
             p.kill()
             p.wait()
-    assert stack._triton_instance(["/opt/tritonserver/bin/tritonserver", "--x"]) is None
-    assert stack._triton_instance(["/b/triton_python_backend_stub", "m.py"]) == "stub"
-    assert stack._triton_instance([]) is None
+    assert stub_instance(["/opt/tritonserver/bin/tritonserver", "--x"]) is None
+    assert stub_instance(["/b/triton_python_backend_stub", "m.py"]) == "stub"
+    assert stub_instance([]) is None
