@@ -399,8 +399,8 @@ class ModelLifecycle:
 # ------------------------------------------------------------------ the Triton client
 
 _catalog_model: contextvars.ContextVar[str] = contextvars.ContextVar("catalog_model", default="")
-# the model a request goes to (the pair's, or its urgent twin), chosen in _infer_once
 TWIN_RETRY_S = 60.0  # after a twin failed to load, urgent work stays on its pair's model
+# the model a request goes to (the pair's, or its urgent twin), chosen in _infer_once
 _chosen_model: contextvars.ContextVar[str] = contextvars.ContextVar("chosen_model", default="")
 
 
@@ -521,16 +521,23 @@ class LifecycleTritonClient(TritonInferenceClient):
 
     async def _load_twin(self, twin: str) -> None:
         try:
-            async with self.lifecycle.use_model(twin):
-                pass
-        except Exception as exc:  # noqa: BLE001 - urgent work stays on the pair's model
-            # not again for a while: a twin that cannot load (memory, a broken config)
-            # must not cost every urgent request a load attempt
-            self._twin_retry_at[twin] = time.monotonic() + TWIN_RETRY_S
-            log.warning("loading urgent twin %s failed (next try in %.0fs): %s", twin,
-                        TWIN_RETRY_S, exc)  # fmt: skip
+            if not await self._load_quietly(twin):
+                # urgent work stays on the pair's model; not again for a while: a twin that
+                # cannot load (memory, a broken config) must not cost every urgent request
+                # a load attempt
+                self._twin_retry_at[twin] = time.monotonic() + TWIN_RETRY_S
         finally:
             self._twins_loading.discard(twin)
+
+    async def _load_quietly(self, name: str) -> bool:
+        """Load ``name`` for no call of its own (a background load); False, logged, when
+        the load failed: the next call tries again."""
+        try:
+            async with self.lifecycle.use_model(name):
+                return True
+        except Exception as exc:  # noqa: BLE001 - reported by the next call that needs it
+            log.warning("loading %s failed: %s", name, exc)
+            return False
 
     async def _learn_version(self, name: str) -> None:
         """The loaded model's catalog line: the version it really serves."""
@@ -575,11 +582,7 @@ class LifecycleTritonClient(TritonInferenceClient):
         raise InferenceUnavailable(f"model for {source}-{target} is loading; retry shortly")
 
     async def _load_for_version(self, source: str, target: str) -> None:
-        try:
-            async with self.lifecycle.use(source, target):
-                pass
-        except Exception as exc:  # noqa: BLE001 - the next call tries again
-            log.warning("loading %s-%s failed: %s", source, target, exc)
+        await self._load_quietly(model_name(source, target))
 
     async def close(self) -> None:
         await self.lifecycle.close()
