@@ -19,6 +19,9 @@ Every sentence is distinct, so the segment cache never helps the stack.
     python -m bench stack [--backlog-words 100000] [--jobs 10] [--probes 5]
                           [--inference local|triton [--triton-url HOST:PORT]]
                           [--text gettext|synthetic] [--workers 1]
+    python -m bench stack --inference triton --split-cores
+        # Triton (and the engine alone) on the upper half of the cores, the control plane
+        # on the rest: as when they run on different nodes (stack-triton-split.json)
 """
 
 from __future__ import annotations
