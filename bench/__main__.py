@@ -26,10 +26,19 @@ SECTIONS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    # no automatic -h: ``python -m bench stack --help`` is the section's own help
+    ap = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.splitlines()[0], add_help=False
+    )
     ap.add_argument("sections", nargs="*", help=f"any of: {', '.join(SECTIONS)}")
     ap.add_argument("--all", action="store_true", help="run every section")
+    ap.add_argument("-h", "--help", action="store_true", help="this help, or a section's")
     args, rest = ap.parse_known_args(argv)
+    if args.help and not args.sections:
+        ap.print_help()
+        return 0
+    if args.help:
+        rest.append("--help")
     chosen = SECTIONS if args.all or not args.sections else args.sections
     failed = []
     for name in chosen:
