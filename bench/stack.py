@@ -136,7 +136,8 @@ def engine_child(args: argparse.Namespace) -> int:
         os.nice(args.nice)
     if args.cpus:  # --split-cores: the cores Triton gets in the stack, before any thread starts
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
-    settings = Settings.from_env()
+    like = {"threads": args.threads, "engine_lanes": args.lanes}  # 0: the settings' own
+    settings = Settings.from_env(**{k: v for k, v in like.items() if v > 0})
     engine = open_local_engine(settings)
     # documents the size of the stack's backlog jobs, each given to the engine in one call
     # (the engine sorts and batches a whole call itself: its best case for that document)
@@ -341,15 +342,17 @@ GOALS = {
 }
 
 
-def engine_nice(inference: str) -> int:
-    """The engine alone runs at the niceness the stack's inference runs at: Triton's normal
-    model at its config's (nice 10 on CPU), so that on a machine other jobs load too both
-    get the same share of it; on an idle machine niceness changes nothing."""
+def engine_like(inference: str) -> dict[str, int]:
+    """How the engine alone runs: as the stack's inference does. Triton's normal model at
+    its config's niceness (10 on CPU), so that on a machine other jobs load too both get
+    the same share of it (on an idle machine niceness changes nothing), and with its
+    config's threads and lanes (where ``--split-cores`` pins the engine to fewer cores,
+    the engine would otherwise plan fewer lanes than Triton's model runs there)."""
     if inference != "triton":
-        return 0
+        return {"nice": 0, "threads": 0, "lanes": 0}
     from control_plane.inference.triton_config import CPU
 
-    return CPU.nice
+    return {"nice": CPU.nice, "threads": CPU.threads, "lanes": CPU.lanes}
 
 
 def _ts(value: str) -> float:
@@ -470,6 +473,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--cpus", default="", help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--lanes", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument(
         "--tracing",
         choices=["off", "otlp"],
@@ -496,7 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "bench.stack", "--child", "--engine-words",
            str(args.engine_words), "--engine-call", str(args.engine_call),
            "--backlog-words", str(args.backlog_words), "--jobs", str(args.jobs),
-           "--text", args.text, "--nice", str(engine_nice(args.inference))]  # fmt: skip
+           "--text", args.text]  # fmt: skip
+    like = engine_like(args.inference)
+    for name, value in like.items():
+        cmd += [f"--{name}", str(value)]
     split = split_cores() if args.split_cores else None
     if split:
         cmd += ["--cpus", ",".join(map(str, sorted(split[1])))]
@@ -536,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
         "inference": args.inference,
         "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2),
-        "engine_alone_nice": engine_nice(args.inference),
+        "engine_alone_nice": like["nice"],
+        "engine_alone_threads": like["threads"],  # 0: the cores it may use
+        "engine_alone_lanes": like["lanes"],  # 0: one per thread
         # --split-cores: which cores the control plane and Triton (and the engine alone) had
         "split_cores": (
             {"control_plane": sorted(split[0]), "inference": sorted(split[1])} if split else None

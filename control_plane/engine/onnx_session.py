@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+
+from control_plane.cores import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ GPU_LANES = 4
 
 
 def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int, int]:
-    """(lanes, intra-op threads per lane) for a CPU budget of ``threads`` (0: all cores).
+    """(lanes, intra-op threads per lane) for a CPU budget of ``threads`` (0: the cores this
+    process may use: ``control_plane.cores.usable_cores``).
 
     A lane runs one batch at a time; lanes run different batches side by side. On CPU the
     default is one single-threaded lane per core (up to 8): a decoding step multiplies
@@ -60,7 +62,7 @@ def plan_lanes(threads: int = 0, lanes: int = 0, gpu: bool = False) -> tuple[int
     the other lanes fill. On the lent H200 (2026-11-30, batch 1024, side by side) 1, 2 and
     4 lanes gave 3.35M, 4.47M and 5.22M words/min; 8 lanes were no better than 4 in the
     GPU check (bench gpu's ``lanes`` part)."""
-    cores = threads if threads > 0 else (os.cpu_count() or 1)
+    cores = threads if threads > 0 else usable_cores()
     if gpu:
         return (lanes if lanes > 0 else GPU_LANES), cores
     n = lanes if lanes > 0 else min(cores, 8)
@@ -156,7 +158,7 @@ def make_session(
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads if threads > 0 else (os.cpu_count() or 1)
+    opts.intra_op_num_threads = threads if threads > 0 else usable_cores()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # No busy-waiting between ops: the engine shares its cores with the event loop, the

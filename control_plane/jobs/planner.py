@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
+from control_plane.cores import usable_cores
 from control_plane.jobs import documents
 from control_plane.text import chunking
 from control_plane.text.formats.units import plan_document
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 PROCESS_CHARS = 256 * 1024
 MARKUP_FORMATS = ("html", "xml")  # planned by control_plane.text.markup
 SEP = "\x00"
-PROCESS_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
+PROCESS_WORKERS = max(1, min(4, usable_cores() // 2))
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
