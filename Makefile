@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Reuse pip's cache between runs (torch for the HF export tests is large).
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: browser dashboards k8s k8s-tools k8s-validate venv venv-hf run test test-unit test-kafka bench gpu-pack services services-down lint models test-models clean triton-config
+.PHONY: browser prometheus dashboards k8s k8s-tools k8s-validate venv venv-hf run test test-unit test-kafka bench gpu-pack services services-down lint models test-models clean triton-config
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ dashboards: venv
 browser: venv
 	$(PY) -m devstack.browser ensure || echo "browser: not installed; tests/functional/L0_webui will skip"
 
+# Debian's prometheus (with promtool) for the live dashboard tests and the rule checks (apt,
+# as root or with sudo); those tests skip, naming what is missing, where it cannot be had
+prometheus: venv
+	$(PY) -m devstack install prometheus || echo "prometheus: not installed; tests/functional/L0_dashboards will skip"
+
 # kustomize (Go module proxy) and the operators' CRD schemas (Go proxy, Maven Central),
 # built/fetched once into ~/.cache/mt-backend/kube; tests/functional/L0_k8s skips, naming
 # what is missing, where they cannot be had
@@ -69,7 +74,7 @@ k8s-tools: venv
 k8s-validate: venv
 	$(PY) -m devstack.kube
 
-test: venv venv-hf test-models browser k8s-tools
+test: venv venv-hf test-models browser prometheus k8s-tools
 	$(VENV)/bin/ruff check .
 	MTB_MODEL_DIR=$(CURDIR)/.models $(PY) -m pytest -ra
 

@@ -1,5 +1,6 @@
-"""``python -m devstack up|down|status|env``: the local services from a shell or
-``make services`` / ``make services-down``."""
+"""``python -m devstack up|down|status|env|install``: the local services from a shell or
+``make services`` / ``make services-down``; ``install`` puts a package in place without
+starting anything (``make test``: tests that need it run instead of skipping)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog=(
             "examples:  python -m devstack up   |   python -m devstack up --only"
             " postgres,kafka   |   python -m devstack status   |   python -m devstack down"
-            ' --purge   |   eval "$(python -m devstack env --export)"'
+            ' --purge   |   eval "$(python -m devstack env --export)"   |   python -m devstack'
+            " install prometheus"
         ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -66,7 +68,25 @@ def _parser() -> argparse.ArgumentParser:
     p_status.add_argument("--json", action="store_true", help="machine-readable output")
     p_env = sub.add_parser("env", parents=[common], help="print .services/env")
     p_env.add_argument("--export", action="store_true", help="prefix lines with `export `")
+    p_install = sub.add_parser(
+        "install", help="install a package the tests use, start nothing (root: apt-get)"
+    )
+    p_install.add_argument("package", choices=sorted(INSTALLERS))
     return parser
+
+
+def _install_prometheus(cfg: Config) -> str:
+    from devstack import prometheus
+
+    had = prometheus.prometheus_binary()
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    binary = prometheus.ensure_installed(cfg.state_dir / "prometheus-install.log")
+    return f"{binary} {'already installed' if had else 'installed'}"
+
+
+# what `install` can put in place: Debian's prometheus (with promtool) for the live
+# dashboard tests and promtool's rule checks
+INSTALLERS = {"prometheus": _install_prometheus}
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
@@ -81,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = _config_from_args(args)
-        only = parse_only(args.only)
+        only = parse_only(getattr(args, "only", None))
         if args.command == "up":
             for name in only:
                 t0 = time.monotonic()
@@ -109,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                     ready = "ready" if state["ready"] else "NOT READY"
                     print(f"{name:8} running, {ready} (pid {state['pid']}) {state['url']}")
             return 0 if all(s and s["ready"] for s in states.values()) else 3
+        elif args.command == "install":
+            print(f"{args.package:8} {INSTALLERS[args.package](cfg)}")
         elif args.command == "env":
             values = read_env_file(cfg.env_file)
             if not values:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -27,3 +28,25 @@ def test_cli(tmp_path):
     assert "Traceback" not in out.stderr
     out = subprocess.run([*run, "down", *state], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.count("was not running") == len(devstack.SERVICES)
+
+
+def test_install(tmp_path):
+    """``install prometheus`` where a prometheus binary is on PATH: nothing to do, said so;
+    a package it does not know: a usage error naming the choices, no traceback."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "prometheus"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "MTB_SERVICES_DIR": str(tmp_path),
+    }
+    run = [sys.executable, "-m", "devstack", "install"]
+    out = subprocess.run([*run, "prometheus"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"{fake} already installed" in out.stdout
+    out = subprocess.run([*run, "grafana"], capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "choose from 'prometheus'" in out.stderr
+    assert "Traceback" not in out.stderr
