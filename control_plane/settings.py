@@ -51,7 +51,7 @@ class PlumbingSettings:
 class EngineSettings:
     """The in-process ONNX Runtime engine."""
 
-    precision: str = "int8"  # int8 | fp32 | fp16
+    precision: str = "int8"  # int8 | fp32 | fp16 | auto (engine/precision.py: measured)
     threads: int = 0  # 0: every core this process may use (affinity, CPU quota)
     engine_lanes: int = 0  # batches run side by side; 0: one 1-thread lane per core (max 8)
     max_batch_sentences: int = 32

@@ -46,11 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-t", "--target", required=True, help="target language, e.g. pt")
     p.add_argument(
         "--precision",
-        choices=["int8", "fp32", "fp16"],
+        choices=["int8", "fp32", "fp16", "auto"],
         default=None,
-        help="model precision (default: MTB_PRECISION or int8)",
+        help="model precision; auto: int8 or fp32, whichever this CPU runs faster (measured "
+        "once, kept in the model store) (default: MTB_PRECISION or int8)",
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: the usable cores)"
+    )
     p.add_argument("--beam", type=int, default=None, help="beam size (default 1: greedy)")
     p.add_argument(
         "--backend",

@@ -47,22 +47,48 @@ class LocalEngine:
         cuda_graph: bool = False,
     ) -> None:
         self.root = Path(root)
-        self.precision = precision
         self.threads = threads
         self.tensorrt = tensorrt
         self.decoder_loop = decoder_loop  # Bergamot models: see BergamotModel
         self.cuda_graph = cuda_graph
-        # batches a Bergamot model runs side by side (HF models: one at a time)
-        self.lanes = plan_lanes(threads, lanes, uses_gpu(precision, tensorrt))[0]
         self.max_batch = max_batch
         self.beam_size = beam_size
         self._meta: dict[tuple[str, str], tuple[Path, dict]] = {}
         for name, meta in installed_models(self.root).items():
             for src, tgt in pairs_of(meta):
                 self._meta.setdefault((src, tgt), (self.root / name, meta))
+        self.precision = self._auto_precision(lanes) if precision == "auto" else precision
+        # batches a Bergamot model runs side by side (HF models: one at a time)
+        self.lanes = plan_lanes(threads, lanes, uses_gpu(self.precision, tensorrt))[0]
         self._models: dict[Path, object] = {}
         self._lock = threading.Lock()
         self._hf_lane: Lanes | None = None  # started with the first HF call
+
+    def _auto_precision(self, lanes: int) -> str:
+        """``auto``: measured on the store's first Bergamot model (en-pt where present;
+        control_plane.engine.precision), the answer kept in the store for later starts."""
+        from control_plane.engine import precision as auto
+
+        bergamot = sorted(
+            ((pair != ("en", "pt"), pair, folder, meta)
+             for pair, (folder, meta) in self._meta.items() if meta.get("kind") != "hf"),
+            key=lambda row: row[:2],
+        )  # fmt: skip
+        if not bergamot:  # Hugging Face models only: no measurement, int8 where exported
+            exported = [m.get("precisions") or {} for _, m in self._meta.values()]
+            return "int8" if all("int8" in e for e in exported) else "fp32"
+        _, _, folder, meta = bergamot[0]
+        cpu_lanes = plan_lanes(self.threads, lanes)[0]
+
+        def load(precision: str) -> object:
+            from control_plane.engine.bergamot_engine import BergamotModel
+
+            return BergamotModel(
+                folder, precision=precision, threads=self.threads,
+                max_batch=self.max_batch, lanes=cpu_lanes,
+            )  # fmt: skip
+
+        return auto.resolve(self.root, folder, meta, load)
 
     def pairs(self) -> list[tuple[str, str]]:
         return sorted(self._meta)
