@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import contextvars
 import logging
 import shutil
@@ -520,8 +521,17 @@ class LifecycleTritonClient(TritonInferenceClient):
         return name
 
     async def _load_twin(self, twin: str) -> None:
+        pair = twin_of(twin)
         try:
-            if not await self._load_quietly(twin):
+            async with contextlib.AsyncExitStack() as held:
+                # the pair is in use while its twin loads (the call that asked for the twin
+                # is loading or using it): a twin load that outlasts the idle time (seconds
+                # on a busy machine) must not find the pair unloaded when it is ready
+                if pair is not None:
+                    with contextlib.suppress(Exception):  # the pair's own call reports it
+                        await held.enter_async_context(self.lifecycle.use_model(pair))
+                loaded = await self._load_quietly(twin)
+            if not loaded:
                 # urgent work stays on the pair's model; not again for a while: a twin that
                 # cannot load (memory, a broken config) must not cost every urgent request
                 # a load attempt

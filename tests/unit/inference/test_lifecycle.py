@@ -491,3 +491,29 @@ async def test_a_twin_that_fails_to_load_is_not_tried_on_every_request(twin_clie
     await c.translate(["b"], "en", "pt", priority="critical")
     await asyncio.gather(*c._pending)  # noqa: SLF001
     assert fake.state[EN_PT_URGENT] == "READY"
+
+
+async def test_a_pair_stays_loaded_while_its_twin_loads(twin_client):
+    """A twin load longer than the idle time (L0_triton_lifecycle saw one on a busy
+    machine): the pair that asked for it is still loaded when it is ready, then both go."""
+    c = twin_client
+    fake = c._grpc  # noqa: SLF001
+    real_load = fake.load_model
+
+    async def slow(name, client_timeout=None):
+        if name == EN_PT_URGENT:
+            await asyncio.sleep(0.4)
+        await real_load(name, client_timeout)
+
+    fake.load_model = slow
+    c.lifecycle.idle_s = 0.1
+    await c.translate(["a"], "en", "pt", priority="critical")
+    await asyncio.gather(*c._pending)  # noqa: SLF001
+    assert fake.state[EN_PT_URGENT] == "READY"
+    assert fake.state[EN_PT] == "READY"  # idle 0.4 s > 0.1 s, kept for its loading twin
+    assert ("unload", EN_PT) not in fake.events
+    for _ in range(100):  # idle after that: both unload
+        if fake.state[EN_PT] != "READY" and fake.state[EN_PT_URGENT] != "READY":
+            break
+        await asyncio.sleep(0.05)
+    assert fake.state[EN_PT] != "READY" and fake.state[EN_PT_URGENT] != "READY"
