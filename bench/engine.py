@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
 from pathlib import Path
 
 from bench.common import RESULTS, bar_plot, machine, run_json, save
+from control_plane.cores import usable_cores
 from evaluation.sets import DATA, load_tsv
 
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench engine", description=__doc__.split("\n")[0])
     ap.add_argument("--pair", default="en-pt")
     ap.add_argument("--sentences", type=int, default=500)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int, default=usable_cores())
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", default="int8", help=argparse.SUPPRESS)

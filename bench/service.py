@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import RESULTS, machine, save
+from control_plane.cores import usable_cores
 from evaluation.sets import DATA, load_tsv
 
 GOAL_S = 60.0
@@ -607,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         "service": {
             "mode": "embedded: mtctl serve, SQLite, memory queue, local inference",
             "precision": settings.precision,
-            "threads": settings.threads or os.cpu_count(),
+            "threads": settings.threads or usable_cores(),  # what the engine used
             "workers": settings.workers,
             "urgent_workers": settings.urgent_workers,
             "chunk_words": settings.chunk_words,

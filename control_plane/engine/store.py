@@ -69,15 +69,11 @@ class LocalEngine:
         control_plane.engine.precision), the answer kept in the store for later starts."""
         from control_plane.engine import precision as auto
 
-        bergamot = sorted(
-            ((pair != ("en", "pt"), pair, folder, meta)
-             for pair, (folder, meta) in self._meta.items() if meta.get("kind") != "hf"),
-            key=lambda row: row[:2],
-        )  # fmt: skip
+        bergamot = {p: fm for p, fm in self._meta.items() if fm[1].get("kind") != "hf"}
         if not bergamot:  # Hugging Face models only: no measurement, int8 where exported
             exported = [m.get("precisions") or {} for _, m in self._meta.values()]
             return "int8" if all("int8" in e for e in exported) else "fp32"
-        _, _, folder, meta = bergamot[0]
+        folder, meta = bergamot.get(("en", "pt")) or bergamot[min(bergamot)]
         cpu_lanes = plan_lanes(self.threads, lanes)[0]
 
         def load(precision: str) -> object:
