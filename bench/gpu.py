@@ -313,9 +313,12 @@ def find_tensorrt() -> str:
         if lib.exists():
             ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
             return str(lib)
+    # PyPI's tensorrt-cu13-libs is a 15 kB sdist whose build downloads the real wheel from
+    # pypi.nvidia.com, which neither this project's machines nor the GPU machine reach
+    # (checked 2026-12-01), so `make gpu-pack` cannot carry TensorRT there
     raise _Skip(
-        f"no TensorRT on this machine ({first}); its wheels (tensorrt-cu13-libs, over a GB) "
-        "exceed what the transfer limits carry"
+        f"no TensorRT on this machine ({first}); PyPI's tensorrt-cu13-libs only fetches the "
+        "libraries from pypi.nvidia.com, which is unreachable here, so gpu-pack cannot carry it"
     )
 
 

@@ -10,16 +10,25 @@ shapes too, so a rule would be a guess. A few seconds at the first start settle 
 answer is kept in the model store per CPU, ONNX Runtime version, cores and model
 (``.precision-auto.json``), so later starts read it. Where fp16 graphs run on a GPU, auto
 is fp16 and nothing is measured.
+
+Processes that open one store at once (Triton's normal and urgent model stubs, a service
+and its workers) measure under one lock on the store: the first measures, the others wait
+and read its answer. Measuring side by side would slow both measurements and, near a tie,
+could load int8 in one process and fp32 in the other, so one pair's translations (and
+their cache key, the model version) would depend on the priority that asked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from control_plane.cores import usable_cores
@@ -29,6 +38,7 @@ log = logging.getLogger(__name__)
 CANDIDATES = ("int8", "fp32")  # the CPU precisions, int8 first: smaller, wins ties
 TIE = 0.05  # fp32 must be this much faster to be chosen (int8 takes half the memory)
 CACHE_FILE = ".precision-auto.json"
+LOCK_FILE = ".precision-auto.lock"
 # plain sentences of everyday software text; numbered so that each batch row differs
 SENTENCES = (
     "The file could not be opened because it is in use by another program.",
@@ -111,26 +121,57 @@ def resolve(root: Path, folder: Path, meta: dict, load: Callable[[str], object])
     if len(candidates) < 2:
         return candidates[0] if candidates else "int8"
     key = f"{cpu_key()}|{meta.get('model_version', folder.name)}"
-    path = root / CACHE_FILE
+    with _store_lock(root):
+        known = _read(root / CACHE_FILE)
+        if isinstance(known.get(key), dict) and known[key].get("precision") in candidates:
+            return known[key]["precision"]
+        t0 = time.perf_counter()
+        speeds = measure(load, candidates)
+        chosen = choose(speeds)
+        log.info(
+            "precision auto: %s (words/s measured on %s in %.1f s: %s)",
+            chosen,
+            folder.name,
+            time.perf_counter() - t0,
+            ", ".join(f"{p} {v:,.0f}" for p, v in speeds.items()),
+        )
+        known[key] = {"precision": chosen, "words_per_s": {p: round(v) for p, v in speeds.items()}}
+        _write(root / CACHE_FILE, known)
+    return chosen
+
+
+def _read(path: Path) -> dict:
     try:
         known = json.loads(path.read_text())
     except (OSError, ValueError):
-        known = {}
-    if isinstance(known.get(key), dict) and known[key].get("precision") in candidates:
-        return known[key]["precision"]
-    t0 = time.perf_counter()
-    speeds = measure(load, candidates)
-    chosen = choose(speeds)
-    log.info(
-        "precision auto: %s (words/s measured on %s in %.1f s: %s)",
-        chosen,
-        folder.name,
-        time.perf_counter() - t0,
-        ", ".join(f"{p} {v:,.0f}" for p, v in speeds.items()),
-    )
-    known[key] = {"precision": chosen, "words_per_s": {p: round(v) for p, v in speeds.items()}}
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _write(path: Path, known: dict) -> None:
+    """Replace the file whole (a reader never sees half of it); a read-only store (an
+    image's baked models) keeps nothing and the next start measures again."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        path.write_text(json.dumps(known, indent=1, sort_keys=True))
-    except OSError as exc:  # a read-only store (an image's baked models): measure next time
+        tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as exc:
         log.info("precision auto: not kept (%s)", exc)
-    return chosen
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _store_lock(root: Path) -> Iterator[None]:
+    """An exclusive flock on the store's lock file while one process reads, measures and
+    writes; where the store cannot hold one (read-only, missing) each process goes on
+    alone, as before there was a lock."""
+    try:
+        fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

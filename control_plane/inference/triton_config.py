@@ -101,11 +101,17 @@ class QueuePolicy:
         )
 
 
+PRECISIONS = ("int8", "fp32", "fp16", "auto")
+
+
 @dataclass(frozen=True)
 class TranslatorConfig:
     name: str = MODEL_NAME  # the model's directory under the repository
     kind: str = "cpu"  # cpu | gpu
-    precision: str = "int8"  # graphs the engine loads: int8 | fp32 | fp16
+    # graphs the engine loads: int8 | fp32 | fp16 | auto (control_plane/engine/precision.py:
+    # int8 or fp32, whichever this CPU runs faster, measured once per store and machine;
+    # fp16 on a GPU). The committed CPU config names int8, as the README's figures do.
+    precision: str = "int8"
     execution_provider: str = "cpu"  # cpu | cuda | tensorrt (ONNX Runtime inside model.py)
     # CPU defaults measured with `python -m bench triton` on a 2-core AMD EPYC shared with
     # other jobs (bench/results/triton.md), ONNX Runtime without spinning (engine 0f568a2):
@@ -155,6 +161,8 @@ class TranslatorConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("cpu", "gpu"):
             raise ValueError(f"kind must be cpu or gpu, not {self.kind!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.execution_provider not in ("cpu", "cuda", "tensorrt"):
             raise ValueError("execution_provider must be cpu, cuda or tensorrt")
         if self.kind == "cpu" and self.execution_provider != "cpu":
@@ -363,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instances", type=int)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--execution-provider", choices=["cpu", "cuda", "tensorrt"])
+    ap.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="graphs the model loads (auto: int8 or fp32, whichever this CPU runs faster)",
+    )
     ap.add_argument("--max-batch-size", type=int)
     ap.add_argument("--preferred", help="comma-separated preferred batch sizes")
     ap.add_argument("--max-queue-delay-us", type=int)
@@ -379,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             "instances": args.instances,
             "threads": args.threads,
             "execution_provider": args.execution_provider,
+            "precision": args.precision,
             "max_batch_size": args.max_batch_size,
             "max_queue_delay_us": args.max_queue_delay_us,
             "model_dir": args.model_dir,

@@ -80,3 +80,34 @@ def test_a_read_only_or_damaged_store_still_answers(tmp_path: Path, monkeypatch)
     missing = tmp_path / "gone"  # writing the answer fails: measured again next time
     assert auto.resolve(missing, tmp_path, META, load=None) == "int8"
     assert not missing.exists()
+
+
+def test_processes_starting_together_measure_once_and_agree(tmp_path: Path, monkeypatch):
+    """Two starts on one store at once (Triton's normal and urgent stubs): without the
+    store's lock both measured, and near a tie they could load different precisions."""
+    import threading
+    import time
+
+    answers = iter([{"int8": 100.0, "fp32": 150.0}, {"int8": 150.0, "fp32": 100.0}])
+    measured: list[str] = []
+
+    def slow_measure(load, precisions, rounds=2):  # noqa: ANN001, ANN202
+        measured.append(threading.current_thread().name)
+        time.sleep(0.3)  # the other start arrives while this one measures
+        return next(answers)
+
+    monkeypatch.setattr(auto, "measure", slow_measure)
+    monkeypatch.setattr(auto, "cpu_key", lambda: "cpu-a")
+    chosen: dict[str, str] = {}
+
+    def start(name: str) -> None:
+        chosen[name] = auto.resolve(tmp_path, tmp_path / "m", META, load=None)
+
+    threads = [threading.Thread(target=start, args=(n,), name=n) for n in ("normal", "urgent")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(measured) == 1, measured
+    assert chosen == {"normal": "fp32", "urgent": "fp32"}
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -50,6 +50,8 @@ def test_variants_and_validation():
         tc.TranslatorConfig(max_batch_size=8, preferred_batch_sizes=(16,))
     with pytest.raises(ValueError):
         tc.TranslatorConfig(default_priority_level=4)
+    with pytest.raises(ValueError, match="precision must be one of int8, fp32, fp16, auto"):
+        tc.TranslatorConfig(precision="bf16")
 
 
 def test_cli_check_and_stdout(tmp_path, capsys):
@@ -59,6 +61,9 @@ def test_cli_check_and_stdout(tmp_path, capsys):
     capsys.readouterr()
     assert tc.main(["--stdout", "--kind", "gpu", "--instances", "2"]) == 0
     assert "count: 2\n    kind: KIND_GPU" in capsys.readouterr().out
+    assert tc.main(["--stdout", "--precision", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert 'key: "precision"\n  value { string_value: "auto" }' in out and "KIND_CPU" in out
 
 
 def test_urgent_model_same_protocol_own_name_and_link(tmp_path):
