@@ -48,10 +48,14 @@ def partition_of(job_id: str, partitions: int) -> int:
 
 
 def _stack_args(workers: int, model_dir: str) -> argparse.Namespace:
-    return argparse.Namespace(
-        inference="local", triton_url=None, tracing="off", otlp_endpoint=None,
-        triton_trace_url=None, model_dir=model_dir, partitions=PARTITIONS, workers=workers,
-    )  # fmt: skip
+    """`bench stack`'s own defaults (an option added there reaches this replay with its
+    default: a hand-built namespace here lacked ``split_cores`` and the replay crashed),
+    with the in-process engine, untraced."""
+    from bench.stack import parser
+
+    args = parser().parse_args(["--inference", "local", "--workers", str(workers)])
+    args.model_dir, args.partitions = model_dir, PARTITIONS
+    return args
 
 
 def _wait_all(stack: Stack, ids: list[str], timeout: float) -> list[dict]:

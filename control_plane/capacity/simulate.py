@@ -945,8 +945,18 @@ def local_config(
     core by default), ``lane_words`` the words of one engine batch
     (``engine_batch_words``): a call smaller than that runs on one lane, one core.
     ``dt`` 5 ms: a job waits for the next step to be queued, on average dt/2, which at
-    20 ms was a fifth of a 50 ms job's time."""
+    20 ms was a fifth of a 50 ms job's time.
+
+    A replica is never faster than ``machine_words_per_s``: once every worker runs, a job
+    alone on one of them shares the machine with the others' idle processes, and the
+    machine's figure is the steadier one (measured on a backlog before and after the
+    trace, against one ~5 s backlog for one worker). On the 2-core AVX2 EPYC VM
+    (2026-12-01) one worker alone measured 1,980 words/s in one run and 1,654 in the next,
+    both workers together 1,591 and 1,581; with 1,980 every replayed job ran ~24% slower
+    than simulated, twice in a row. On the Xeon VM the two differed by 3%."""
     every = tuple(PRIORITIES)
+    if machine_words_per_s:
+        words_per_s = min(words_per_s, machine_words_per_s)
     return SimConfig(
         workers=(
             WorkerSpec(

@@ -306,6 +306,16 @@ def test_lanes_of_two_workers_share_the_machine():
     assert (done(r, 0), done(r, 1)) == (8.0, 6.0)
 
 
+def test_a_replica_is_no_faster_than_the_machine_it_shares():
+    # one worker alone measured 200 words/s, every worker busy 100 in all: a job alone
+    # on one replica runs at the machine's 100 (the 2-core EPYC's replays, 2026-12-01)
+    config = local_config(200.0, workers=2, machine_words_per_s=100.0, dt=0.1)
+    assert config.pools[0].words_per_s == 100.0
+    r = simulate(config, [Job(0, 0.0, "normal", 400, partition=0)])
+    assert done(r, 0) == 4.0
+    assert local_config(80.0, workers=2, machine_words_per_s=100.0).pools[0].words_per_s == 80.0
+
+
 def test_engine_batch_words_is_max_batch_times_the_words_per_segment():
     texts = ["One two three four.\nFive six.\n", "Seven eight nine ten eleven twelve.\n"]
     # segments: 4, 2 and 6 words: 4 words per segment; batches of 32 segments
