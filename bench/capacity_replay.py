@@ -28,6 +28,7 @@ from pathlib import Path
 from bench.common import machine
 from bench.stack import Stack, _ts, make_document
 from control_plane.capacity.simulate import (
+    call_seconds,
     compare,
     engine_batch_words,
     local_config,
@@ -81,24 +82,35 @@ def _probe(stack: Stack, words: int, seed: int) -> tuple[float, int]:
     return _ts(view["completed_at"]) - _ts(view["created_at"]), view["word_count"]
 
 
-def calibrate(stack: Stack, probes: int, backlog_words: int, seed: int, lanes: int) -> dict:
+def calibrate(
+    stack: Stack, probes: int, backlog_words: int, seed: int, lanes: int, lane_segments: int
+) -> dict:
     """One worker alone on the idle stack (after a warm-up job: the engine's first calls
     are slower): its words/s on a backlog of documents (all its ``lanes`` busy), and jobs
-    one at a time of ~20 and ~300 words. A job smaller than one engine batch runs on one
-    lane (one core): its own words take ``w / (words_per_s / lanes)``, and the rest of a
-    ~20-word job's time is the fixed latency (submit, planning, Kafka, database, finish).
-    The ~300-word jobs check that reading (``mid_job_predicted_s``) and give the engine
-    call's cost beyond its words that ``--call-cost`` models (``batch_overhead_s``)."""
+    one at a time of ~20 and ~300 words. A job's own words take ``call_seconds`` (its
+    engine batches side by side, one lane each at ``words_per_s / lanes``), and the rest
+    of a ~20-word job's time is the fixed latency (submit, planning, Kafka, database,
+    finish). The ~300-word jobs check that reading (``mid_job_predicted_s``) and give the
+    engine call's cost beyond its words that ``--call-cost`` models (``batch_overhead_s``)."""
     (warm,) = [stack.submit(make_document(1500, 690 + seed), "normal")]
     _wait_all(stack, [warm], 120)
     small = [_probe(stack, 20, 700 + seed * 50 + i) for i in range(probes)]
     mid = [_probe(stack, 300, 750 + seed * 50 + i) for i in range(probes)]
     rate = backlog_rate(stack, backlog_words, 800 + seed * 50)
     wps = rate["words_per_s"]
-    lane_wps = wps / max(1, lanes)
     s_words = statistics.median(w for _, w in small)
     m_words = statistics.median(w for _, w in mid)
-    latency = max(0.0, statistics.median(t for t, _ in small) - s_words / lane_wps)
+    docs = [make_document(300, 750 + seed * 50 + i) for i in range(probes)]
+    lane_words = engine_batch_words(docs, lane_segments)
+
+    def alone(words: float) -> float:
+        return call_seconds(words, wps, lanes, lane_words, lane_segments)
+
+    latency = max(0.0, statistics.median(t for t, _ in small) - alone(s_words))
+    # what a ~300-word job alone has beyond that: the worker's own work on its only (so
+    # last) chunk, per word (the simulator's serial_s_per_word)
+    m_time = statistics.median(t for t, _ in mid)
+    serial = max(0.0, m_time - latency - alone(m_words)) / max(1.0, m_words)
     # the call-cost experiment's reading (one fluid replica, no lanes):
     # t(small) = latency + w/wps + call * w/300;  t(mid) = latency + w/wps + call
     s_rest = statistics.median(t for t, _ in small) - s_words / wps
@@ -112,7 +124,9 @@ def calibrate(stack: Stack, probes: int, backlog_words: int, seed: int, lanes: i
         "mid_job_words": [w for _, w in mid],
         "lanes": lanes,
         "latency_s": round(latency, 4),
-        "mid_job_predicted_s": round(latency + m_words / lane_wps, 4),
+        "mid_job_predicted_s": round(latency + alone(m_words) + serial * m_words, 4),
+        "mid_job_predicted_lanes_only_s": round(latency + alone(m_words), 4),
+        "serial_s_per_word": round(serial, 7),
         "latency_fluid_s": round(max(0.0, s_rest), 4),
         "latency_with_call_s": round(max(0.0, s_rest - call * share), 4),
         "batch_overhead_s": round(call, 4),
@@ -173,7 +187,10 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
     load = [round(x, 2) for x in os.getloadavg()]
     try:
         stack.start()
-        cal = calibrate(stack, args.probes, args.calibration_words, args.seed, lanes)
+        cal = calibrate(
+            stack, args.probes, args.calibration_words, args.seed, lanes,
+            settings.max_batch_sentences,
+        )  # fmt: skip
         print(f"  calibration (1 worker): {cal['words_per_s']:.0f} words/s, "
               f"latency {cal['latency_s']} s")  # fmt: skip
         from devstack.processes import start_worker
@@ -221,7 +238,7 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
     moved = max(both_before["words_per_s"], after["words_per_s"]) / max(
         1e-9, min(both_before["words_per_s"], after["words_per_s"])
     )
-    # default: the engine's lanes (a call below one engine batch runs on one core);
+    # default: the engine's lanes (a call's batches side by side, one core each);
     # --call-cost: the earlier experiment, one fluid replica plus a cost per engine call
     latency = cal["latency_with_call_s"] if args.call_cost else cal["latency_s"]
     config = local_config(
@@ -233,6 +250,8 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
         partitions=PARTITIONS,
         lanes=0 if args.call_cost else lanes,
         lane_words=lane_words,
+        lane_segments=settings.max_batch_sentences,
+        serial_s_per_word=0.0 if args.call_cost else cal["serial_s_per_word"],
     )
     result = simulate(config, measured_jobs)
     cmp = compare(result.completion_s, measured, measured_jobs)
@@ -262,6 +281,7 @@ def replay(args: argparse.Namespace, model_dir: str) -> dict:
             "batch_overhead_s": cal["batch_overhead_s"] if args.call_cost else 0.0,
             "lanes": config.pools[0].lanes,
             "lane_words": round(lane_words, 1),
+            "serial_s_per_word": config.serial_s_per_word,
             "batch_words": config.batch_words,
             "chunk_words": config.chunk_words,
             "urgent_slots": 1,
@@ -304,9 +324,11 @@ def table(report: dict) -> str:
         f"a job's fixed latency {report['model']['latency_s']} s; "
         + (
             f"the engine's {report['model']['lanes']} lanes per worker, engine batches of "
-            f"{report['model']['lane_words']:.0f} words (a ~300-word job alone: "
-            f"{statistics.median(cal['mid_job_latency_s']):.3f} s measured, "
-            f"{cal['mid_job_predicted_s']:.3f} s from one lane's speed). "
+            f"{report['model']['lane_words']:.0f} words, a job's last chunk's host work "
+            f"{report['model'].get('serial_s_per_word', 0) * 1000:.2f} ms per word (from ~300-word "
+            f"jobs alone: {statistics.median(cal['mid_job_latency_s']):.3f} s measured, "
+            f"{cal.get('mid_job_predicted_lanes_only_s', cal['mid_job_predicted_s']):.3f} s "
+            "from the fixed latency and their words on the lanes). "
             if report["model"].get("lanes")
             else f"no lanes (one fluid replica); an engine call's cost "
             f"{cal['batch_overhead_s']} s, "

@@ -46,7 +46,12 @@ the way the real component does it:
   queue (Kafka redelivers uncommitted chunks).
 
 Completion of a job = its last chunk's batch end + ``latency_s`` (submit, planning and
-finishing work that is not translation; measured on the local stack).
+finishing work that is not translation; measured on the local stack) + its last chunk's
+words x ``serial_s_per_word`` (the worker's own work on a chunk outside the engine's
+lanes: segmenting and tokenising before, detokenising, assembling and storing after. On a
+backlog it overlaps other chunks' translation and is part of the measured speed; a job's
+last chunk has nothing to overlap with. On the 2-core EPYC, 2026-12-01, a ~300-word job
+alone took 0.33 s where its words on the lanes and the fixed latency made 0.23 s).
 """
 
 from __future__ import annotations
@@ -110,12 +115,14 @@ class PoolSpec:
     shared_words_per_s: float | None = None
     # The engine's lanes (``control_plane.engine.lanes``): 0 = one fluid server (a call
     # may use the whole replica however small). n > 0: a call is cut into engine batches
-    # of about ``lane_words`` words (the engine's ``max_batch`` sentences); each runs on
-    # one lane at ``words_per_s / n``, lanes take batches most urgent first and finish
-    # what they started (no preemption). A call smaller than one engine batch runs on
-    # one lane, one core: half the speed of a 2-core replica on a backlog.
+    # of about ``lane_words`` words (the engine's ``max_batch`` sentences, ``lane_segments``)
+    # and into at least one batch per lane where it has the sentences for it, all of one
+    # size (``control_plane.engine.buckets.lane_rows``); each runs on one lane at
+    # ``words_per_s / n``, lanes take batches most urgent first and finish what they
+    # started (no preemption). A one-sentence call runs on one lane, one core.
     lanes: int = 0
     lane_words: float = 320.0
+    lane_segments: int = 32
     kind: str = ""  # the cost model's instance kind
     scaled: bool = True
 
@@ -141,6 +148,7 @@ class SimConfig:
     batch_words: int = 8000
     aging_s: float = 30.0
     latency_s: float = 0.0
+    serial_s_per_word: float = 0.0  # a job's last chunk's host work (module docstring)
     # replica time per engine call on top of its words (the decoder runs as many steps as
     # the call's longest sentence): ``batch_overhead_s`` for a call of
     # ``batch_overhead_words`` or more, linearly less for smaller ones
@@ -532,9 +540,10 @@ class Simulation:
                         share = min(1.0, batch.words / c.batch_overhead_words)
                         batch.words_left += c.batch_overhead_s * share * pspec.words_per_s
                     if pspec.lanes > 0:
-                        batch.parts = _engine_batches(
-                            batch.words, batch.words_left, pspec.lane_words
-                        )
+                        batch.parts = engine_batches(
+                            batch.words, batch.words_left, pspec.lanes, pspec.lane_words,
+                            pspec.lane_segments,
+                        )  # fmt: skip
                     target.batches.append(batch)
                     w.batches.append(batch)
                     if pspec.words_per_s <= 0:
@@ -683,7 +692,7 @@ class Simulation:
         for ch in b.chunks:
             self.left[ch.job] -= 1
             if self.left[ch.job] == 0:
-                self.done_at[ch.job] = end + self.c.latency_s
+                self.done_at[ch.job] = end + self.c.latency_s + self.c.serial_s_per_word * ch.words
 
     def _spot(self, t: float) -> None:
         c = self.c
@@ -784,14 +793,30 @@ class Simulation:
             se[f"queue.{p}"].append(len(self.queues[p]))
 
 
-def _engine_batches(words: float, work: float, lane_words: float) -> list[float]:
+def engine_batches(
+    words: float, work: float, lanes: int, lane_words: float, lane_segments: int = 32
+) -> list[float]:
     """A call of ``words`` words (``work`` words of replica time with its overhead) cut
-    the way the engine cuts it: full batches of ``lane_words`` and the rest."""
+    the way the engine cuts it (``buckets.lane_rows``): batches of at most ``lane_words``
+    (``lane_segments`` sentences), at least one per lane where the call has a sentence for
+    each, all of one size."""
     n = max(1, math.ceil(words / lane_words - 1e-9)) if lane_words > 0 else 1
-    scale = work / words if words > 0 else 1.0
-    if n == 1:
-        return [work]
-    return [lane_words * scale] * (n - 1) + [max(0.0, words - lane_words * (n - 1)) * scale]
+    sentences = max(1, round(words * lane_segments / lane_words)) if lane_words > 0 else 1
+    n = max(n, min(max(1, lanes), sentences))
+    return [work / n] * n
+
+
+def call_seconds(words: float, words_per_s: float, lanes: int, lane_words: float,
+                 lane_segments: int = 32) -> float:  # fmt: skip
+    """How long one call of ``words`` takes alone on an idle replica of ``words_per_s``
+    (all ``lanes`` busy) that cuts it into ``engine_batches``: its batches run side by
+    side, one lane (``words_per_s / lanes``) each, in rounds. The calibrations use it to
+    take a probe's translation out of its time, leaving the fixed latency."""
+    if lanes <= 0:
+        return words / words_per_s
+    parts = engine_batches(words, words, lanes, lane_words, lane_segments)
+    rounds = math.ceil(len(parts) / lanes)
+    return rounds * parts[0] / (words_per_s / lanes)
 
 
 def simulate(config: SimConfig, jobs: list[Job], until_s: float | None = None) -> Result:
@@ -933,6 +958,8 @@ def local_config(
     batch_overhead_s: float = 0.0,
     lanes: int = 0,
     lane_words: float = 320.0,
+    lane_segments: int = 32,
+    serial_s_per_word: float = 0.0,
     dt: float = 0.005,
 ) -> SimConfig:
     """The local stack: ``workers`` `mtctl worker` processes, each with the in-process
@@ -944,6 +971,7 @@ def local_config(
     ``Job.partition``). ``lanes``: the engine's lanes per worker (one 1-thread lane per
     core by default), ``lane_words`` the words of one engine batch
     (``engine_batch_words``): a call smaller than that runs on one lane, one core.
+    ``serial_s_per_word``: a job's last chunk's host work per word (module docstring).
     ``dt`` 5 ms: a job waits for the next step to be queued, on average dt/2, which at
     20 ms was a fifth of a 50 ms job's time.
 
@@ -983,6 +1011,7 @@ def local_config(
                 kind="cpu",
                 lanes=lanes,
                 lane_words=lane_words,
+                lane_segments=lane_segments,
                 scaled=False,
             ),
         ),  # fmt: skip
@@ -990,6 +1019,7 @@ def local_config(
         batch_words=batch_words,
         aging_s=aging_s,
         latency_s=latency_s,
+        serial_s_per_word=serial_s_per_word,
         batch_overhead_s=batch_overhead_s,
         dt=dt,
         sample_s=10.0,

@@ -24,7 +24,7 @@ import numpy as np
 
 from control_plane.engine.base import Translation
 from control_plane.engine.bergamot_math import DIM, positions
-from control_plane.engine.buckets import MAX_BUCKET, plan_batches
+from control_plane.engine.buckets import MAX_BUCKET, lane_rows, plan_batches
 from control_plane.engine.lanes import Lanes
 from control_plane.engine.onnx_session import make_session, plan_lanes, uses_gpu
 from control_plane.engine.shortlist import Shortlist
@@ -251,7 +251,10 @@ class BergamotModel:
         """(output ids without EOS, summed log-probability) per source, order kept."""
         out: list[tuple[list[int], float]] = [([], 0.0)] * len(sources)
         lengths = [len(s) for s in sources]
-        batches = plan_batches(lengths, self.max_batch, self.batch_tokens)
+        rows = self.max_batch
+        if self._lanes is not None and self._device is None and self.beam_size == 1:
+            rows = lane_rows(len(sources), self.max_batch, self.lanes)
+        batches = plan_batches(lengths, rows, self.batch_tokens)
         if self._lanes is None:
             for batch in batches:
                 self._run_batch(sources, batch, out)

@@ -15,10 +15,12 @@ from control_plane.capacity.simulate import (
     SimConfig,
     Simulation,
     WorkerSpec,
+    call_seconds,
     compare,
     config_from_policy,
     cron_seconds,
     engine_batch_words,
+    engine_batches,
     hpa_ratio_desired,
     local_config,
     simulate,
@@ -264,46 +266,71 @@ def test_a_call_costs_replica_time_on_top_of_its_words():
 # -- the engine's lanes ---------------------------------------------------------------------
 
 
-def test_a_call_smaller_than_one_engine_batch_runs_on_one_lane():
-    # 2 lanes of 50 words/s; engine batches of 300 words: 200 words are one batch on one
-    # lane (4 s, not the whole replica's 2 s); 600 words are two batches side by side
+def test_a_call_gets_one_engine_batch_per_lane_all_of_one_size():
+    # 2 lanes of 50 words/s; engine batches of at most 300 words (32 sentences, so about
+    # 9.4 words each): 200 words are two batches of 100 side by side (2 s, as the engine
+    # cuts them: buckets.lane_rows), a one-sentence call of 9 words runs on one lane
     config = one_replica(100.0, lanes=2, lane_words=300.0)
-    assert done(simulate(config, [Job(0, 0.0, "normal", 200)]), 0) == 4.0
+    assert done(simulate(config, [Job(0, 0.0, "normal", 200)]), 0) == 2.0
+    assert done(simulate(config, [Job(0, 0.0, "normal", 9)]), 0) == 0.2  # 0.18 s, dt 0.1
     assert done(simulate(config, [Job(0, 0.0, "normal", 600)]), 0) == 6.0
-    # 1,000 words: batches 300, 300, 300, 100 on two lanes: 6 s, then 100 and 300 side
-    # by side: the last ends at 12 s (a fluid replica: 10 s)
-    assert done(simulate(config, [Job(0, 0.0, "normal", 1000)]), 0) == 12.0
+    # 1,000 words: four batches of 250 (not 300, 300, 300, 100) on two lanes: 10 s
+    assert done(simulate(config, [Job(0, 0.0, "normal", 1000)]), 0) == 10.0
+
+
+def test_engine_batches_and_a_calls_time_alone():
+    assert engine_batches(200, 200, 2, 300.0) == [100.0, 100.0]
+    assert engine_batches(9, 9, 2, 300.0) == [9.0]
+    assert engine_batches(1000, 1100, 2, 300.0) == [275.0] * 4  # its work, evenly
+    assert engine_batches(200, 200, 0, 300.0) == [200.0]  # no lanes: the whole call
+    # alone on an idle replica of 100 words/s with 2 lanes
+    assert call_seconds(200, 100.0, 2, 300.0) == 2.0
+    assert call_seconds(9, 100.0, 2, 300.0) == 0.18
+    assert call_seconds(1000, 100.0, 2, 300.0) == 10.0
+    assert call_seconds(900, 100.0, 2, 300.0) == 12.0  # three of 300: two rounds
+    assert call_seconds(200, 100.0, 0, 300.0) == 2.0
 
 
 def test_a_lane_finishes_its_engine_batch_before_critical_work_takes_it():
     # a 600-word normal call holds both lanes from 0 to 6 s; a 50-word critical job at
-    # t=1 (urgent slot) waits for a lane: 6..7 s, 6 s after its arrival
+    # t=1 (urgent slot, two batches of 25) waits for the lanes: 6..6.5 s
     jobs = [Job(0, 0.0, "normal", 600), Job(1, 1.0, "critical", 50)]
     r = simulate(one_replica(100.0, batch_words=8000, lanes=2, lane_words=300.0), jobs)
-    assert (done(r, 0), done(r, 1)) == (6.0, 6.0)
+    assert (done(r, 0), done(r, 1)) == (6.0, 5.5)
 
 
 def test_a_free_lane_takes_the_most_urgent_engine_batch():
-    # normal: one call of 1,200 words (four batches of 300); critical 50 words at t=1.
-    # At 6 s both lanes free: the critical batch takes one (6..7), the normal's third
-    # batch the other (6..12); the fourth runs 7..13
+    # normal: one call of 1,200 words (four batches of 300); critical 50 words at t=1
+    # (two of 25). At 6 s both lanes free: the critical batches take them (6..6.5), the
+    # normal's third and fourth batches run 6.5..12.5
     jobs = [Job(0, 0.0, "normal", 1200), Job(1, 1.0, "critical", 50)]
     r = simulate(one_replica(100.0, batch_words=8000, lanes=2, lane_words=300.0), jobs)
-    assert (done(r, 0), done(r, 1)) == (13.0, 6.0)
+    assert (done(r, 0), done(r, 1)) == (12.5, 5.5)
 
 
 def test_lanes_of_two_workers_share_the_machine():
-    # the local stack, 100 words/s in all: one 200-word call per worker, one lane each at
-    # 50 words/s (4 s); a 600-word call on one worker with a 200-word call on the other
-    # is three lanes on the machine's 100 words/s: 33 words/s each until the small one
-    # ends (6 s), then 50 words/s each for the rest of the 600-word call (2 s more)
+    # the local stack, 100 words/s in all: one 200-word call per worker, two batches of
+    # 100 each, four lanes on the machine's 100 words/s (25 each): 4 s; a 600-word call
+    # (two of 300) on one worker with a 200-word call on the other: four lanes at 25
+    # words/s until the small one ends (4 s), then 50 words/s each for the 600-word
+    # call's last 200 words per lane (4 s more)
     config = local_config(100.0, workers=2, lanes=2, lane_words=300.0, partitions=2, dt=0.1)
     jobs = [Job(0, 0.0, "normal", 200, partition=0), Job(1, 0.0, "normal", 200, partition=1)]
     r = simulate(config, jobs)
     assert (done(r, 0), done(r, 1)) == (4.0, 4.0)
     jobs = [Job(0, 0.0, "normal", 600, partition=0), Job(1, 0.0, "normal", 200, partition=1)]
     r = simulate(config, jobs)
-    assert (done(r, 0), done(r, 1)) == (8.0, 6.0)
+    assert (done(r, 0), done(r, 1)) == (8.0, 4.0)
+
+
+def test_a_jobs_last_chunk_adds_its_host_work():
+    # 1 ms of the worker's own work per word outside the lanes: a 300-word job alone
+    # (one chunk) takes 3 s on the replica's 100 words/s plus 0.3 s; a 3,000-word job
+    # (three chunks of 1,000) adds only its last chunk's 1 s: the others overlapped
+    config = SimConfig(**{**one_replica(100.0).__dict__, "serial_s_per_word": 0.001})
+    assert done(simulate(config, [Job(0, 0.0, "normal", 300)]), 0) == 3.3
+    assert done(simulate(config, [Job(0, 0.0, "normal", 3000)]), 0) == 31.0
+    assert local_config(100.0, serial_s_per_word=0.002).serial_s_per_word == 0.002
 
 
 def test_a_replica_is_no_faster_than_the_machine_it_shares():

@@ -7,6 +7,7 @@ from control_plane.engine.buckets import (
     bucket_for,
     cands_bucket,
     compaction,
+    lane_rows,
     pad_rows,
     plan_batches,
 )
@@ -93,3 +94,18 @@ def test_columns_round_up_to_powers_of_two():
         8192,
         32768,
     ]
+
+
+def test_a_call_gets_one_batch_per_lane_all_of_one_size():
+    """A call smaller than lanes x max_batch is not one batch on one lane with the other
+    idle: each lane takes a length-sorted share; big calls keep max_batch rows."""
+    assert lane_rows(20, 32, 2) == 10  # was one batch of 20 on one lane
+    assert lane_rows(40, 32, 2) == 20  # 20 + 20, not 32 + 8
+    assert lane_rows(33, 32, 1) == 17  # one lane: still even (17 + 16, not 32 + 1)
+    assert lane_rows(1, 32, 2) == 1 and lane_rows(0, 32, 2) == 32
+    assert lane_rows(692, 32, 2) == 32  # a document: 22 batches of 31-32
+    lengths = [5, 40, 12, 3, 25, 8, 30, 14, 9, 21]
+    batches = plan_batches(lengths, lane_rows(len(lengths), 32, 2), 10_000)
+    assert [sorted(lengths[i] for i in b) for b in batches] == [
+        [3, 5, 8, 9, 12], [14, 21, 25, 30, 40]
+    ]  # fmt: skip

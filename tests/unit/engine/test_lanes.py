@@ -67,7 +67,10 @@ def test_a_call_hands_its_longest_batches_to_the_lanes_first():
         for i in batch:
             out[i] = ([len(sources[i])], 0.0)
 
-    model = SimpleNamespace(max_batch=2, batch_tokens=10_000, _lanes=Lanes(1), _run_batch=run_batch)
+    model = SimpleNamespace(
+        max_batch=2, batch_tokens=10_000, _lanes=Lanes(1), _run_batch=run_batch,
+        lanes=1, _device=None, beam_size=1,
+    )  # fmt: skip
     lengths = [5, 40, 12, 3, 25, 8]
     out = BergamotModel.translate_ids(model, [np.zeros(n, dtype=np.int64) for n in lengths])
     assert started == sorted(started, reverse=True) and started[0] == 40
