@@ -7,29 +7,16 @@ exporter: the engine reads exported folders; who wants them created calls this f
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from control_plane.engine.store import store_lock
 from export.bergamot import FORMAT_VERSION, bundled_model_dir, export_bergamot
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PAIRS = ("en-pt", "pt-en")
-
-
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _current(folder: Path) -> bool:
@@ -46,7 +33,8 @@ def ensure_default_models(root: Path, pairs: tuple[str, ...] = DEFAULT_PAIRS) ->
     if all(_current(f) for f in folders):  # no lock: a read-only store (a container image)
         return folders
     done = []
-    with _locked(root):
+    root.mkdir(parents=True, exist_ok=True)
+    with store_lock(root):
         for pair in pairs:
             folder = root / f"bergamot-{pair}"
             if not _current(folder):

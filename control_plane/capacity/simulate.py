@@ -23,8 +23,9 @@ the way the real component does it:
   the busy replicas together: the local stack's two workers share two cores.
   ``colocated``: worker replica k's engine is pool replica k (in-process engine).
   ``lanes`` (the in-process CPU engine): a call is cut into engine batches that run one
-  per lane, one core each, most urgent first without preemption, so a call smaller than
-  one engine batch gets one core, not the replica (what the local replay showed).
+  per lane, one core each, most urgent first without preemption; a call has at least one
+  batch per lane where it has a sentence for each, all of one size, as the engine cuts it
+  (``engine_batches``), so a one-sentence call gets one core, not the replica.
 - **Scaling** (every ``polling_s``): workers on lag (queued + uncommitted chunks of their
   topics; desired = ceil(lag / lag_threshold)); Triton pools on GPU utilisation over the
   last poll and on average queue time (time a finished batch spent beyond its own
@@ -970,7 +971,8 @@ def local_config(
     topic; a job's chunks are consumed by the worker that owns its partition (set
     ``Job.partition``). ``lanes``: the engine's lanes per worker (one 1-thread lane per
     core by default), ``lane_words`` the words of one engine batch
-    (``engine_batch_words``): a call smaller than that runs on one lane, one core.
+    (``engine_batch_words``) and ``lane_segments`` its sentences: a call's batches
+    (``engine_batches``) run one per lane, one core each.
     ``serial_s_per_word``: a job's last chunk's host work per word (module docstring).
     ``dt`` 5 ms: a job waits for the next step to be queued, on average dt/2, which at
     20 ms was a fifth of a 50 ms job's time.

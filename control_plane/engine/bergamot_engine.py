@@ -252,6 +252,8 @@ class BergamotModel:
         out: list[tuple[list[int], float]] = [([], 0.0)] * len(sources)
         lengths = [len(s) for s in sources]
         rows = self.max_batch
+        # CPU greedy with lanes only: the device loop wants full buckets on a GPU, and beam
+        # search was neither measured nor checked for batch-independence with it
         if self._lanes is not None and self._device is None and self.beam_size == 1:
             rows = lane_rows(len(sources), self.max_batch, self.lanes)
         batches = plan_batches(lengths, rows, self.batch_tokens)

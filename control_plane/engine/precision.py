@@ -20,18 +20,17 @@ their cache key, the model version) would depend on the priority that asked.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from control_plane.cores import usable_cores
+from control_plane.engine.store import store_lock
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ def resolve(root: Path, folder: Path, meta: dict, load: Callable[[str], object])
     if len(candidates) < 2:
         return candidates[0] if candidates else "int8"
     key = f"{cpu_key()}|{meta.get('model_version', folder.name)}"
-    with _store_lock(root):
+    with store_lock(root, LOCK_FILE):
         known = _read(root / CACHE_FILE)
         if isinstance(known.get(key), dict) and known[key].get("precision") in candidates:
             return known[key]["precision"]
@@ -158,20 +157,3 @@ def _write(path: Path, known: dict) -> None:
     except OSError as exc:
         log.info("precision auto: not kept (%s)", exc)
         tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _store_lock(root: Path) -> Iterator[None]:
-    """An exclusive flock on the store's lock file while one process reads, measures and
-    writes; where the store cannot hold one (read-only, missing) each process goes on
-    alone, as before there was a lock."""
-    try:
-        fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock

@@ -7,9 +7,13 @@ processes starting together (service, workers, Triton) export once.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from control_plane.engine.base import Translation, UnsupportedPair
@@ -17,6 +21,24 @@ from control_plane.engine.lanes import Lanes
 from control_plane.engine.onnx_session import plan_lanes, uses_gpu
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def store_lock(root: Path, name: str = ".lock") -> Iterator[None]:
+    """An exclusive flock on ``root/name`` while one process changes the store (exports a
+    model, measures ``auto``); closing the descriptor releases it. Where the store cannot
+    hold one (read-only, missing) the caller goes on alone: what it then writes fails or
+    is skipped there, as it would have without a lock."""
+    try:
+        fd = os.open(Path(root) / name, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def installed_models(root: Path) -> dict[str, dict]:
