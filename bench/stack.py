@@ -300,6 +300,29 @@ class Stack:
             return {}
         return tree_cpu_s(self.triton.pid, stub_instance)
 
+    def triton_executions(self) -> dict[str, dict[str, float]]:
+        """Per model of a tritonserver we started: executions and requests so far
+        (``nv_inference_exec_count``, ``nv_inference_request_success``): how large the
+        dynamic batcher's executions were, which sets how well the engine can sort and
+        batch them (a request is ``MTB_TRITON_REQUEST_SEGMENTS`` segments or fewer)."""
+        if self.triton is None:
+            return {}
+        import requests
+        from prometheus_client.parser import text_string_to_metric_families
+
+        wanted = {"nv_inference_exec_count": "executions",
+                  "nv_inference_request_success": "requests"}  # fmt: skip
+        text = requests.get(self.triton.urls["metrics"], timeout=10).text
+        out: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(text):
+            key = wanted.get(family.name)
+            for sample in family.samples if key else ():
+                if sample.name.endswith("_created") or "model" not in sample.labels:
+                    continue
+                model = out.setdefault(sample.labels["model"], dict.fromkeys(wanted.values(), 0))
+                model[key] += sample.value
+        return out
+
     def cpu_seconds(self) -> dict[str, float]:
         """user+system CPU seconds used so far by serve and each worker process."""
         used = {p.name: process_cpu_s(p.proc.pid) for p in self.procs}
@@ -371,6 +394,7 @@ def run_stack(args: argparse.Namespace) -> dict:
         docs = [make_document(per_job, 100 + i, args.text) for i in range(args.jobs)]
         backlog_words = sum(count_words(d) for d in docs)
         services0, procs0, triton0 = stack.service_cpu(), stack.cpu_seconds(), stack.triton_cpu()
+        executions0 = stack.triton_executions()
         t0 = time.time()
         backlog = [stack.submit(d, "normal") for d in docs]
         submit_s = time.time() - t0
@@ -420,7 +444,15 @@ def run_stack(args: argparse.Namespace) -> dict:
         cpu = {k: round(v - procs0.get(k, 0.0), 1) for k, v in stack.cpu_seconds().items()}
         services = {k: round(v - services0.get(k, 0.0), 1) for k, v in stack.service_cpu().items()}
         triton = {k: round(v - triton0.get(k, 0.0), 1) for k, v in stack.triton_cpu().items()}
+        executions = {}
+        for model, now in stack.triton_executions().items():
+            got = {k: v - executions0.get(model, {}).get(k, 0) for k, v in now.items()}
+            if got["executions"]:
+                got["requests_per_execution"] = round(got["requests"] / got["executions"], 1)
+                executions[model] = got
         print(f"  CPU seconds: {cpu}, services {services} over {elapsed:.1f} s wall")
+        if executions:
+            print(f"  Triton's executions: {executions}")
         if triton:
             print(f"  Triton's CPU seconds: {triton}")
         return {
@@ -437,6 +469,7 @@ def run_stack(args: argparse.Namespace) -> dict:
             "cpu_seconds": cpu,
             "service_cpu_seconds": services,  # PostgreSQL and Kafka, from the first submit
             "triton_cpu_seconds": triton,  # a Triton started here: server and model stubs
+            "triton_executions": executions,  # per model, from its metrics
             "logs": str(workdir),
         }
     finally:
