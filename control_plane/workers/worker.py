@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 # errors of a chunk's content or of the engine on it: retried up to max_chunk_attempts
 CONTENT_ERRORS = (TimeoutError, UnsupportedPair, RuntimeError, OSError, ValueError)
+# A batch is cut by words, and a chunk of one "word" can hold a thousand segments (8 MiB of
+# "a。" is 105 such chunks, one batch): the per-segment loops below run on the event loop
+# and yield to it every YIELD_SEGMENTS segments (one loop over that batch held it ~110 ms)
+YIELD_SEGMENTS = 512
 
 
 # aiokafka errors that say "the broker did not answer" without being marked retriable
@@ -362,6 +366,8 @@ class Worker:
             wps = self.jobs.words_per_second
             for w in group:
                 for i, seg in enumerate(w.layout.segments):
+                    if (pos + i) % YIELD_SEGMENTS == YIELD_SEGMENTS - 1:
+                        await asyncio.sleep(0)
                     if pos + i in hits:
                         w.translations[i] = hits[pos + i]
                         # billed as engine time at the measured throughput: a cost of 0
@@ -379,10 +385,14 @@ class Worker:
         # wants it
         wanted: dict[_Lane, dict[str, list[tuple[_Work, int]]]] = {}
         urgency: dict[tuple[_Lane, str], int] = {}
+        seen = 0
         for w in works:
             lane = w.lane
             rank = PRIORITY_RANK[w.msg.priority]
             for i, seg in enumerate(w.layout.segments):
+                seen += 1
+                if seen % YIELD_SEGMENTS == 0:
+                    await asyncio.sleep(0)
                 if i in w.translations:
                     continue
                 wanted.setdefault(lane, {}).setdefault(seg, []).append((w, i))

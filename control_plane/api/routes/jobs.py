@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from ..state import authenticate, runtime_of
 
 routes = web.RouteTableDef()
 # what the result endpoint answers with for a document job: each format's file type
+THREAD_CHARS = 256 * 1024  # results with more characters are serialized off the event loop
 DOCUMENT_MEDIA_TYPES = sorted(
     {formats.get(name).media_type.split(";")[0] for name in formats.names() if is_document(name)}
 )
@@ -60,9 +62,14 @@ def job_view(job: Job) -> JobView:
     )
 
 
-def _json(model, status: int = 200) -> web.Response:  # noqa: ANN001
+def _json(model, status: int = 200, body: bytes | None = None) -> web.Response:  # noqa: ANN001
+    # bytes straight from pydantic-core: model_dump_json() makes a str that aiohttp then
+    # encodes, 3x the event loop's time for an 8 MiB job's result (~75 ms against ~22)
     return web.Response(
-        status=status, text=model.model_dump_json(), content_type="application/json"
+        status=status,
+        body=type(model).__pydantic_serializer__.to_json(model) if body is None else body,
+        content_type="application/json",
+        charset="utf-8",
     )
 
 
@@ -129,28 +136,32 @@ async def get_result(request: web.Request) -> web.Response:
             "cancelled": "job was cancelled; there is no result",
         }.get(job.status, f"job is {job.status}; poll /api/v1/jobs/{job.id} until completed")
         raise ApiError(409, code, message, details={"status": job.status})
-    return _json(
-        JobResult(
-            job_id=job.id,
-            status=job.status,
-            source_content=job.source_text,
-            translated_content=job.result_text or "",
-            source_language=job.source_lang,
-            target_language=job.target_lang,
-            word_count=job.word_count,
-            processing_time_ms=job.processing_time_ms,
-            confidence_score=job.confidence_score,
-            completed_at=job.completed_at,
-            model_version=job.model_version,
-            cost_usd=job.cost_usd,
-            words_per_minute=job.words_per_minute,
-            metadata=metadata_value(job.job_metadata),
-            format=job.format,
-            glossary_id=job.glossary_id,
-            detected_language=job.detected_language,
-            detection_confidence=job.detection_confidence,
-        )
+    result = JobResult(
+        job_id=job.id,
+        status=job.status,
+        source_content=job.source_text,
+        translated_content=job.result_text or "",
+        source_language=job.source_lang,
+        target_language=job.target_lang,
+        word_count=job.word_count,
+        processing_time_ms=job.processing_time_ms,
+        confidence_score=job.confidence_score,
+        completed_at=job.completed_at,
+        model_version=job.model_version,
+        cost_usd=job.cost_usd,
+        words_per_minute=job.words_per_minute,
+        metadata=metadata_value(job.job_metadata),
+        format=job.format,
+        glossary_id=job.glossary_id,
+        detected_language=job.detected_language,
+        detection_confidence=job.detection_confidence,
     )
+    if len(result.source_content) + len(result.translated_content) < THREAD_CHARS:
+        return _json(result)
+    # a large result is serialized in a thread: the event loop then waits at most for
+    # the one C call that holds the GIL, not also for the threads it competes with
+    body = await asyncio.to_thread(JobResult.__pydantic_serializer__.to_json, result)
+    return _json(result, body=body)
 
 
 async def _file(request: web.Request, job) -> web.Response:  # noqa: ANN001 - a Job

@@ -282,3 +282,34 @@ def test_every_route_is_in_the_openapi_document(settings):
         if route.method == "HEAD" or path in ("/openapi.json", "/docs"):
             continue
         assert route.method.lower() in doc["paths"].get(path, {}), (route.method, path)
+
+
+async def test_a_large_result_is_serialized_off_the_event_loop(client, monkeypatch):
+    """A result of more than THREAD_CHARS characters is the same JSON, made in a thread."""
+    from control_plane.api.routes import jobs as jobs_routes
+
+    h = user(client)
+    word = "caf\u00e9\u3002" * 200  # 1,000 characters, one word
+    text = " ".join([word] * (jobs_routes.THREAD_CHARS // 2_000 + 5)) + '\n\nDone "now".\n'
+    r = await client.post(
+        "/api/v1/translate", json={"text": text, "source_lang": "en", "target_lang": "pt"},
+        headers=h,
+    )  # fmt: skip
+    assert r.status == 202, await r.text()
+    job_id = (await r.json())["job_id"]
+    assert (await wait_done(client, job_id, h, timeout=30))["status"] == "completed"
+    threaded: list[object] = []
+    real = asyncio.to_thread
+
+    async def spy(func, /, *args, **kwargs):  # noqa: ANN001, ANN202
+        threaded.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(jobs_routes.asyncio, "to_thread", spy)
+    r = await client.get(f"/api/v1/jobs/{job_id}/result", headers=h)
+    assert r.status == 200 and r.headers["Content-Type"] == "application/json; charset=utf-8"
+    res = await r.json()
+    assert res["source_content"] == text and res["status"] == "completed"
+    assert res["translated_content"].endswith('"now". Done [pt]\n')
+    assert len(res["source_content"]) + len(res["translated_content"]) >= jobs_routes.THREAD_CHARS
+    assert jobs_routes.JobResult.__pydantic_serializer__.to_json in threaded

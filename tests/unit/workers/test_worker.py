@@ -203,3 +203,43 @@ async def test_follow_up_rounds_run_at_high_priority_at_least(parts, priority, e
     assert len(engine.calls) == 2 and seen == expected
     done = await jobs.get(user.id, job.id, texts=True)
     assert done.result_text == "now. arquivos {count} Save [pt]"
+
+
+async def test_a_batch_of_many_segments_lets_the_event_loop_run(parts, monkeypatch):
+    """A chunk of one "word" can hold thousands of segments ("a。a。..."): grouping a
+    batch's segments yields to the event loop every YIELD_SEGMENTS of them, so other
+    tasks (the API's requests in the same process) run in between."""
+    from control_plane.workers import worker as worker_module
+
+    settings, user, queue, jobs, engine, worker, finished = parts
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    seen: dict[str, int] = {}
+    translate, lanes = worker._translate, worker._translate_lanes
+
+    async def spy_translate(works):  # noqa: ANN001, ANN202
+        seen["start"] = ticks
+        return await translate(works)
+
+    async def spy_lanes(*args):  # noqa: ANN002, ANN202
+        seen["grouped"] = ticks  # no await between the two but the loop's own yields
+        return await lanes(*args)
+
+    monkeypatch.setattr(worker, "_translate", spy_translate)
+    monkeypatch.setattr(worker, "_translate_lanes", spy_lanes)
+    n = 4 * worker_module.YIELD_SEGMENTS + 100
+    text = "\n".join(f"s{i}." for i in range(n))  # n one-word segments, n words
+    job = await jobs.submit(SubmitRequest(user.id, text, "en", "pt"), "fake-enpt-1")
+    task = asyncio.create_task(ticker())
+    try:
+        while (await jobs.get(user.id, job.id)).status != "completed":
+            await worker.process(await queue.consume(10 * n, timeout=0.1))
+    finally:
+        task.cancel()
+    assert seen["grouped"] - seen["start"] >= n // worker_module.YIELD_SEGMENTS - 1
