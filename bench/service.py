@@ -34,6 +34,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, machine, save
 from control_plane.cores import usable_cores
+from devstack.healthz import HealthzPoller
 from evaluation.sets import DATA, load_tsv
 
 GOAL_S = 60.0
@@ -312,52 +313,6 @@ async def drain(session, svc, key: str, expected: int, limit_s: float) -> dict: 
             break
         await asyncio.sleep(0.5)
     return {"seconds": round(time.perf_counter() - t0, 2), "finished": counts, "expected": expected}
-
-
-class HealthzPoller:
-    """GET /healthz every ``interval`` s on its own thread and keep-alive connection (so
-    the latencies are the server's, not this process's event loop's)."""
-
-    def __init__(self, url: str, interval: float = 0.01):
-        import threading
-        from urllib.parse import urlsplit
-
-        where = urlsplit(url)
-        self.host, self.port, self.interval = where.hostname, where.port, interval
-        self.latencies: list[float] = []
-        self.errors: Counter = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import http.client
-
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            try:
-                conn.request("GET", "/healthz")
-                r = conn.getresponse()
-                r.read()
-                if r.status != 200:
-                    self.errors[f"HTTP {r.status}"] += 1
-            except (OSError, http.client.HTTPException) as exc:
-                self.errors[type(exc).__name__] += 1
-                conn.close()
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-            self.latencies.append(time.perf_counter() - t0)
-            self._stop.wait(self.interval)
-        conn.close()
-
-    def __enter__(self) -> HealthzPoller:
-        self._thread.start()
-        while not self.latencies and self._thread.is_alive():
-            time.sleep(0.005)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 async def hostile(session, svc, key: str, rounds: int) -> dict:  # noqa: ANN001

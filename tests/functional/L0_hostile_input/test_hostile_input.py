@@ -10,16 +10,14 @@ minutes (a 1 MB word, 8 MiB of CJK full stops) are cancelled once accepted."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from devstack.healthz import HealthzPoller
 from tests.functional.api_service import Service, wait_for
 
 MIB = 1024 * 1024
@@ -133,70 +131,13 @@ CASES = [
 ]  # fmt: skip
 
 
-# The poller is a process of its own: in a thread of this one, its round trips also
-# counted this process's pauses (the GIL during the 8 MiB upload, garbage collections of a
-# heap that grows over the whole test session), which are not the service's.
-POLLER = r"""
-import http.client, json, sys, threading, time
-host, port = sys.argv[1], int(sys.argv[2])
-stop = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-latencies, failures = [], []
-conn = http.client.HTTPConnection(host, port, timeout=10)
-while not stop.is_set():
-    t0 = time.perf_counter()
-    try:
-        conn.request("GET", "/healthz")
-        r = conn.getresponse()
-        r.read()
-        if r.status != 200:
-            failures.append(f"/healthz {r.status}")
-    except (OSError, http.client.HTTPException) as exc:
-        failures.append(repr(exc))
-        conn.close()
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-    latencies.append(time.perf_counter() - t0)
-    if len(latencies) == 1:
-        print("ready", flush=True)
-    stop.wait(0.01)
-print(json.dumps({"latencies": latencies, "failures": failures}), flush=True)
-"""
-
-
-class HealthzWatch:
-    """Polls /healthz every 10 ms over one keep-alive connection, from a child process,
-    until the ``with`` block ends."""
-
-    def __init__(self, url: str):
-        parts = urlsplit(url)
-        self.address = (parts.hostname or "127.0.0.1", str(parts.port))
-        self.latencies: list[float] = []
-        self.failures: list[str] = []
-        self._proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> HealthzWatch:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", POLLER, *self.address],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        first = self._proc.stdout.readline()  # one answer before we start
-        assert first.strip() == "ready", f"the /healthz poller did not start: {first!r}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        time.sleep(0.02)
-        out, _ = self._proc.communicate(timeout=30)  # closing stdin stops it
-        got = json.loads(out.strip().splitlines()[-1])
-        self.latencies, self.failures = got["latencies"], got["failures"]
-
-
 def submit(
     svc: Service, body: bytes, content_type: str | None
-) -> tuple[requests.Response, HealthzWatch, float]:  # noqa: E501
+) -> tuple[requests.Response, HealthzPoller, float]:  # noqa: E501
     headers = svc.headers("enterprise")
     if content_type:
         headers["Content-Type"] = content_type
-    with HealthzWatch(svc.url) as watch:
+    with HealthzPoller(svc.url) as watch:
         t0 = time.perf_counter()
         r = requests.post(f"{svc.url}/api/v1/translate", data=body, headers=headers, timeout=120)
         seconds = time.perf_counter() - t0
