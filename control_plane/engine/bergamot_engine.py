@@ -24,7 +24,7 @@ import numpy as np
 
 from control_plane.engine.base import Translation
 from control_plane.engine.bergamot_math import DIM, positions
-from control_plane.engine.buckets import MAX_BUCKET, lane_rows, plan_batches
+from control_plane.engine.buckets import MAX_BUCKET, budget_slices, lane_rows, plan_batches
 from control_plane.engine.lanes import Lanes
 from control_plane.engine.onnx_session import make_session, plan_lanes, uses_gpu
 from control_plane.engine.shortlist import Shortlist
@@ -38,6 +38,7 @@ MAX_SOURCE_TOKENS = 256  # longer sentences are cut at word starts and translate
 # sentences padded to 8,000 tokens in batches of 32 against 3,662 real ones, and encoding
 # took 1.7x as long as in batches of 8. The budget makes long sentences go in small batches.
 BATCH_TOKENS = 1024
+SP_CALL_UNITS = 1 << 16  # characters (encode) or ids (decode) per SentencePiece call
 DECODER_LOOPS = ("auto", "host", "device")
 
 
@@ -186,23 +187,32 @@ class BergamotModel:
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([i for i in ids if i != self.eos])
 
-    def _encode_all(self, texts: list[str]) -> list[list[int]]:
-        """``encode`` of every text in one SentencePiece call: per-text calls spent more
-        in the wrapper's Python than in tokenizing (4,096 gettext sentences: 21 ms one by
-        one, 15 ms as one call on one thread), and on a GPU a call's tokens are host work
-        the card waits for."""
-        if not texts:
-            return []
-        return [ids + [self.eos] for ids in self.sp.encode(texts, num_threads=self._sp_threads)]
+    def _encode_all(self, texts: list[str]) -> list[np.ndarray]:
+        """``encode`` of every text (EOS appended) in few SentencePiece calls: per-text
+        calls spent more in the wrapper's Python than in tokenizing (4,096 gettext
+        sentences: 21 ms one by one, 15 ms as one call on one thread), and on a GPU a
+        call's tokens are host work the card waits for. A call holds the GIL throughout
+        (4,195 segments of 2,000 characters: 130-170 ms, with the API's event loop waiting
+        in the same process), so a call takes at most ``SP_CALL_UNITS`` characters, and
+        its id lists become arrays at once: lists of millions of ids made each garbage
+        collection pass that met them walk every id (passes of up to 68 ms)."""
+        out: list[np.ndarray] = []
+        eos = [self.eos]
+        for lo, hi in budget_slices([len(t) for t in texts], SP_CALL_UNITS):
+            ids = self.sp.encode(texts[lo:hi], num_threads=self._sp_threads)
+            out.extend(np.array(row + eos, dtype=np.int64) for row in ids)
+        return out
 
     def _decode_all(self, outputs: list[list[int]]) -> list[str]:
-        """``decode`` of every output in one call (12 ms -> 6 ms for 4,096 sentences)."""
-        if not outputs:
-            return []
+        """``decode`` of every output in few calls (12 ms -> 6 ms for 4,096 sentences as
+        one call), at most ``SP_CALL_UNITS`` ids each, for the GIL as in ``_encode_all``."""
         clean = [[i for i in ids if i != self.eos] for ids in outputs]
-        return list(self.sp.decode(clean, num_threads=self._sp_threads))
+        out: list[str] = []
+        for lo, hi in budget_slices([len(ids) for ids in clean], SP_CALL_UNITS):
+            out.extend(self.sp.decode(clean[lo:hi], num_threads=self._sp_threads))
+        return out
 
-    def _split_long(self, ids: list[int]) -> list[np.ndarray]:
+    def _split_long(self, ids: np.ndarray) -> list[np.ndarray]:
         """Cut an overlong sentence at word starts into parts the model accepts."""
         body = ids[:-1]
         limit = MAX_SOURCE_TOKENS - 1
@@ -211,10 +221,10 @@ class BergamotModel:
             end = min(start + limit, len(body))
             if end < len(body):
                 for cut in range(end, start + limit // 2, -1):
-                    if self.sp.id_to_piece(body[cut]).startswith("\u2581"):
+                    if self.sp.id_to_piece(int(body[cut])).startswith("\u2581"):
                         end = cut
                         break
-            parts.append(np.array(body[start:end] + [self.eos], dtype=np.int64))
+            parts.append(np.append(body[start:end], np.int64(self.eos)))
             start = end
         return parts
 
@@ -229,7 +239,7 @@ class BergamotModel:
         todo = [i for i, text in enumerate(segments) if text and text.strip()]
         encoded = self._encode_all([segments[i].strip() for i in todo])
         for i, ids in zip(todo, encoded, strict=True):
-            pieces = self._split_long(ids) if len(ids) > MAX_SOURCE_TOKENS else [np.array(ids)]
+            pieces = self._split_long(ids) if len(ids) > MAX_SOURCE_TOKENS else [ids]
             parts_of[i] = len(pieces)
             rows.extend(_Row(i, p) for p in pieces)
         if rows:

@@ -48,6 +48,23 @@ def lane_rows(n: int, max_batch: int, lanes: int) -> int:
     return -(-n // batches)
 
 
+def budget_slices(sizes: Sequence[int], budget: int) -> list[tuple[int, int]]:
+    """``(lo, hi)`` slices covering ``sizes`` in order, each summing to at most ``budget``
+    (an item larger than ``budget`` alone in its slice). For calls into C code that
+    holds the GIL (SentencePiece over a whole engine call): bounded pieces let the other
+    threads run in between."""
+    slices: list[tuple[int, int]] = []
+    lo, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > lo and total + size > budget:
+            slices.append((lo, i))
+            lo, total = i, 0
+        total += size
+    if lo < len(sizes):
+        slices.append((lo, len(sizes)))
+    return slices
+
+
 def plan_batches(lengths: Sequence[int], max_batch: int, batch_tokens: int) -> list[list[int]]:
     """Indices into ``lengths`` grouped into batches, shortest sentences first.
 

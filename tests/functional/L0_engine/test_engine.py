@@ -157,3 +157,29 @@ def test_quality_parity_with_reference_engine(model_dir):
         assert entry["fp32"]["identical_to_reference"] >= 495, pair
         for precision in ("fp32", "int8"):
             assert abs(entry[precision]["bleu_delta"]) <= 1.0, (pair, precision, entry)
+
+
+def test_sentencepiece_runs_in_bounded_calls(local_engine, monkeypatch):
+    """A call's tokenizing is cut into SentencePiece calls of at most SP_CALL_UNITS
+    characters (each holds the GIL throughout: one over 8 MiB held it 130-170 ms), with
+    the ids and texts of one whole call."""
+    from control_plane.engine import bergamot_engine
+
+    model = local_engine.model("en", "pt")
+    texts = [s for s, _ in EVAL[:300]] + ["a" * 2_000] * 100 + ["Última frase, \u3002 ok."]
+    monkeypatch.setattr(bergamot_engine, "SP_CALL_UNITS", 10**9)
+    whole = [ids.tolist() for ids in model._encode_all(texts)]
+    back = model._decode_all(whole)
+    monkeypatch.setattr(bergamot_engine, "SP_CALL_UNITS", 5_000)
+    calls: list[int] = []
+    encode = model.sp.encode
+
+    def spy(batch, **kwargs):  # noqa: ANN001, ANN202
+        calls.append(sum(len(t) for t in batch))
+        return encode(batch, **kwargs)
+
+    monkeypatch.setattr(model.sp, "encode", spy)
+    assert [ids.tolist() for ids in model._encode_all(texts)] == whole
+    assert model._decode_all(whole) == back
+    assert len(calls) >= sum(len(t) for t in texts) // 5_000
+    assert all(n <= 5_000 for n in calls)

@@ -5,6 +5,7 @@ import pytest
 
 from control_plane.engine.buckets import (
     bucket_for,
+    budget_slices,
     cands_bucket,
     compaction,
     lane_rows,
@@ -109,3 +110,21 @@ def test_a_call_gets_one_batch_per_lane_all_of_one_size():
     assert [sorted(lengths[i] for i in b) for b in batches] == [
         [3, 5, 8, 9, 12], [14, 21, 25, 30, 40]
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sizes", "budget", "want"),
+    [
+        ([], 10, []),
+        ([3, 3, 3], 10, [(0, 3)]),
+        ([4, 4, 4], 8, [(0, 2), (2, 3)]),
+        ([4, 4, 4], 7, [(0, 1), (1, 2), (2, 3)]),
+        ([20, 1, 1], 10, [(0, 1), (1, 3)]),  # too large alone: a slice of its own
+        ([1, 20, 1], 10, [(0, 1), (1, 2), (2, 3)]),
+        ([0, 0, 5, 5], 10, [(0, 4)]),
+    ],
+)
+def test_budget_slices(sizes, budget, want):
+    got = budget_slices(sizes, budget)
+    assert got == want
+    assert [i for lo, hi in got for i in range(lo, hi)] == list(range(len(sizes)))
