@@ -307,12 +307,11 @@ class Stack:
         batch them (a request is ``MTB_TRITON_REQUEST_SEGMENTS`` segments or fewer)."""
         if self.triton is None:
             return {}
-        import requests
         from prometheus_client.parser import text_string_to_metric_families
 
         wanted = {"nv_inference_exec_count": "executions",
                   "nv_inference_request_success": "requests"}  # fmt: skip
-        text = requests.get(self.triton.urls["metrics"], timeout=10).text
+        text = self.requests.get(self.triton.urls["metrics"], timeout=10).text
         out: dict[str, dict[str, float]] = {}
         for family in text_string_to_metric_families(text):
             key = wanted.get(family.name)

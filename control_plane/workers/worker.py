@@ -366,7 +366,7 @@ class Worker:
             wps = self.jobs.words_per_second
             for w in group:
                 for i, seg in enumerate(w.layout.segments):
-                    if (pos + i) % YIELD_SEGMENTS == YIELD_SEGMENTS - 1:
+                    if (pos + i + 1) % YIELD_SEGMENTS == 0:  # as _translate counts
                         await asyncio.sleep(0)
                     if pos + i in hits:
                         w.translations[i] = hits[pos + i]

@@ -31,8 +31,9 @@ nv_cpu_utilization 0.5
 PROBE = """
 import json, sys
 from types import SimpleNamespace
+import requests
 from bench.stack import Stack
-fake = SimpleNamespace(triton=SimpleNamespace(urls={"metrics": sys.argv[1]}))
+fake = SimpleNamespace(requests=requests, triton=SimpleNamespace(urls={"metrics": sys.argv[1]}))
 print(json.dumps(Stack.triton_executions(fake)))
 """
 
