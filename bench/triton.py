@@ -391,7 +391,8 @@ def sustained_table(report: dict) -> str:
         f"{s['call_words']:,} words (requests of {report['request_segments']} segments), "
         f"{s['words']:,} words of gettext documents, against the engine alone (each 10k-word "
         f"document in one call); translator {c['instances']} instance(s) x {c['threads']} "
-        f"thread(s), max_batch_size {c['max_batch_size']}; {report['machine']['cores']} cores "
+        f"thread(s), max_batch_size {c['max_batch_size']}, {c.get('overlap', 1)} "
+        f"execution(s) in flight; {report['machine']['cores']} cores "
         f"({report['machine']['cpu']}), {report['date']}",
         "",
         "| path | best words/min | rounds | cores busy (best) |",
@@ -430,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch-size", type=int, default=None)
     ap.add_argument("--preferred", default=None, help="comma-separated preferred sizes")
     ap.add_argument("--max-queue-delay-us", type=int, default=None)
+    ap.add_argument(
+        "--overlap", type=int, default=None, help="executions in flight per instance (1: none)"
+    )
     ap.add_argument("--request-segments", type=int, default=16)
     ap.add_argument("--batching-requests", type=int, default=8, help="per client")
     ap.add_argument("--normal-clients", type=int, default=160)
@@ -494,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.preferred
         else base.preferred_batch_sizes,
         max_queue_delay_us=args.max_queue_delay_us or base.max_queue_delay_us,
+        overlap=args.overlap or base.overlap,
         model_dir=str(args.model_dir),
     )
     server = None
