@@ -23,7 +23,13 @@ bounds and timeouts still order and bound the backlog; the client is the same un
 ``infer``. ``overlap`` 1 (the GPU configs, not yet run with overlap on a device) keeps
 the plain synchronous ``execute``. A pool thread only translates, builds responses, sends
 them and logs, which the backend serves while execute waits; whatever else talks to the
-server (the custom metric) stays on execute's thread (``_count``).
+server (the custom metric) stays on execute's thread (``_count``). Triton records an
+overlapped execution's statistics when execute returns: its requests count as successes
+and its compute time ends at the hand-over, even when the translation later fails or
+takes seconds; the control plane's ``mtb_triton_request_seconds`` and
+``mtb_triton_requests_total`` (client side) keep the real latency and outcome. An
+execution with nothing to translate (catalog queries, bad requests) is answered by
+execute's return as before, so its statistics are recorded before its answer arrives.
 
 Configuration (config.pbtxt ``parameters``, written by control_plane/inference/
 triton_config.py): precision, execution_provider (cpu|cuda|tensorrt), threads, lanes,
@@ -144,7 +150,7 @@ class TritonPythonModel:
         responses: list = [None] * len(requests)
         groups = self._parse(requests, responses)
         self._count(groups)
-        if self._pool is None:
+        if self._pool is None or not groups:  # nothing to translate: answered now, as ever
             self._translate_groups(groups, responses)
             return responses
         # overlap: what is known now (errors, the catalog) is sent now, the translation on a

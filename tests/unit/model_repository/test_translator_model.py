@@ -234,3 +234,17 @@ def test_the_segment_metric_is_counted_on_executes_thread(model_module):
     engine.gates[0].set()
     model.finalize()
     assert counted == [(3, thread.name)]
+
+
+def test_an_execution_with_nothing_to_translate_is_answered_by_its_return(model_module):
+    """Catalog queries and bad requests alone: execute returns their responses, so Triton
+    records their statistics before the caller sees the answer (a caller that loads a
+    model, asks its catalog and then reads the model's success count relies on that)."""
+    engine = _Engine()
+    model = _model(model_module, engine, overlap=2)
+    engine.model_version = lambda src, tgt: "v1"
+    requests = [_Request([""], "", ""), _Request(["x"], "en", "xx")]
+    responses = model.execute(requests)
+    assert responses[0].texts() == ["en\tpt\tv1"] and responses[1].error.code == "invalid"
+    assert all(not r.sender.sent for r in requests) and not engine.calls
+    model.finalize()
