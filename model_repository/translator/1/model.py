@@ -18,18 +18,18 @@ execution's end (its encode, its last batch on one lane, its decode, the respons
 next execution's set-up; on the 2-core Xeon, 2026-12-01, `bench stack --inference triton`
 lost 4.4 lane core-seconds in such gaps with overlap 1 and 2.9 with overlap 2, and ran
 0.89x / 0.89x the engine alone against 0.93x / 0.91x, alternating). Only one execution
-leaves Triton's priority queue early, so its levels,
-bounds and timeouts still order and bound the backlog; the client is the same unary
-``infer``. ``overlap`` 1 (the GPU configs, not yet run with overlap on a device) keeps
-the plain synchronous ``execute``. A pool thread only translates, builds responses, sends
-them and logs, which the backend serves while execute waits; whatever else talks to the
-server (the custom metric) stays on execute's thread (``_count``). Triton records an
-overlapped execution's statistics when execute returns: its requests count as successes
-and its compute time ends at the hand-over, even when the translation later fails or
-takes seconds; the control plane's ``mtb_triton_request_seconds`` and
-``mtb_triton_requests_total`` (client side) keep the real latency and outcome. An
-execution with nothing to translate (catalog queries, bad requests) is answered by
-execute's return as before, so its statistics are recorded before its answer arrives.
+leaves Triton's priority queue early, so its levels, bounds and timeouts still order and
+bound the backlog; the client is the same unary ``infer``. ``overlap`` 1 (the GPU
+configs, not yet run with overlap on a device) keeps the plain synchronous ``execute``.
+A pool thread only translates, builds responses, sends them and logs, which the backend
+serves while execute waits; whatever else talks to the server (the custom metric) stays
+on execute's thread (``_count``). Triton records an overlapped execution's statistics
+when execute returns: its requests count as successes and its compute time ends at the
+hand-over, even when the translation later fails or takes seconds; the control plane's
+``mtb_triton_request_seconds`` and ``mtb_triton_requests_total`` (client side) keep the
+real latency and outcome. An execution with nothing to translate (catalog queries, bad
+requests) is answered by execute's return as before, so its statistics are recorded
+before its answer arrives.
 
 Configuration (config.pbtxt ``parameters``, written by control_plane/inference/
 triton_config.py): precision, execution_provider (cpu|cuda|tensorrt), threads, lanes,
@@ -160,10 +160,9 @@ class TritonPythonModel:
         for i, response in enumerate(responses):
             if response is not None:
                 _send(senders[i], response)
-        if groups:
-            with self._idle:
-                self._inflight += 1
-            self._pool.submit(self._answer, groups, senders)
+        with self._idle:
+            self._inflight += 1
+        self._pool.submit(self._answer, groups, senders)
         with self._idle:  # return when another execution may start
             while self._inflight >= self.overlap:
                 self._idle.wait()
