@@ -391,7 +391,7 @@ def sustained_table(report: dict) -> str:
         f"{s['call_words']:,} words (requests of {report['request_segments']} segments), "
         f"{s['words']:,} words of gettext documents, against the engine alone (each 10k-word "
         f"document in one call); translator {c['instances']} instance(s) x {c['threads']} "
-        f"thread(s), max_batch_size {c['max_batch_size']}, {c.get('overlap', 1)} "
+        f"thread(s), max_batch_size {c['max_batch_size']}, {c['overlap']} "
         f"execution(s) in flight; {report['machine']['cores']} cores "
         f"({report['machine']['cpu']}), {report['date']}",
         "",

@@ -160,10 +160,9 @@ class TritonPythonModel:
         for i, response in enumerate(responses):
             if response is not None:
                 _send(senders[i], response)
-        with self._idle:
+        with self._idle:  # hand it over, return when another execution may start
             self._inflight += 1
-        self._pool.submit(self._answer, groups, senders)
-        with self._idle:  # return when another execution may start
+            self._pool.submit(self._answer, groups, senders)
             while self._inflight >= self.overlap:
                 self._idle.wait()
         return None
