@@ -20,7 +20,8 @@ under one time budget (``--budget-s``; parts and points past it are marked skipp
   "engine / ceiling" sits next to the engine's figures.
 - ``triton``: the same model through tritonserver (nvidia-pytriton's binary, our python
   backend model, the GPU config of ``configs/gpu.pbtxt`` rendered per ``--triton-configs``
-  instances x lanes) under 1, 8, 64, 256 concurrent gRPC clients.
+  instances x lanes, ``oN``: N executions in flight per instance, the CPU configs' overlap)
+  under 1, 8, 64, 256 concurrent gRPC clients.
 - ``kernels``: the CUDA kernels and copies of one call at the largest batch, dynamic and
   CUDA-graph loop (torch.profiler, whose CUPTI tracing sees ONNX Runtime's kernels too),
   against the call's wall time. Last, so that a profiler that takes the process down
@@ -962,6 +963,25 @@ def _triton_env() -> dict[str, str]:
     return env
 
 
+def parse_triton_config(text: str) -> tuple[int, int, int]:
+    """``IxL`` or ``IxLoN`` -> (instances, lanes, overlap; 1 when not given)."""
+    head, o, overlap = text.strip().partition("o")
+    try:
+        instances, lanes = (int(x) for x in head.split("x"))
+        parsed = (instances, lanes, int(overlap) if o else 1)
+    except ValueError:
+        parsed = (0, 0, 0)
+    if parsed[0] < 1 or parsed[1] < 0 or parsed[2] < 1:
+        raise ValueError(
+            f"--triton-configs: {text!r} is not INSTANCESxLANES[oOVERLAP] (e.g. 1x4, 1x4o2)"
+        )
+    return parsed
+
+
+def triton_label(instances: int, lanes: int, overlap: int = 1) -> str:
+    return f"{instances}x{lanes}" + (f"o{overlap}" if overlap > 1 else "")
+
+
 def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
     """Every (instances x lanes) of ``--triton-configs`` under every client count: the
     model's executions are one engine call each, so a second lane only helps when an
@@ -984,15 +1004,15 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
     report["points"] = points
     sources = throughput_sources(4096)
     with GpuSampler() as sampler:
-        for instances, lanes in args.triton_configs:
-            label = f"{instances}x{lanes}"
+        for instances, lanes, overlap in args.triton_configs:
+            label = triton_label(instances, lanes, overlap)
             if budget.spent():
                 points.append({"config": label, "skipped": "time budget spent"})
                 continue
             work = Path(tempfile.mkdtemp(prefix="bench-gpu-triton-", dir=args.work))
             # the translator model alone: other models may want graphs (int8) this run
             # did not export
-            cfg = replace(base, instances=instances, lanes=lanes)
+            cfg = replace(base, instances=instances, lanes=lanes, overlap=overlap)
             repo = copy_repository(work / "repository", cfg)
             server = None
             try:
@@ -1011,7 +1031,13 @@ def part_triton(args: argparse.Namespace, models: Path, budget: Budget) -> dict:
                         )
                     except Exception as exc:  # noqa: BLE001
                         point = {"clients": clients, "error": f"{type(exc).__name__}: {exc}"[:2000]}
-                    point = {"config": label, "instances": instances, "lanes": lanes, **point}
+                    point = {
+                        "config": label,
+                        "instances": instances,
+                        "lanes": lanes,
+                        "overlap": overlap,
+                        **point,
+                    }
                     points.append(point)
                     print(f"  triton {label} {clients} clients: {point}", flush=True)
             except Exception as exc:  # noqa: BLE001 - the next configuration still runs
@@ -1119,6 +1145,11 @@ def summarise(report: dict) -> dict:
     if triton_all and engine_best:
         out["triton_best_words_per_min"] = max(triton_all)
         out["triton_best_over_engine_best"] = round(max(triton_all) / engine_best, 3)
+        # the issue's goal (Triton within 10% of the engine alone) against the engine's best
+        # in any configuration: Triton's GPU model runs the engine with 4 lanes
+        any_best = max([engine_best, *(x["words_per_min"] for x in several)])
+        out["engine_any_best_words_per_min"] = any_best
+        out["triton_best_over_engine_any_best"] = round(max(triton_all) / any_best, 3)
     return out
 
 
@@ -1195,7 +1226,7 @@ def table(report: dict) -> str:
             f"Through tritonserver ({t.get('config')}), requests of "
             f"{report['request_segments']} sentences",
             "",
-            "| instances x lanes | clients | words/min | p50 s | p95 s |",
+            "| instances x lanes (oN: N in flight) | clients | words/min | p50 s | p95 s |",
             "|---|---:|---:|---:|---:|",
         ]
         for p in t["points"]:
@@ -1209,6 +1240,12 @@ def table(report: dict) -> str:
                 lines.append(f"{head} {why} | | |")
     if "triton_best_over_engine_best" in s:
         lines.append(f"\nTriton best / engine best: {s['triton_best_over_engine_best']}")
+    if "triton_best_over_engine_any_best" in s:
+        lines.append(
+            "Triton best / engine best with any lanes "
+            f"({s['engine_any_best_words_per_min']:,} words/min): "
+            f"{s['triton_best_over_engine_any_best']} (goal >= 0.9)"
+        )
     gpu = [
         (n, p["gpu"])
         for n, p in report["parts"].items()
@@ -1318,10 +1355,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.sentences = args.sentences or (10 if dry else None)
     # the service's own request size (MTB_TRITON_REQUEST_SEGMENTS)
     args.request_segments = args.request_segments or (2 if dry else 16)
-    args.triton_configs = [
-        tuple(int(x) for x in c.split("x"))
-        for c in (args.triton_configs or ("1x1" if dry else "1x4,4x1")).split(",")
-    ]
+    # 1x4o2: the CPU configs' overlap (model.py), never yet run on a device, beside 1x4
+    try:
+        args.triton_configs = [
+            parse_triton_config(c)
+            for c in (args.triton_configs or ("1x1" if dry else "1x4,1x4o2,4x1")).split(",")
+        ]
+    except ValueError as exc:
+        ap.error(str(exc))
     # "auto" picks the host loop on CPUs: the dry run asks for the device loop (on the CPU
     # EP) so CI runs the loop the GPU will run
     args.engine_loop = "device" if dry and args.decoder_loop == "auto" else args.decoder_loop
@@ -1362,7 +1403,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_point": args.seconds,
             "request_segments": args.request_segments,
             "decoder_loop_requested": args.engine_loop,
-            "triton_configs": [f"{i}x{n}" for i, n in args.triton_configs],
+            "triton_configs": [triton_label(*c) for c in args.triton_configs],
             "parts": {},
         }
         t0 = time.monotonic()

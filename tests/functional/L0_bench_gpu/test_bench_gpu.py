@@ -40,9 +40,10 @@ def results(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def dry_run(model_dir, tmp_path_factory) -> tuple[dict, str, Path]:
     out = tmp_path_factory.mktemp("gpu-dry")
-    # two Triton configurations: the model's instance count and lanes are rewritten
+    # two Triton configurations: the model's instance count, lanes and executions in flight
+    # (overlap) are rewritten
     proc = bench_gpu(
-        "--dry-run", "--out", str(out), "--triton-configs", "1x1,1x2", model_dir=model_dir
+        "--dry-run", "--out", str(out), "--triton-configs", "1x1,1x2o2", model_dir=model_dir
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return results(out), proc.stdout, out
@@ -101,10 +102,21 @@ def test_dry_run_runs_every_part_on_the_cpu(dry_run):
     t = report["parts"]["triton"]
     assert t["status"] == "ok", t
     assert t["config"].startswith("cpu")
-    assert [(p["config"], p["clients"]) for p in t["points"]] == [("1x1", 2), ("1x2", 2)]
+    assert [(p["config"], p["clients"], p["overlap"]) for p in t["points"]] == [
+        ("1x1", 2, 1),
+        ("1x2o2", 2, 2),
+    ]
     assert all(p["requests"] > 0 and p["words_per_min"] > 0 for p in t["points"])
     best = max(p["words_per_min"] for p in t["points"])
     assert report["summary"]["triton_best_words_per_min"] == best  # over both configurations
+    # the goal's ratio against the engine's best in any lane count (Triton runs 4 on a GPU)
+    engine_any = max(
+        [report["summary"]["engine_best_words_per_min"]]
+        + [p["words_per_min"] for p in ln["points"]]
+    )
+    assert report["summary"]["engine_any_best_words_per_min"] == engine_any
+    assert report["summary"]["triton_best_over_engine_any_best"] == round(best / engine_any, 3)
+    assert "| 1x2o2 | 2 |" in (out / "gpu.md").read_text()
     assert report["parts"]["tensorrt"]["status"] == "skipped"
     # the summary pairs each batch's engine figure with the ceiling's
     rows = {r["batch"]: r for r in report["summary"]["by_batch"]}

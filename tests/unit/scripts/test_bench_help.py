@@ -32,3 +32,10 @@ def test_bench_help_lists_the_sections():
     assert out.returncode == 0, out.stderr
     assert "usage: python -m bench" in out.stdout and "stack" in out.stdout
     assert "--split-cores" not in out.stdout
+
+
+def test_bench_gpu_refuses_a_malformed_triton_config_before_measuring():
+    for bad in ("1x", "x4", "1x4o0", "0x4", "1x4o", "fast"):
+        out = bench("gpu", "--dry-run", "--triton-configs", f"1x4,{bad}")
+        assert out.returncode == 2, (bad, out.stdout[-500:], out.stderr[-500:])
+        assert "INSTANCESxLANES[oOVERLAP]" in out.stderr and repr(bad) in out.stderr
