@@ -70,7 +70,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from html.parser import HTMLParser, attrfind_tolerant, locatestarttagend_tolerant
 
 import lxml.html
 from lxml import etree
@@ -93,6 +93,12 @@ SKIP_XML = frozenset(
     "code pre script style programlisting screen synopsis literallayout literal "
     "computeroutput userinput command filename varname function envar".split()
 )
+# Attributes of one element. libxml2's HTML parser checks each new attribute against all
+# the element's others, and so does lxml's ``set`` (used to mark every value): quadratic in
+# one element's attributes (one <p> with 24,000 took 1.3 s to parse, 50,000 planned in 64 s).
+# Real markup has a few per element; 256 keeps the worst 8 MiB document linear.
+MAX_ATTRIBUTES = 256
+_LONG_TAG = 2 * MAX_ATTRIBUTES  # a start tag shorter than this cannot hold that many
 _BREAK_TO_SPACE = str.maketrans(dict.fromkeys("\n\r\t\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
 
 
@@ -191,7 +197,17 @@ class _Tokenizer(HTMLParser):
         return self._record(super().parse_pi, i, "other")
 
     def parse_html_declaration(self, i: int) -> int:
-        return self._record(super().parse_html_declaration, i, "other")
+        pos = self.getpos()
+        try:
+            return self._record(super().parse_html_declaration, i, "other")
+        except AssertionError:
+            # _markupbase asserts a known keyword after "<![" ("Type <![ then >" is prose,
+            # not a marked section); the exception failed the whole worker batch the segment
+            # was in. Consumed without a token, "<![" stays translatable text and the
+            # tokenizer goes on after it. _scan_name moved the position before raising: put
+            # it back, or every later token's offset would be off.
+            self.lineno, self.offset = pos
+            return i + (3 if self.rawdata.startswith("<![", i) else 2)
 
     def parse_bogus_comment(self, i: int, report: bool = True) -> int:
         call = super().parse_bogus_comment
@@ -324,8 +340,33 @@ def _parse(text: str, fmt: str) -> _Doc:
     if fmt not in FORMATS:
         raise ValueError(f"unknown markup format {fmt!r}")
     if fmt == "html":
-        return _parse_html(text)
-    return _parse_xml(text)
+        _check_html_attributes(text)
+        doc = _parse_html(text)
+    else:
+        doc = _parse_xml(text)
+    for el in doc.root.iter():
+        if len(el.attrib) > MAX_ATTRIBUTES:  # comments and PIs have an empty attrib
+            raise ValueError(_too_many(_local(str(el.tag)), len(el.attrib)))
+    return doc
+
+
+def _too_many(name: str, count: int) -> str:
+    return f"<{name}> has {count:,} attributes; at most {MAX_ATTRIBUTES} per element"
+
+
+def _check_html_attributes(text: str) -> None:
+    """Refuse an element with too many attributes before libxml2 parses it (its cost is
+    quadratic in them). Tags are found as html.parser reads them (quotes only after
+    ``=``, as browsers and libxml2 do), in C by one regex scan; only a tag long enough to
+    hold that many attributes has them counted."""
+    for m in locatestarttagend_tolerant.finditer(text):
+        if m.end() - m.start() > _LONG_TAG:
+            tag = m.group()
+            name = re.match(r"<([^\s/>]*)", tag)
+            assert name is not None  # the regex's own start
+            count = sum(1 for _ in attrfind_tolerant.finditer(tag, name.end()))
+            if count > MAX_ATTRIBUTES:
+                raise ValueError(_too_many(name.group(1), count))
 
 
 def _parse_html(text: str) -> _Doc:

@@ -42,6 +42,25 @@ def test_spans_are_the_source_bytes_at_their_positions():
     assert [s.start for s in tag_spans(seg, "html")] == [0, 9, 22, 38]
 
 
+@pytest.mark.parametrize(
+    "seg",
+    [
+        "Type <![ then > to close",  # html.parser's _markupbase asserted a name here
+        "a <![ b <b>x</b> <![CDATA[x]]> c",
+        "Word <![é<![=&amp;<![&amp; word",
+        "line one\nline <![ two\n<i>three</i> <![foo[ x ]]>",
+    ],
+)
+def test_a_bracket_that_starts_no_marked_section_is_text(seg):
+    for fmt in ("html", "xml"):
+        spans = tag_spans(seg, fmt)
+        for span in spans:  # positions stay right after the "<![" that was text
+            assert seg[span.start : span.end] == span.output
+        assert not any(s.output.startswith("<![") and "CDATA" not in s.output for s in spans)
+    out = run_sync([seg], Protection.of("text"), lambda ts: [Translation(t, 0.9) for t in ts])
+    assert out[0].text == seg
+
+
 def test_adjacent_tags_and_tags_at_both_ends():
     assert spans_of("<b>x</b><i>y</i>") == [
         ("<b>", "open", "b"),
@@ -380,3 +399,27 @@ def test_set_lang_marks_the_page_with_its_new_language():
     assert 'xml:lang="pt" lang="pt"' in set_lang(xhtml, "pt")
     assert set_lang("<html><body>x</body></html>", "pt").startswith('<html lang="pt">')
     assert set_lang("<p>a fragment</p>", "pt") == "<p>a fragment</p>"
+
+
+@pytest.mark.parametrize("fmt", ["html", "xml"])
+def test_an_element_with_too_many_attributes_is_refused_before_it_costs(fmt):
+    """libxml2's HTML parser and lxml's ``set`` are quadratic in one element's attributes:
+    50,000 on one <p> took 64 s to plan."""
+    from control_plane.text.markup import MAX_ATTRIBUTES
+
+    def element(n: int, value: str = "v") -> str:
+        return "<p " + " ".join(f'a{i}="{value}"' for i in range(n)) + ">Hello there.</p>"
+
+    chunks, _ = plan_markup(element(MAX_ATTRIBUTES), fmt, 1000, "en")
+    assert "Hello there." in "".join(chunks)
+    with pytest.raises(ValueError, match=f"<p> has 257 attributes; at most {MAX_ATTRIBUTES}"):
+        plan_markup(element(MAX_ATTRIBUTES + 1), fmt, 1000, "en")
+    # quoted ">" in the values does not hide the tag's length from the HTML pre-check
+    with pytest.raises(ValueError, match="<p> has 50,000 attributes"):
+        plan_markup(element(50_000, ">"), fmt, 1000, "en")
+
+
+def test_a_long_tag_with_few_attributes_is_fine():
+    page = '<p><img src="data:image/png;base64,' + "A" * 200_000 + '" alt="A cat"> Hi.</p>'
+    chunks, layouts = plan_markup(page, "html", 1000, "en")
+    assert "".join(chunks) == page and any("A cat" in s for lay in layouts for s in lay.segments)
