@@ -41,6 +41,7 @@ should prevent) gets the source's content instead and the review state.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -81,8 +82,41 @@ def _child(el: etree._Element, name: str) -> etree._Element | None:
 
 
 def _parser() -> etree.XMLParser:
-    # no DTD loading, no entity expansion, no network: an uploaded file reads nothing else
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    # no DTD loading, no entity expansion, no network: an uploaded file reads nothing else.
+    # encoding: the stored document is text, always handed over as UTF-8 bytes
+    # (``control_plane.jobs.documents.decode``), so a declaration naming another encoding
+    # describes the upload, not these bytes: honouring it turns "café" into "cafÃ©"
+    # (ISO-8859-1) or fails to parse (UTF-16). strip_cdata=False: CDATA sections outside
+    # the text that gets translated are written back as they came (unit text never holds
+    # one: ``_serialize_inner`` turns them into plain text).
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        strip_cdata=False,
+        encoding="utf-8",
+    )
+
+
+# the XML declaration, at the very start (after a byte order mark), and its encoding
+_DECLARATION = re.compile(rb"(?:\xef\xbb\xbf)?(<\?xml\s[^>]*?\?>)")
+_ENCODING = re.compile(rb"(\sencoding\s*=\s*)([\"'])([^\"']*)\2")
+
+
+def _declaration(data: bytes) -> bytes:
+    """The XML declaration to write back, as the output is UTF-8: the document's own when it
+    says UTF-8 or names no encoding (its quotes and ``standalone`` kept); with the encoding
+    changed to UTF-8 when it names another; lxml's when the document has none."""
+    found = _DECLARATION.match(data)
+    if found is None:
+        return b"<?xml version='1.0' encoding='UTF-8'?>"
+    text = found.group(1)
+    enc = _ENCODING.search(text)
+    if enc is None or enc.group(3).strip().lower() in (b"utf-8", b"utf8"):
+        return text
+    quote = enc.group(2)
+    return text[: enc.start()] + enc.group(1) + quote + b"UTF-8" + quote + text[enc.end() :]
 
 
 def _parse(data: bytes) -> tuple[etree._ElementTree, int]:
@@ -182,6 +216,13 @@ def _serialize_inner(source: etree._Element, major: int) -> tuple[str, str, str]
     wrapper that declares its namespaces (to parse a translation back)."""
     dup = copy.deepcopy(source)
     for el in dup.iter():
+        # CDATA sections become plain text (escaped where needed), as they were before the
+        # parser kept them: the unit text is then ordinary XML content whose markup is the
+        # inline codes only, never a "<![CDATA[" the span mechanism would have to handle
+        if isinstance(el.tag, str) and el.text:
+            el.text = el.text
+        if el is not dup and el.tail:
+            el.tail = el.tail
         if el is not dup and _is_native_code(el, major):
             el.set(_MTB_ATTR, "no")
     nsmap = {k: v for k, v in source.nsmap.items() if v != MTB_NS}
@@ -296,16 +337,21 @@ class XliffFormat:
                 review[id(slot.unit)] = True
             fragments.append(wrap)
         done: set[int] = set()
+        marks: dict[str | None, etree._Element] = {}  # the current segmented target's
         for slot, wrap in zip(slots, fragments, strict=True):
             unit = slot.unit
             if slot.segmented is not None:
-                target = _segmented_target(slot, id(unit) in done)
-                mark = next(
-                    m
-                    for m in target.iter()
-                    if _is_seg_mark(m) and m.get("mid") == slot.source.get("mid")
-                )
+                started = id(unit) in done
+                target = _segmented_target(slot, started)
+                if not started:
+                    marks = _seg_marks(target)
+                mark = marks[slot.source.get("mid")]
+                # a segment marker nested in this one (not valid XLIFF, but it parses) is
+                # replaced by the fill: index again so a later lookup finds the new copy
+                nested = any(_is_seg_mark(m) for m in mark.iterdescendants())
                 _fill(mark, wrap)
+                if nested or any(_is_seg_mark(m) for m in mark.iterdescendants()):
+                    marks = _seg_marks(target)
             else:
                 target = _place_target(unit, slot.source)
                 _fill(target, wrap)
@@ -323,7 +369,9 @@ class XliffFormat:
                     el.set("target-language", lang)
         else:
             root.set("trgLang", lang)
-        out = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+        # the declaration is written by hand: lxml's would drop ``standalone`` and
+        # re-quote it, and the original one may name an encoding these bytes are not in
+        out = _declaration(data) + b"\n" + etree.tostring(tree, encoding="UTF-8")
         return out if out.endswith(b"\n") else out + b"\n"
 
 
@@ -339,6 +387,17 @@ def _segmented_target(slot: _Slot, started: bool) -> etree._Element:
         for child in list(dup):
             target.append(child)
     return target
+
+
+def _seg_marks(target: etree._Element) -> dict[str | None, etree._Element]:
+    """``target``'s segment markers by ``mid``, the first in document order for a ``mid``
+    said twice: looked up once per segment, where scanning the target each time made a
+    unit with thousands of segments quadratic."""
+    found: dict[str | None, etree._Element] = {}
+    for m in target.iter():
+        if _is_seg_mark(m):
+            found.setdefault(m.get("mid"), m)
+    return found
 
 
 FORMAT = XliffFormat()

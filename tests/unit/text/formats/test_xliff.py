@@ -5,6 +5,7 @@ through the int8 engine."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import polib
@@ -331,3 +332,109 @@ def test_real_messages_through_the_engine(engine, version):
         changed += inner(target) != inner(source)
     assert changed >= 0.9 * len(pairs)
     assert FORMAT.extract(out) == []  # nothing left to translate
+
+
+# ---------------------------------------------------------------------------- hostile input
+
+
+def segmented(count: int) -> bytes:
+    """One 1.2 trans-unit whose <seg-source> holds ``count`` segment markers."""
+    marks = " ".join(f'<mrk mtype="seg" mid="{i}">Segment {i}.</mrk>' for i in range(count))
+    return (
+        f'<xliff version="1.2" xmlns="{NS1}"><file source-language="en"><body>'
+        f'<trans-unit id="1"><source>x</source><seg-source>{marks}</seg-source></trans-unit>'
+        "</body></file></xliff>"
+    ).encode()
+
+
+def timed_rebuild(data: bytes) -> tuple[float, bytes]:
+    texts = [u.text.upper() for u in FORMAT.extract(data)]
+    start = time.perf_counter()
+    out = FORMAT.rebuild(data, texts, Options("en", "pt"))
+    return time.perf_counter() - start, out
+
+
+def test_many_segment_markers_rebuild_in_linear_time():
+    # each marker used to be found by scanning the whole target: 8,000 took ~28 s
+    small, _ = timed_rebuild(segmented(2000))
+    large, out = timed_rebuild(segmented(8000))
+    assert large < 2.0
+    assert large < 8 * max(small, 0.01)  # 4x the markers: ~4x linear, ~16x quadratic
+    target = etree.fromstring(out).find(f".//{{{NS1}}}target")
+    marks = list(target)
+    assert len(marks) == 8000
+    assert [(m.get("mid"), m.text) for m in marks[::1999]] == [
+        (str(i), f"SEGMENT {i}.") for i in range(0, 8000, 1999)
+    ]
+
+
+def test_duplicate_and_nested_segment_markers_behave_as_before():
+    """The marker index gives what a scan of the target in document order gave: the
+    first marker for a ``mid`` said twice, and a nested marker's copy after its parent is
+    filled (outputs recorded from the scanning implementation)."""
+    head = '<xliff version="1.2"><file><body><trans-unit id="1"><source>x</source><seg-source>'
+    tail = "</seg-source></trans-unit></body></file></xliff>"
+    dup = f'{head}<mrk mtype="seg" mid="1">A one.</mrk> <mrk mtype="seg" mid="1">B two.</mrk>{tail}'
+    _, out = timed_rebuild(dup.encode())
+    assert (
+        '<target state="translated" state-qualifier="mt-suggestion"><mrk mtype="seg" '
+        'mid="1">B TWO.</mrk> <mrk mtype="seg" mid="1">B two.</mrk></target>'
+    ) in out.decode()
+    nested = (
+        f'{head}<mrk mtype="seg" mid="1">A one <mrk mtype="seg" mid="2">B two.</mrk></mrk>{tail}'
+    )
+    _, out = timed_rebuild(nested.encode())
+    assert (
+        '<target state="needs-review-translation" state-qualifier="mt-suggestion"><mrk '
+        'mtype="seg" mid="1">A one <mrk mtype="seg" mid="2">B TWO.</mrk></mrk></target>'
+    ) in out.decode()
+
+
+@pytest.mark.parametrize(
+    ("declaration", "written"),
+    [
+        (
+            '<?xml version="1.0" encoding="ISO-8859-1" standalone="yes"?>',
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
+        ),
+        ("<?xml version='1.0' encoding='UTF-16'?>", "<?xml version='1.0' encoding='UTF-8'?>"),
+        ('<?xml version="1.0" encoding="utf-8"?>', '<?xml version="1.0" encoding="utf-8"?>'),
+        ('<?xml version="1.0"?>', '<?xml version="1.0"?>'),
+        ("", "<?xml version='1.0' encoding='UTF-8'?>"),
+    ],
+)
+def test_the_declared_encoding_does_not_garble_text(declaration, written):
+    """Stored documents reach the format as UTF-8 whatever their declaration says: the
+    text reads right, and the declaration written back says what the bytes are."""
+    text = "café 日本"
+    data = (
+        f'{declaration}\n<xliff version="1.2" xmlns="{NS1}"><file source-language="en"><body>'
+        f'<trans-unit id="1"><source>{text}</source></trans-unit></body></file></xliff>'
+    ).encode()
+    assert [u.text for u in FORMAT.extract(data)] == [text]
+    out = formats.translate_document(
+        data, FORMAT, lambda xs: [Translation(x, 1.0) for x in xs], Options("en", "pt")
+    )
+    assert out.decode("utf-8").split("\n", 1)[0] == written
+    # a reader that honours the declaration (lxml's default parser) gets the same text
+    root = etree.fromstring(out)
+    assert root.find(f".//{{{NS1}}}source").text == text
+    assert root.find(f".//{{{NS1}}}target").text == text
+
+
+def test_cdata_outside_the_translation_is_kept():
+    data = (
+        f'<xliff version="1.2" xmlns="{NS1}"><file source-language="en"><body>'
+        '<trans-unit id="1"><source>Some <![CDATA[<b>bold</b> & more]]> text</source>'
+        "<note><![CDATA[a < b]]></note></trans-unit></body></file></xliff>"
+    ).encode()
+    # the unit text is plain XML content: no CDATA section for the span mechanism
+    assert [u.text for u in FORMAT.extract(data)] == [
+        "Some &lt;b&gt;bold&lt;/b&gt; &amp; more text"
+    ]
+    out = formats.translate_document(
+        data, FORMAT, lambda xs: [Translation(x, 1.0) for x in xs], Options("en", "pt")
+    ).decode()
+    assert "<source>Some <![CDATA[<b>bold</b> & more]]> text</source>" in out
+    assert "<note><![CDATA[a < b]]></note>" in out
+    assert ">Some &lt;b&gt;bold&lt;/b&gt; &amp; more text</target>" in out
