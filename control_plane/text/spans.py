@@ -17,7 +17,9 @@ only says where they are and what must appear in the output.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import html
 import json
 import re
 import unicodedata
@@ -123,7 +125,8 @@ class Protection:
         pattern = None
         if terms:
             # longest first, so "pull request" wins over "request"; word-bounded, any case
-            alts = sorted({re.escape(s.strip()) for s, _ in terms}, key=len, reverse=True)
+            forms = {f for s, _ in terms for f in as_written(s.strip(), format)}
+            alts = sorted(map(re.escape, forms), key=len, reverse=True)
             pattern = re.compile(r"(?<!\w)(?:" + "|".join(alts) + r")(?!\w)", re.IGNORECASE)
         return cls(format, dnt, terms, pattern)
 
@@ -158,7 +161,17 @@ class Protection:
         return {s.strip().casefold(): t for s, t in self.glossary}
 
 
-SPANS_VERSION = 2  # bump when detection or masking changes what a segment translates to
+def as_written(term: str, fmt: str) -> tuple[str, ...]:
+    """How a caller's term appears in a segment: as is in plain text; in an HTML/XML
+    segment (serialized markup) with ``&``, ``<``, ``>`` escaped, and ``"`` too inside an
+    attribute value. Matching the raw term there, "R&D" never matched "R&amp;D"."""
+    if fmt not in ("html", "xml"):
+        return (term,)
+    text = html.escape(term, quote=False)
+    return tuple(dict.fromkeys((text, text.replace('"', "&quot;"))))
+
+
+SPANS_VERSION = 3  # bump when detection or masking changes what a segment translates to
 
 
 def cache_version(model_version: str, protection: Protection) -> str:
@@ -198,31 +211,44 @@ def find_spans(
     built-in kinds become one (``${HOME}/tmp``), and quotes directly around one join it."""
     protection = protection or Protection()
     taken: dict[int, Span] = {}  # start -> span
+    starts: list[int] = []  # taken's keys in order (taken spans never overlap)
 
     def free(start: int, end: int) -> list[Span] | None:
-        """The spans inside [start, end) when none sticks out of it, else None."""
+        """The spans inside [start, end) when none sticks out of it, else None. Found by
+        bisection: a markup segment can hold thousands of spans, and scanning all of them
+        per claim was quadratic."""
         inside = []
-        for s in taken.values():
-            if s.start < end and start < s.end:
-                if s.start < start or s.end > end:
-                    return None
-                inside.append(s)
-        return inside
+        i = bisect.bisect_left(starts, end) - 1  # the last span starting before ``end``
+        while i >= 0 and taken[starts[i]].end > start:
+            s = taken[starts[i]]
+            if s.start < start or s.end > end:
+                return None
+            inside.append(s)
+            i -= 1
+        return inside[::-1]
 
-    def claim(span: Span, swallow: frozenset[str] = frozenset()) -> None:
+    def claim(span: Span, swallow: frozenset[str] = frozenset(), refs: bool = False) -> None:
+        """``refs``: the span may swallow markup's character references (a caller's
+        "R&D" is "R&amp;D" in an HTML segment, whose "&amp;" the parser made a span)."""
         inside = free(span.start, span.end) if span.end > span.start else None
-        if inside is None or any(s.kind not in swallow for s in inside):
+        if inside is None or any(
+            s.kind not in swallow and not (refs and s.kind == "tag" and s.output[:1] == "&")
+            for s in inside
+        ):
             return
         for s in inside:
             del taken[s.start]
+            starts.pop(bisect.bisect_left(starts, s.start))
         taken[span.start] = span
+        bisect.insort(starts, span.start)
 
     for span in extra:
         claim(span)
-    for s in sorted(protection.do_not_translate, key=len, reverse=True):
+    written = {f for s in protection.do_not_translate for f in as_written(s, protection.format)}
+    for s in sorted(written, key=len, reverse=True):
         pos = text.find(s)
         while pos >= 0:
-            claim(Span(pos, pos + len(s), "user", s))
+            claim(Span(pos, pos + len(s), "user", s), refs=True)
             pos = text.find(s, pos + len(s))
     for kind, pattern in _PATTERNS:
         for m in pattern.finditer(text):
@@ -234,11 +260,15 @@ def find_spans(
             swallow = frozenset({"placeholder"}) if kind == "path" else frozenset()
             claim(Span(start, end, kind, text[start:end]), swallow)
     if protection._glossary_re is not None:  # noqa: SLF001 - built by Protection.of
-        lookup = {s.strip().casefold(): (s.strip(), t) for s, t in protection.glossary}
+        lookup = {
+            form.casefold(): (s.strip(), t)
+            for s, t in protection.glossary
+            for form in as_written(s.strip(), protection.format)
+        }
         for m in protection._glossary_re.finditer(text):  # noqa: SLF001
             source_term, target = lookup[m.group(0).casefold()]
             output = _match_case(m.group(0), source_term, target)
-            claim(Span(m.start(), m.end(), "glossary", output))
+            claim(Span(m.start(), m.end(), "glossary", output), refs=True)
     return _quoted(text, _joined(text, sorted(taken.values(), key=lambda s: s.start)))
 
 

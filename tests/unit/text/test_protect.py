@@ -413,3 +413,49 @@ def test_unmask_keeps_the_space_after_a_token_moved_away_from_its_glued_neighbou
     m = masked("Choose a longer password.", Protection.of(glossary={"password": "senha"}))
     assert m.text == "Choose a longer X1 ."
     assert unmask(m, "Escolha uma X1 mais longa .") == "Escolha uma senha mais longa ."
+
+
+# ---------------------------------------------------------------- callers' terms in markup
+
+
+@pytest.mark.parametrize("fmt", ["html", "xml"])
+def test_glossary_and_do_not_translate_terms_match_escaped_markup(fmt):
+    """A segment of an HTML/XML document is serialized markup: the caller's "R&D" is
+    "R&amp;D" there, and its "&amp;" a reference span the term takes in."""
+    from control_plane.text.markup import plan_markup
+
+    doc = (
+        "<p>The R&amp;D team at <b>AT&amp;T Mobile</b> said hi.</p>"
+        '<p title="say &quot;hi&quot; now">x &lt;y&gt; R&amp;D</p>'
+    )
+    _, layouts = plan_markup(doc, fmt, 1000, "en")
+    protection = Protection.of(fmt, ["AT&T Mobile", 'say "hi"'], {"R&D": "P&D"})
+    (layout,) = layouts
+    out = layout.render([t.text for t in run_sync(layout.segments, protection, Fake())])
+    assert out == (
+        "<p>THE P&amp;D TEAM AT <b>AT&amp;T Mobile</b> SAID HI.</p>"
+        '<p title="say &quot;hi&quot; NOW">X &lt;Y&gt; P&amp;D</p>'
+    )
+    # plain text matches the raw terms, as before
+    plain = run_sync(
+        ["The R&D team at AT&T Mobile."],
+        Protection.of("text", ["AT&T Mobile"], {"R&D": "P&D"}),
+        Fake(),
+    )
+    assert plain[0].text == "THE P&D TEAM AT AT&T Mobile."
+
+
+def test_many_spans_in_one_segment_are_found_in_linear_time():
+    """Each claim looked at every span taken before it: quadratic in a long markup
+    segment's spans."""
+    import time
+
+    def timed(n: int) -> float:
+        seg = " ".join(f"Item {{x{i}}} costs 5 MB." for i in range(n))
+        t = time.perf_counter()
+        spans = find_spans(seg)
+        assert [s.output for s in spans if s.kind == "placeholder"][-1] == f"{{x{n - 1}}}"
+        return time.perf_counter() - t
+
+    small, large = min(timed(2000) for _ in range(2)), min(timed(8000) for _ in range(2))
+    assert large < 8 * small + 0.05, (small, large)  # 4x the spans; quadratic was 16x
