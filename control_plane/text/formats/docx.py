@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import copy
 import io
+import re
+import zipfile
 from dataclasses import dataclass, field
 
 from docx.opc.constants import CONTENT_TYPE as CT
@@ -241,9 +243,89 @@ def _text_of(items: list) -> str:
 # ---------------------------------------------------------------------------- package
 
 
+# What a package may unpack to, checked from the zip before python-docx reads it: a few
+# KB of zip can hold gigabytes of ``<w:p/>`` (85 KB -> 24 s and 3.7 GB here), and a file
+# is read 3-4 times per job (language, words, plan, rebuild). Real Word XML compresses
+# 5-15x (python-docx's own styles.xml: ~30x), so an 8 MiB upload of real text stays far
+# below these; past them lies a bomb, not a document.
+MAX_PART_BYTES = 32 << 20  # one entry, unpacked
+MAX_TOTAL_BYTES = 64 << 20  # all entries: python-docx holds every part's bytes at once
+MAX_RATIO = 100  # unpacked / packed, for entries of RATIO_FROM bytes or more
+RATIO_FROM = 1 << 20
+MAX_ENTRIES = 10_000  # Word writes tens (hundreds with many images)
+# The cost is in elements, not bytes: lxml takes ~120 B per element and every ``w:p``
+# becomes a _Para here (~4 us, ~0.7 KB). Measured (extract on one busy core, CPU time
+# and peak RSS, parts stored unpacked so no ratio applies) just under both caps: 200k
+# ``<w:p/>`` 0.8 s / 170 MB; 800k tags of runs with three formattings each 1.6 s /
+# 310 MB, rebuild 2.4 s / 460 MB; empty and formatted paragraphs mixed 1.9 s / 290 MB;
+# at 1M tags: 2.5 s extract, 2.9 s / 560 MB rebuild, hence 800k. 800k tags of plain
+# Word-like paragraphs are ~10 MB of XML (48k paragraphs, ~700k words); 31 MB of text
+# in 31k paragraphs: 0.6 s / 180 MB.
+MAX_TAGS = 800_000  # "<" in all entries: an upper bound on elements
+MAX_PARAGRAPHS = 200_000  # start tags named p in any prefix (also DrawingML's a:p)
+_PARAGRAPH_START = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?p[\s/>]")
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MB" if n >= 1 << 20 else f"{max(1, round(n / 1024))} KB"
+
+
+def _check_size(data: bytes) -> None:
+    """Refuse (ValueError, the service's 422) a package that would unpack or parse to
+    far more than any real document, before anything is decompressed in bulk: sizes and
+    ratios from the central directory first (zipfile never returns more than an entry's
+    declared size), then each entry, read once, for its tags."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - as _open: any zip error is the file's
+        raise ValueError(f"not a readable .docx file: {exc}") from exc
+    too_large = "the .docx is too large to process"
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > MAX_ENTRIES:
+            raise ValueError(f"{too_large}: {len(entries)} entries; at most {MAX_ENTRIES}")
+        total = 0
+        for entry in entries:
+            size, packed = entry.file_size, entry.compress_size
+            if size > MAX_PART_BYTES:
+                raise ValueError(
+                    f"{too_large}: {entry.filename} unpacks to {_mb(size)}; "
+                    f"at most {_mb(MAX_PART_BYTES)} per part"
+                )
+            if size >= RATIO_FROM and size > MAX_RATIO * packed:
+                raise ValueError(
+                    f"{too_large}: {entry.filename} unpacks {size // max(packed, 1)}x "
+                    f"({_mb(packed)} to {_mb(size)}); at most {MAX_RATIO}x"
+                )
+            total += size
+            if total > MAX_TOTAL_BYTES:
+                raise ValueError(
+                    f"{too_large}: it unpacks to more than {_mb(MAX_TOTAL_BYTES)} in all"
+                )
+        tags = paragraphs = 0
+        for entry in entries:
+            if entry.is_dir():
+                continue
+            try:
+                content = archive.read(entry)
+            except Exception as exc:  # noqa: BLE001 - CRC, zlib, encrypted, unknown method
+                raise ValueError(f"not a readable .docx file: {exc}") from exc
+            tags += content.count(b"<")  # C speed; bounds the regex's work below
+            if tags > MAX_TAGS:
+                raise ValueError(
+                    f"{too_large}: more than {MAX_TAGS:,} XML tags (at {entry.filename})"
+                )
+            paragraphs += sum(1 for _ in _PARAGRAPH_START.finditer(content))
+            if paragraphs > MAX_PARAGRAPHS:
+                raise ValueError(
+                    f"{too_large}: more than {MAX_PARAGRAPHS:,} paragraphs (at {entry.filename})"
+                )
+
+
 def _open(data: bytes):  # noqa: ANN202 - a docx.document.Document
     import docx
 
+    _check_size(data)
     try:
         return docx.Document(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - zip, XML and package errors alike
