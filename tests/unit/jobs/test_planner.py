@@ -31,7 +31,8 @@ def test_large_texts_are_planned_in_a_child_process_identically(monkeypatch):
     assert planner._pool is None
 
 
-def test_a_dead_child_falls_back_to_this_process(monkeypatch):
+def test_a_broken_pool_is_replaced_and_the_text_planned_in_a_child_of_its_own(monkeypatch):
+    """Never in this process (test_planner_failures: a text that kills that child too)."""
     from concurrent.futures.process import BrokenProcessPool
 
     class Broken:
