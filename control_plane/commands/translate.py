@@ -228,7 +228,7 @@ def translate_document(text: str, source: str, protection, translate) -> str:  #
     for data in stored:
         layout = Layout.loads(data)
         done = run_sync(layout.segments, protection, _engine_call(translate))
-        out.append(layout.render([t.text for t in done]))
+        out.append(layout.render([t.text for t in done], protection))
     return "".join(out)
 
 

@@ -56,13 +56,17 @@ segmentation matches one pysbd call on real sentences.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import textwrap
 import threading
 import unicodedata
 from dataclasses import dataclass, field
 
 import pysbd
+
+from control_plane.text.spans import Protection, find_spans
 
 _PYSBD_LANGS = {
     "en", "hi", "mr", "zh", "es", "am", "ar", "hy", "bg", "ur", "ru", "pl", "fa", "nl",
@@ -438,12 +442,15 @@ class Layout:
                 out.append(t)
         return out
 
-    def render(self, translations: list[str]) -> str:
+    def render(self, translations: list[str], protection: Protection | None = None) -> str:
+        """The chunk's text with ``translations`` (one per segment). ``protection``: the
+        job's, so a re-filled paragraph also keeps its ``do_not_translate`` strings and
+        glossary terms on one line (without it, only the built-in span kinds)."""
         it = iter(translations)
         out = []
         for kind, t in self.pieces:
             if kind == WRAP:
-                out.append(_render_wrapped(json.loads(t), it))
+                out.append(_render_wrapped(json.loads(t), it, protection))
             else:
                 out.append(next(it) if kind else t)
         return "".join(out)
@@ -568,30 +575,117 @@ def _wrapped(text: str, runs: list[tuple[int, int, bool]], lang: str, budget: Bu
     return json.dumps(region, ensure_ascii=False)
 
 
-def _render_wrapped(region: dict, translations) -> str:  # noqa: ANN001 - an iterator
+def _render_wrapped(
+    region: dict,
+    translations,  # noqa: ANN001 - an iterator of the translations
+    protection: Protection | None = None,
+) -> str:
     """The paragraph with its sentences' translations, re-filled to its width; exactly
     the source when no sentence changed (so rendering the segments gives the text back)."""
-    import textwrap
-
     out, same = [], True
     for is_seg, piece in region["pieces"]:
         if is_seg:
             tr = next(translations)
             same = same and tr == piece
-            out.append(tr)
+            out.append((True, tr))
         else:
-            out.append(piece)
+            out.append((False, piece))
     if same:
         return region["source"]
-    filled = textwrap.fill(
-        "".join(out),
-        width=region["width"],
-        initial_indent=region["head"],
-        subsequent_indent=region["cont"],
-        break_long_words=False,
-        break_on_hyphens=False,
+    filled = fill_keeping_spans(
+        out, region["width"], region["head"], region["cont"], protection=protection
     )
     return filled.replace("\n", region["eol"] or "\n")
+
+
+# -- filling without breaking protected spans --------------------------------------------
+
+_WRAP_SPACES = " \t\n\x0b\x0c\r"  # textwrap's whitespace: where it may break a line
+_TO_SPACE = str.maketrans(dict.fromkeys("\n\x0b\x0c\r", " "))  # what replace_whitespace did
+_PRIVATE_USE = (range(0xE000, 0xF900), range(0xF0000, 0xFFFFE), range(0x100000, 0x10FFFE))
+
+
+def glue_for(text: str) -> dict[str, str]:
+    """For each whitespace character textwrap breaks at, a private-use character that does
+    not occur in ``text`` (so putting them back is exact); {} when the text uses nearly all
+    of them (then nothing is glued)."""
+    present = set(text)
+    free = (chr(c) for r in _PRIVATE_USE for c in r if chr(c) not in present)
+    glue = dict(zip(_WRAP_SPACES, free, strict=False))
+    return glue if len(glue) == len(_WRAP_SPACES) else {}
+
+
+@functools.lru_cache(maxsize=16)
+def _targets(glossary: tuple[tuple[str, str], ...]) -> re.Pattern | None:
+    """The glossary's target terms that hold whitespace (no other can be broken), in any
+    case (``spans._match_case`` may capitalise or upper-case them), longest first."""
+    terms = {t for _, t in glossary if any(c in _WRAP_SPACES for c in t.strip())}
+    if not terms:
+        return None
+    alts = sorted((re.escape(t) for t in terms), key=len, reverse=True)
+    return re.compile("|".join(alts), re.IGNORECASE)
+
+
+def protected_ranges(text: str, protection: Protection | None = None) -> list[tuple[int, int]]:
+    """Where a translation holds what must come out byte for byte, sorted (they may
+    overlap): ``find_spans``' spans (built-in kinds and ``do_not_translate`` strings) and
+    the glossary's target terms, which find_spans does not look for (it finds the source
+    terms; a translation holds the targets)."""
+    ranges = [(s.start, s.end) for s in find_spans(text, protection)]
+    pattern = _targets(protection.glossary) if protection is not None else None
+    if pattern is not None:
+        ranges += [m.span() for m in pattern.finditer(text)]
+    return sorted(ranges)
+
+
+def glue_spans(text: str, glue: dict[str, str], protection: Protection | None = None) -> str:
+    """``text`` with the whitespace inside its protected spans replaced by ``glue``'s
+    characters (``glue_for``): a filler then cannot break a line inside a span, nor
+    expand or replace a tab in one. ``unglue`` puts them back."""
+    if not glue:
+        return text
+    table = str.maketrans(glue)
+    parts: list[str] = []
+    pos = 0
+    for start, end in protected_ranges(text, protection):
+        start = max(start, pos)
+        if end <= start:
+            continue
+        parts += [text[pos:start], text[start:end].translate(table)]
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def unglue(text: str, glue: dict[str, str]) -> str:
+    return text.translate(str.maketrans({v: k for k, v in glue.items()})) if glue else text
+
+
+def fill_keeping_spans(
+    pieces: list[tuple[bool, str]],
+    width: int,
+    initial_indent: str = "",
+    subsequent_indent: str = "",
+    protection: Protection | None = None,
+) -> str:
+    """``textwrap.fill`` of the pieces joined (translations: True, literal text: False)
+    that never breaks a line inside a protected span of a translation: such a span stays
+    on one line, even one longer than ``width``. Tabs are kept as they are (textwrap
+    would expand them, inside spans too); other line-breaking whitespace becomes a
+    space, as textwrap's ``replace_whitespace`` did."""
+    glue = glue_for("".join(t for _, t in pieces) + initial_indent + subsequent_indent)
+    text = "".join(glue_spans(t, glue, protection) if is_seg else t for is_seg, t in pieces)
+    filled = textwrap.fill(
+        text.translate(_TO_SPACE),
+        width=width,
+        initial_indent=initial_indent,
+        subsequent_indent=subsequent_indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+        expand_tabs=False,
+        replace_whitespace=False,
+    )
+    return unglue(filled, glue)
 
 
 _COLUMN_GAP = re.compile(r"[ \t]{2,}|\t")  # two spaces or a tab: aligned columns

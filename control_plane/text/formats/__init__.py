@@ -91,4 +91,6 @@ def translate_document(
     layouts = plan_units(units, fmt.markup, options.source_lang)
     segments = [s for layout in layouts for s in layout.segments]
     out = [t.text for t in run_sync(segments, protection, translate)]
+    # rebuild re-fills wrapped paragraphs: with the protection, never inside a span
+    options = replace(options, extra={**options.extra, "protection": protection})
     return fmt.rebuild(data, render_units(layouts, out), options)

@@ -41,8 +41,10 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.front_matter import front_matter_plugin
 
+from control_plane.text.chunking import glue_for, glue_spans, unglue
 from control_plane.text.formats.base import Options, Unit, decode_utf8
 from control_plane.text.formats.plain import split_lines as _split_lines  # markdown-it's cuts
+from control_plane.text.spans import Protection
 
 _SRC = "mtb_src"  # Token.meta key: (start, end) of the token's syntax in the inline source
 _RECORDED = ("link", "image", "autolink", "backticks")
@@ -307,9 +309,16 @@ def _pieces(translated: str, table: dict[str, str]) -> list[tuple[str, str]]:
     return [p for p in pieces if p[1]]
 
 
-def _words(pieces: list[tuple[str, str]], table: dict[str, str], in_cell: bool) -> list[list[str]]:
+def _words(
+    pieces: list[tuple[str, str]],
+    table: dict[str, str],
+    in_cell: bool,
+    protection: Protection | None = None,
+) -> list[list[str]]:
     """Markdown words per hard-broken line: spaces in text are the only places a line may
-    break; syntax sticks to the words it touches."""
+    break, except inside a protected span (an ICU plural, a ``do_not_translate`` string:
+    it must come out byte for byte, so it is one word); syntax sticks to the words it
+    touches."""
     segments: list[list[str]] = [[""]]
     for kind, piece in pieces:
         if kind == "tag" and table[piece] == "\n":
@@ -319,10 +328,11 @@ def _words(pieces: list[tuple[str, str]], table: dict[str, str], in_cell: bool) 
         if kind == "tag":
             words[-1] += table[piece]
             continue
-        for j, part in enumerate(piece.split(" ")):
+        glue = glue_for(piece)  # put back per part: a tag's source may hold its characters
+        for j, part in enumerate(glue_spans(piece, glue, protection).split(" ")):
             if j:
                 words.append("")
-            words[-1] += _md_escape(part, in_cell)
+            words[-1] += unglue(_md_escape(part, in_cell), glue)
     return [[w for w in words if w] for words in segments]
 
 
@@ -371,11 +381,19 @@ def _fill(words: list[str], width: int, first_width: int) -> list[str]:
     return lines
 
 
-def _render(block: _Block, translated: str, bodies: list[str], eol: str) -> str:
+def _render(
+    block: _Block,
+    translated: str,
+    bodies: list[str],
+    eol: str,
+    protection: Protection | None = None,
+) -> str:
     """The new text of a block's source range (first column of its first line to the
-    last column of its last line)."""
+    last column of its last line). ``protection``: the job's, when known, so its
+    ``do_not_translate`` strings and glossary terms are never broken across lines
+    (without it, only the built-in span kinds are found)."""
     in_cell = block.kind == "cell"
-    segments = _words(_pieces(translated, block.table), block.table, in_cell)
+    segments = _words(_pieces(translated, block.table), block.table, in_cell, protection)
     if segments and segments[0] and _starts_block(segments[0][0], True):
         segments[0][0] = _escape_start(segments[0][0])
     if len(block.lines) == 1:
@@ -432,7 +450,8 @@ class Markdown:
             (a, col, _), (b, _, end) = block.lines[0], block.lines[-1]
             eol = lines[a][1] or "\n"
             out.append(text[pos : starts[a] + col])
-            out.append(_render(block, translated, bodies, eol))
+            protection = options.extra.get("protection")  # the job's, where the caller set it
+            out.append(_render(block, translated, bodies, eol, protection))
             pos = starts[b] + end
         out.append(text[pos:])
         return "".join(out).encode("utf-8")

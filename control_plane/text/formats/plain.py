@@ -5,10 +5,11 @@ A paragraph is a run of non-blank lines between blank lines (a line of nothing b
 whitespace is blank); a heading underlined with ``===`` or ``---`` right above a wrapped
 paragraph is a paragraph of its own. A hard-wrapped paragraph (``wrap_width`` says
 which) is one unit: its lines joined by spaces without their indentation, translated as
-whole sentences and re-wrapped with ``textwrap`` to the paragraph's width, the first line's prefix
-(indentation and bullet) and the continuation lines' indentation kept. Any other
-paragraph is one unit holding its lines as they are (``Layout.parse`` translates it line
-by line: sentences never cross a line break, indentation and list markers stay).
+whole sentences and re-wrapped with ``textwrap`` (never inside a protected span) to the
+paragraph's width, the first line's prefix (indentation and bullet) and the continuation
+lines' indentation kept. Any other paragraph is one unit holding its lines as they are
+(``Layout.parse`` translates it line by line: sentences never cross a line break,
+indentation and list markers stay).
 
 Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (each line keeps its own ending); a UTF-8
 byte-order mark is kept.
@@ -17,9 +18,9 @@ byte-order mark is kept.
 from __future__ import annotations
 
 import re
-import textwrap
 from dataclasses import dataclass
 
+from control_plane.text.chunking import fill_keeping_spans
 from control_plane.text.formats.base import Options, Unit, decode_utf8
 
 MIN_WRAP_WIDTH = 50  # narrower paragraphs are never taken for hard-wrapped ones
@@ -200,13 +201,15 @@ class PlainText:
                 out.extend(b + e for b, e in lines[p.start : p.end])
                 continue
             first = lines[p.start][0]
-            filled = textwrap.fill(
-                " ".join(translated.split()),
-                width=p.width,
-                initial_indent=_prefix(first),
-                subsequent_indent=_indent(lines[p.start + 1][0]),
-                break_long_words=False,
-                break_on_hyphens=False,
+            # textwrap, but never inside a protected span (an ICU plural's "{# items}"
+            # was broken across lines in 13 of 20 paddings); ``protection``: the job's,
+            # where the caller put it in ``options.extra``
+            filled = fill_keeping_spans(
+                [(True, " ".join(translated.split()))],
+                p.width,
+                _prefix(first),
+                _indent(lines[p.start + 1][0]),
+                protection=options.extra.get("protection"),
             )
             inner = lines[p.start][1] or "\n"
             out.append(filled.replace("\n", inner) + eol)

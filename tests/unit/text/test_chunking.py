@@ -230,3 +230,105 @@ def test_a_wrapped_paragraph_keeps_crlf_line_endings():
         and "\r\n" in out.rstrip("\r\n")
         and "\n" not in out.replace("\r\n", "")
     )
+
+
+# -- re-filling keeps protected spans whole ----------------------------------------------
+
+ICU = "{n, plural, one {# item} other {# items}}"
+CART = (
+    "Please note that you really have quite a few items left in\n"
+    "your cart {n, plural, one {# item} other {# items}} and you\n"
+    "should run the command before leaving because otherwise the\n"
+    "items will be lost and nobody wants that to happen to them.\n"
+)
+
+
+def _padded(layout: Layout, k: int, word: str = "cart") -> list[str]:
+    """The segments, a little longer: ``k`` words after ``word`` move the breaks."""
+    return [s.replace(word, word + " xx" * k) for s in layout.segments]
+
+
+def _wrapped_lines(out: str, keep: str) -> list[str]:
+    """The lines of ``out`` other than the one holding ``keep`` (which may be longer)."""
+    return [line for line in out.split("\n") if keep not in line]
+
+
+@pytest.mark.parametrize("k", range(20))
+def test_refilling_never_breaks_an_icu_plural(k):
+    layout = Layout.parse(CART, "en")
+    assert [kind for kind, _ in layout.pieces][0] == 2  # re-filled, not line by line
+    out = layout.render(_padded(layout, k))
+    assert ICU in out and out.split().count("xx") == k
+    width = max(len(line) for line in CART.split("\n"))
+    assert all(len(line) <= width for line in _wrapped_lines(out, ICU))
+
+
+def test_refilling_keeps_do_not_translate_strings_and_glossary_targets_with_protection():
+    import textwrap
+
+    from control_plane.text.spans import Protection
+
+    dnt = "Acme Cloud Storage Gateway"
+    text = textwrap.fill(" ".join(CART.split()).replace(ICU, "in the " + dnt), 60) + "\n"
+    layout = Layout.parse(text, "en")
+    assert layout.pieces[0][0] == 2
+    protection = Protection.of(do_not_translate=[dnt])
+    outs = [layout.render(_padded(layout, k)) for k in range(20)]
+    assert any(dnt not in out for out in outs)  # the hazard: without the protection ...
+    for k in range(20):  # ... some breaks fall inside it; with it, none
+        assert dnt in layout.render(_padded(layout, k), protection)
+    glossary = Protection.of(glossary={"shopping basket": "cesta de compras"})
+    term = "Cesta de compras"  # capitalised by spans._match_case: found in any case
+    moved = [[s.replace("your cart", "your" + " xx" * k + " " + term) for s in layout.segments]
+             for k in range(20)]  # fmt: skip
+    assert any(term not in layout.render(segments) for segments in moved)
+    assert all(term in layout.render(segments, glossary) for segments in moved)
+
+
+def test_refilling_keeps_tabs_inside_spans_and_in_prose():
+    layout = Layout.parse(CART, "en")
+    segments = [s.replace(ICU, "`a\tb c` and\tthe {x}") for s in _padded(layout, 3)]
+    out = layout.render(segments)
+    assert "`a\tb c`" in out and "and\tthe" in out.replace("\n", "\t")
+
+
+@pytest.mark.parametrize("indent", ["", "  ", "\t"])
+@pytest.mark.parametrize("extra", ["", " MORE WORDS HERE", " A FEW MORE WORDS TO MOVE THE BREAKS"])
+def test_refilling_text_without_spans_is_textwrap_fill(indent, extra):
+    import textwrap
+
+    text = indent + GPL.replace("\n", "\n" + indent).rstrip(" \t")
+    layout = Layout.parse(text, "en")
+    assert layout.pieces[0][0] == 2
+    segments = [s.upper() + extra for s in layout.segments]
+    width = max(len(line.expandtabs()) for line in text.split("\n"))
+    expected = textwrap.fill(
+        " ".join(segments),
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    assert layout.render(segments) == expected + "\n"
+
+
+def test_fill_keeping_spans_puts_an_overlong_span_on_a_line_of_its_own():
+    from control_plane.text.chunking import fill_keeping_spans
+
+    text = "see `a very long command line with many words` now"
+    assert fill_keeping_spans([(True, text)], 20).split("\n") == [
+        "see",
+        "`a very long command line with many words`",
+        "now",
+    ]
+
+
+def test_fill_keeping_spans_glues_with_a_character_the_text_does_not_hold():
+    from control_plane.text.chunking import fill_keeping_spans, glue_for
+
+    taken = "".join(chr(c) for c in range(0xE000, 0xE010))
+    assert not set(glue_for(taken).values()) & set(taken)
+    text = f"{taken} words and {ICU} with more {taken} words after it"
+    filled = fill_keeping_spans([(True, text)], 20)
+    assert ICU in filled and filled.replace("\n", " ") == text

@@ -298,3 +298,49 @@ def test_real_files_with_the_real_engine(path, engine):
     assert len(changed) >= 0.9 * len(wordy), unchanged
     assert seen, "nothing reached the engine"
     print(f"{path}: {len(data)} bytes, {len(units)} units, {seconds:.2f} s")
+
+
+# -- re-filling keeps protected spans whole ----------------------------------------------
+
+ICU = "{n, plural, one {# item} other {# items}}"
+CART_MD = (
+    "Please note that you really have quite a few items left in\n"
+    "your cart {n, plural, one {# item} other {# items}} and `git commit -m fix it` you\n"
+    "should run the command before leaving because otherwise the\n"
+    "items will be lost and nobody wants that to happen to them.\n"
+)
+
+
+@pytest.mark.parametrize("k", range(20))
+def test_a_refilled_paragraph_never_breaks_an_icu_plural(k):
+    def padded(texts: list[str]) -> list[Translation]:
+        return [Translation(t.replace("cart", "cart" + " xx" * k), 1.0) for t in texts]
+
+    out = translate_document(CART_MD.encode(), FMT, padded, OPTIONS).decode()
+    assert ICU in out and "`git commit -m fix it`" in out
+    assert out.split().count("xx") == k and out.count("\n") >= 4  # re-filled, not one line
+
+
+def test_refilled_words_keep_do_not_translate_strings_and_glossary_targets():
+    from control_plane.text.formats.markdown import _words
+    from control_plane.text.spans import Protection
+
+    text = "send it to Acme Cloud Storage Gateway via the Banco de dados now"
+    protection = Protection.of(
+        do_not_translate=["Acme Cloud Storage Gateway"], glossary={"database": "banco de dados"}
+    )
+    words = _words([("text", text)], {}, False, protection)[0]
+    assert "Acme Cloud Storage Gateway" in words and "Banco de dados" in words
+    assert " ".join(words) == text
+    assert _words([("text", text)], {}, False) == [text.split(" ")]  # without: none known
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain words  with two spaces", "a_b _c *d* [e] <f> & g; &amp; x", " lead and trail "],
+)
+def test_refilled_words_of_text_without_spans_are_as_before(text):
+    from control_plane.text.formats.markdown import _md_escape, _words
+
+    before = [_md_escape(p, False) for p in text.split(" ") if p]
+    assert _words([("text", text)], {}, False) == [before]

@@ -250,3 +250,54 @@ def test_real_files_with_the_real_engine(path, engine):
         assert " ".join(dst).lower() != " ".join(src).lower()  # translated
     wrapped = sum(bool(u.note) for u in units)
     print(f"{path}: {len(data)} bytes, {len(units)} units ({wrapped} wrapped), {seconds:.2f} s")
+
+
+def test_a_refilled_paragraph_never_breaks_a_protected_span():
+    """textwrap broke "{n, plural, one {# item} other {# items}}" across lines in 13 of
+    these 20 paddings."""
+    import re
+
+    icu = "{n, plural, one {# item} other {# items}}"
+    lines = [
+        "Please note that you really have quite a few items left in",
+        f"your cart {icu} and you",
+        "should run the command before leaving because otherwise the",
+        "items will be lost and nobody wants that to happen to them.",
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    for k in range(20):
+
+        def padded(texts: list[str], k: int = k) -> list[Translation]:
+            return [Translation(re.sub(r"\bcart\b", "cart" + " xx" * k, t), 0.9) for t in texts]
+
+        out = translate_document(data, get("text"), padded, Options("en", "pt")).decode()
+        assert icu in out, (k, out)
+        assert max(len(line) for line in out.splitlines() if icu not in line) <= 60
+
+
+def test_a_refilled_paragraph_keeps_the_callers_phrases_on_one_line():
+    from control_plane.text.spans import Protection
+
+    phrase = "Shopping Cart Manager Pro"
+    lines = [
+        "Please note that you really have quite a few items left in",
+        f"your cart in the {phrase} app, and then you",
+        "should run the command before leaving because otherwise the",
+        "items will be lost and nobody wants that to happen to them.",
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    broken = 0
+    for k in range(20):
+
+        def padded(texts: list[str], k: int = k) -> list[Translation]:
+            return [
+                Translation(t.replace("your cart", "your cart" + " xx" * k), 0.9) for t in texts
+            ]
+
+        kept = translate_document(
+            data, get("text"), padded, Options("en", "pt"), Protection.of(do_not_translate=[phrase])
+        ).decode()
+        assert phrase in kept, (k, kept)
+        plain = translate_document(data, get("text"), padded, Options("en", "pt")).decode()
+        broken += phrase not in plain
+    assert broken  # without the caller's list the phrase is only words, free to wrap
