@@ -75,7 +75,13 @@ from html.parser import HTMLParser, attrfind_tolerant, locatestarttagend_toleran
 import lxml.html
 from lxml import etree
 
-from control_plane.text.chunking import Budget, Layout, count_words, sentence_spans
+from control_plane.text.chunking import (
+    MAX_SEGMENT_CHARS,
+    Budget,
+    Layout,
+    count_words,
+    sentence_spans,
+)
 from control_plane.text.spans import Span, has_text
 
 FORMATS = ("html", "xml")
@@ -669,8 +675,8 @@ def split_run(
 ) -> list[tuple[bool, str, int]]:
     """A run of inline markup as (is_segment, text, words) pieces: one segment per
     sentence, except that sentences are kept together where a paired tag is open across
-    the boundary between them; whitespace around segments and pieces without letters are
-    literal."""
+    the boundary between them (up to ``MAX_SEGMENT_CHARS`` of text); whitespace around
+    segments and pieces without letters are literal."""
     spans = tag_spans(text, fmt)
     plain, starts, ends = _plain(text, spans)
     sentences = sentence_spans(plain.translate(_BREAK_TO_SPACE), lang, budget)
@@ -684,6 +690,13 @@ def split_run(
         free = [p for p in range(lo, hi + 1) if zero[p]]
         if free:
             cuts.append((free[0], free[-1]))
+            groups.append((start, end))
+        elif end - groups[-1][0] > MAX_SEGMENT_CHARS:
+            # a tag open across many sentences (a paragraph in <b>, a long <g> in XLIFF)
+            # kept them all in one segment: 255 KB in one, which the engine then cut at
+            # arbitrary word starts. Cut between the sentences anyway; the tags on either
+            # side are spans without a partner there, still kept byte for byte.
+            cuts.append((lo, hi))
             groups.append((start, end))
         else:
             groups[-1] = (groups[-1][0], end)

@@ -423,3 +423,19 @@ def test_a_long_tag_with_few_attributes_is_fine():
     page = '<p><img src="data:image/png;base64,' + "A" * 200_000 + '" alt="A cat"> Hi.</p>'
     chunks, layouts = plan_markup(page, "html", 1000, "en")
     assert "".join(chunks) == page and any("A cat" in s for lay in layouts for s in lay.segments)
+
+
+def test_a_tag_open_across_many_sentences_does_not_make_one_huge_segment():
+    from control_plane.text.chunking import MAX_SEGMENT_CHARS
+
+    sentence = "The quick brown fox jumps over the lazy dog near the river bank today. "
+    doc = "<p>Intro. <b>" + sentence * 200 + "<i>x</i> end</b> Outro.</p>"
+    _, (layout,) = plan_markup(doc, "html", 100_000, "en")
+    assert max(map(len, layout.segments)) <= MAX_SEGMENT_CHARS + 20  # + the tags
+    assert len(layout.segments) > 6
+    upper = lambda texts: [Translation(t.upper(), 0.9) for t in texts]  # noqa: E731
+    out = layout.render([t.text for t in run_sync(layout.segments, Protection.of("html"), upper)])
+    assert out == doc.upper().replace("<P>", "<p>").replace("</P>", "</p>").replace(
+        "<B>", "<b>"
+    ).replace("</B>", "</b>").replace("<I>", "<i>").replace("</I>", "</i>")
+    assert compare_structure(doc, out, "html") == []
