@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import defer
 
 from control_plane import tracing
@@ -50,7 +50,7 @@ class _Planned(NamedTuple):
     """A submission's plan, made in a thread (``JobService._plan``)."""
 
     chunks: list[str]
-    counts: list[int]  # each chunk's words (chunk_words)
+    counts: list[int]  # each chunk's words (chunk_words); _submit makes them shares (apportion)
     n_segments: int
     n_hits: int  # segments already in the cache
     stored: list[str]  # each chunk's Layout.dumps()
@@ -140,6 +140,31 @@ def chunk_words(text: str, fmt: str) -> int:
     if fmt in MARKUP_FORMATS:
         text = documents.TAG.sub(" ", text)
     return count_words(text)
+
+
+def apportion(counts: list[int], total: int) -> list[int]:
+    """``total`` split over the chunks in proportion to ``counts`` (largest remainder, ties
+    to the earlier chunk): the returned counts add up to ``total`` exactly.
+
+    The job's ``word_count`` (admission's count: quota, estimate, the per-word part of the
+    cost) and its chunks' counts must agree, or ``words_processed`` passes ``word_count``
+    and progress passes 1.0: a token longer than a chunk is cut over several chunks, and
+    each piece counts as a word (``"a" * 50000`` is 1 word in 2 chunks of 1 each). The
+    job's count wins, so nobody is billed, shown or metered more words than it has; a
+    chunk may then carry 0 words. No counts at all (a whitespace chunk): spread evenly."""
+    if not counts:
+        return []
+    weights = counts if any(counts) else [1] * len(counts)
+    whole = sum(weights)
+    if whole == total:
+        return list(counts)
+    shares = [total * w // whole for w in weights]
+    left = total - sum(shares)
+    # the ``left`` largest remainders get one more word each (left < len(counts))
+    by_rest = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
+    for i in by_rest[:left]:
+        shares[i] += 1
+    return shares
 
 
 def merge_glossaries(
@@ -399,6 +424,13 @@ class JobService:
                         updated_at=now,
                     )
                 )
+            if not chunks:
+                # Nothing to translate (a markdown file of only code, a VTT file with no
+                # cue, a PO file with only its header): no chunk will ever be claimed, so
+                # nothing else would complete it. Completed in the insert's transaction, so
+                # no crash can leave it queued; started now, as a claim would have.
+                job.started_at = now
+                return self._finish_job(session, job, [], now)
             session.commit()
         return job
 
@@ -425,7 +457,10 @@ class JobService:
         other tenants' content. Its chunks go through the queue like any others; the
         worker serves them from the cache (no engine call) and bills them at the measured
         engine throughput, so its submit response, status transitions and result fields
-        are those of a translated job. (Timing remains: it finishes sooner.)"""
+        are those of a translated job. (Timing remains: it finishes sooner.)
+
+        The one job completed here is one with no chunk at all: nothing in it is to be
+        translated (so nothing can leak), and with no chunk nothing else would finish it."""
         options = None
         if req.glossary_id is not None:  # a database read
             options = await self.db.run(self._resolve_options, req)
@@ -442,6 +477,9 @@ class JobService:
                 if len(req.text) < PROCESS_CHARS
                 else await asyncio.to_thread(count_text_words, req.text, fmt)
             )
+        # the chunks' counts become shares of the job's (``apportion``): what workers
+        # add to words_processed, meter and back-log then adds up to word_count
+        planned = planned._replace(counts=apportion(planned.counts, words))
         est_s, cost = self.estimate(words, req.priority)
         with tracing.tracer.start_as_current_span(
             "db.insert_job", attributes={"db.operation.name": "insert", "mtb.chunk_count":
@@ -450,6 +488,14 @@ class JobService:
             job = await self.db.run(
                 self._insert, req, model_version, options, planned, words, est_s, cost
             )
+        if job.status not in ACTIVE:  # nothing to translate: finished at insert
+            log.info(
+                "job finished at submit: nothing to translate",
+                extra={"job_id": job.id, "user_id": job.user_id, "status": job.status,
+                       "format": job.format},
+            )  # fmt: skip
+            await self.on_finished(job)  # metrics, log line, webhook, results topic
+            return job
         await self._publish_chunks(job, planned.counts)
         log.info(
             "job queued",
@@ -684,6 +730,8 @@ class JobService:
         instead of failing the worker; None when ``job.result_text`` holds the file."""
         source = session.execute(select(Job.source_text).where(Job.id == job.id)).scalar_one()
         options = Options(job.source_lang, job.target_lang, job.model_version or "")
+        # re-filled paragraphs keep the job's do-not-translate strings and glossary terms
+        options.extra["protection"] = protection_for(job.options)
         try:
             job.result_text = documents.assemble(source, job.format, job.result_text, options)
             return None
@@ -749,9 +797,14 @@ class JobService:
             if res.rowcount != 1:
                 session.rollback()
                 return None
+            # capped at word_count: chunks planned before their counts were shares of the
+            # job's (``apportion``) count a token cut over chunks once per piece
+            processed = Job.words_processed + words
             values = {
                 "chunks_done": Job.chunks_done + 1,
-                "words_processed": Job.words_processed + words,
+                "words_processed": case(
+                    (processed > Job.word_count, Job.word_count), else_=processed
+                ),
             }
             if instance:
                 values["assigned_instance"] = instance[:256]
@@ -775,29 +828,38 @@ class JobService:
                 .where(Chunk.job_id == job_id)
                 .order_by(Chunk.chunk_index)
             ).all()
-            job.result_text = "".join(p.result_text or "" for p in parts)
-            if job.format == "html":  # the page says its new language
-                job.result_text = set_lang(job.result_text, job.target_lang)
-            if documents.is_document(job.format):
-                failed = self._rebuild(session, job)
-                if failed is not None:
-                    session.commit()
-                    return failed
-            job.status = "completed"
-            job.completed_at = now
-            job.cost_usd = self.cost_for_seconds(
-                sum(p.engine_seconds or 0.0 for p in parts), job.word_count, job.priority
-            )
-            scored = [p for p in parts if p.confidence is not None]
-            job.confidence_score = word_weighted_mean(
-                [p.confidence for p in scored], [p.word_count for p in scored]
-            )
-            started = job.started_at or job.created_at
-            job.processing_time_ms = max(0, round((now - as_utc(started)).total_seconds() * 1000))
-            job.words_per_minute = words_per_minute(job.word_count, job.processing_time_ms)
-            session.add(job)
-            session.commit()
-            return job
+            return self._finish_job(session, job, parts, now)
+
+    def _finish_job(self, session, job: Job, parts: list, now) -> Job:  # noqa: ANN001
+        """Blocking, inside the caller's transaction, which it commits: the job completed
+        from its chunks' rows (``parts``: result_text, word_count, engine_seconds and
+        confidence, in chunk order; none for a job with nothing to translate, whose
+        document is then rebuilt from no translations). Returns the job, failed instead
+        when its document cannot be rebuilt."""
+        job.result_text = "".join(p.result_text or "" for p in parts)
+        if job.format == "html":  # the page says its new language
+            job.result_text = set_lang(job.result_text, job.target_lang)
+        if documents.is_document(job.format):
+            failed = self._rebuild(session, job)
+            if failed is not None:
+                session.commit()
+                return failed
+        job.status = "completed"
+        job.completed_at = now
+        job.words_processed = job.word_count  # every word is done, however chunks counted
+        job.cost_usd = self.cost_for_seconds(
+            sum(p.engine_seconds or 0.0 for p in parts), job.word_count, job.priority
+        )
+        scored = [p for p in parts if p.confidence is not None]
+        job.confidence_score = word_weighted_mean(
+            [p.confidence for p in scored], [p.word_count for p in scored]
+        )
+        started = job.started_at or job.created_at
+        job.processing_time_ms = max(0, round((now - as_utc(started)).total_seconds() * 1000))
+        job.words_per_minute = words_per_minute(job.word_count, job.processing_time_ms)
+        session.add(job)
+        session.commit()
+        return job
 
     def fail_chunk(self, job_id: str, chunk_index: int, error: str) -> Job | None:
         """Blocking. Marks the chunk and its job failed; returns the job if it changed.
@@ -843,9 +905,52 @@ class JobService:
                 .order_by(Job.created_at, Chunk.chunk_index)
             ).all()
 
+    def _finish_empty(self) -> list[Job]:
+        """Blocking. Complete the active jobs that have no chunk (submitted before such
+        jobs were completed at insert: nothing would ever finish them); returns them."""
+        with self.db.session() as session:
+            ids = session.execute(
+                select(Job.id).where(Job.status.in_(ACTIVE), Job.chunk_count == 0).limit(1000)
+            ).scalars().all()  # fmt: skip
+        finished = []
+        for job_id in ids:
+            with self.db.session() as session:
+                now = utcnow()
+                # taken by this conditional update (its row lock until commit): another
+                # process recovering at the same time finds it started and leaves it, so
+                # the job finishes - and its webhook is sent - once
+                res = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "queued", Job.chunk_count == 0)
+                    .values(status="processing", started_at=now)
+                )
+                if res.rowcount != 1:
+                    session.rollback()
+                    continue
+                job = session.execute(
+                    select(Job)
+                    .options(defer(Job.source_text), defer(Job.options))
+                    .where(Job.id == job_id)
+                    .execution_options(populate_existing=True)
+                ).scalar_one()
+                finished.append(self._finish_job(session, job, [], now))
+        return finished
+
+    async def finish_empty_jobs(self) -> int:
+        """Complete stranded jobs with nothing to translate (``_finish_empty``), with
+        what every finished job gets (``on_finished``). Returns how many."""
+        finished = await self.db.run(self._finish_empty)
+        for job in finished:
+            await self.on_finished(job)
+        if finished:
+            log.warning("finished stranded jobs with no chunks", extra={"jobs": len(finished)})
+        return len(finished)
+
     async def recover(self) -> int:
         """Re-publish chunks of unfinished jobs (the in-process queue died with the last
-        process). Returns how many chunks were re-published."""
+        process) and finish those that have none. Returns how many chunks were
+        re-published."""
+        await self.finish_empty_jobs()
         rows = await self.db.run(self._unfinished)
         for job_id, priority, src, tgt, idx, words in rows:
             self.pending_words[priority] += words
@@ -879,7 +984,9 @@ class JobService:
     async def requeue_stale(self, older_than_s: float) -> int:
         """Reconciler step: re-publish chunks of active jobs that have not moved for
         ``older_than_s`` (a lost publish, a broker restart). Redeliveries are harmless:
-        results are written once per (job, chunk). Returns how many were re-published."""
+        results are written once per (job, chunk). Jobs with no chunk at all, which no
+        re-publish can finish, are completed. Returns how many chunks were re-published."""
+        await self.finish_empty_jobs()
         rows = await self.db.run(self._stale, older_than_s)
         for job_id, priority, src, tgt, idx, words in rows:
             await self.queue.publish(ChunkMessage(job_id, idx, priority, src, tgt, words))

@@ -365,14 +365,21 @@ class Worker:
             pos = 0
             wps = self.jobs.words_per_second
             for w in group:
+                hit_words = all_words = 0
                 for i, seg in enumerate(w.layout.segments):
                     if (pos + i + 1) % YIELD_SEGMENTS == 0:  # as _translate counts
                         await asyncio.sleep(0)
+                    words = count_words(seg)
+                    all_words += words
                     if pos + i in hits:
                         w.translations[i] = hits[pos + i]
-                        # billed as engine time at the measured throughput: a cost of 0
-                        # would show a tenant that another one translated this text before
-                        w.engine_seconds += count_words(seg) / wps
+                        hit_words += words
+                # billed as engine time at the measured throughput: a cost of 0 would show
+                # a tenant that another one translated this text before. At most the
+                # chunk's own words: a token cut into many segments counts once per piece
+                # here, but the chunk (a share of the job's word_count) bills it once
+                if hit_words:
+                    w.engine_seconds += hit_words * min(1.0, w.words / all_words) / wps
                 pos += len(w.layout.segments)
                 n = len(w.layout.segments)
                 w.span.set_attributes(
@@ -493,7 +500,8 @@ class Worker:
             await self._ack(w.delivery)
             return
         outs = [w.translations[i] for i in range(len(w.layout.segments))]
-        text = w.layout.render([t.text for t in outs])
+        # the protection: a re-filled paragraph keeps the job's own spans on one line
+        text = w.layout.render([t.text for t in outs], w.protection)
         confidence = weighted_confidence(w.layout.segments, [t.score for t in outs])
         try:
             with trace.use_span(w.span, end_on_exit=False):
