@@ -208,7 +208,29 @@ class _Masking(_Attempt):
             need[s.output.casefold()] = need.get(s.output.casefold(), 0) + 1
         if any(_count_word(text, term) < n for term, n in need.items()):
             return None
-        return Translation(text, outs[0].score)
+        return Translation(_as_given(text, self.terms), outs[0].score)
+
+
+def _as_given(text: str, terms: list[Span]) -> str:
+    """The target terms as the glossary gives them: the model's "arquivo" for a term
+    given as "ARQUIVO" was accepted (found in any case) and kept. A capital first letter
+    stays (the model starts a sentence with the term); a term whose casefold two spans
+    want written differently ("FILE ... file") is left as the model wrote it."""
+    forms: dict[str, set[str]] = {}
+    for s in terms:
+        forms.setdefault(s.output.casefold(), set()).add(s.output)
+    for variants in forms.values():
+        if len(variants) != 1:
+            continue
+        (form,) = variants
+        ok = {form, form[:1].upper() + form[1:]}
+        text = re.sub(
+            rf"(?<!\w){re.escape(form)}(?!\w)",
+            lambda m, form=form, ok=ok: m.group(0) if m.group(0) in ok else form,
+            text,
+            flags=re.IGNORECASE,
+        )
+    return text
 
 
 def _count_word(text: str, term: str) -> int:

@@ -459,3 +459,23 @@ def test_many_spans_in_one_segment_are_found_in_linear_time():
 
     small, large = min(timed(2000) for _ in range(2)), min(timed(8000) for _ in range(2))
     assert large < 8 * small + 0.05, (small, large)  # 4x the spans; quadratic was 16x
+
+
+@pytest.mark.parametrize(
+    ("segment", "glossary", "expected"),
+    [
+        ("Open the file.", {"file": "ARQUIVO"}, "Abra o ARQUIVO."),  # was "Abra o arquivo."
+        ("Open the file.", {"file": "Arquivo"}, "Abra o Arquivo."),
+        ("File not found.", {"file": "arquivo"}, "Arquivo not found."),  # a sentence start
+    ],
+)
+def test_a_target_term_the_model_wrote_in_another_case_comes_out_as_given(
+    segment, glossary, expected
+):
+    def model(texts: list[str]) -> list[Translation]:
+        out = [t.replace("Open the", "Abra o").replace("file", "arquivo") for t in texts]
+        return [Translation(t.replace("File", "Arquivo"), 0.9) for t in out]
+
+    outcomes: list[str] = []
+    got = run_sync([segment], Protection.of(glossary=glossary), model, outcomes)
+    assert (got[0].text, outcomes) == (expected, ["terms"])
