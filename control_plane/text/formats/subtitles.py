@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from itertools import combinations
 from xml.sax.saxutils import unescape
 
@@ -262,13 +263,16 @@ class Vtt:
 
     def _parse(self, data: bytes):  # noqa: ANN202 - (bom, text, webvtt.WebVTT)
         import webvtt
-        from webvtt.errors import MalformedFileError
+        from webvtt.errors import MalformedCaptionError, MalformedFileError
 
         bom, text = decode_utf8(data, "WebVTT")
         try:
-            doc = webvtt.from_buffer(io.StringIO(text))
-        except (MalformedFileError, ValueError) as exc:
+            # strict: without it webvtt-py drops a cue whose timing does not parse, and
+            # the rebuilt file silently lacked that cue's text
+            doc = webvtt.from_buffer(io.StringIO(text), strict=True)
+        except (MalformedFileError, MalformedCaptionError, ValueError) as exc:
             raise ValueError(f"not a valid WebVTT file: {exc}") from None
+        _check_blocks(text, len(doc.captions))
         return bom, text, doc
 
     def extract(self, data: bytes) -> list[Unit]:
@@ -286,6 +290,22 @@ class Vtt:
             if lines is not None:
                 cue.lines = lines
         return (bom + doc.content + "\n").encode("utf-8")
+
+
+_VTT_BLOCKS = re.compile(r"\n[ \t]*\n+")
+
+
+def _check_blocks(text: str, captions: int) -> None:
+    """Every block after the header is a cue, a NOTE, a STYLE or a REGION: webvtt-py skips
+    a block without a timing line even when strict, and the rebuilt file lost its text."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    blocks = [b for b in _VTT_BLOCKS.split(lines)[1:] if b.strip()]
+    cues = [b for b in blocks if not b.lstrip().startswith(("NOTE", "STYLE", "REGION"))]
+    if len(cues) == captions:
+        return
+    bad = next((b for b in cues if "-->" not in b), cues[-1] if cues else "")
+    first = bad.strip().split("\n", 1)[0][:80]
+    raise ValueError(f"not a valid WebVTT file: a block without a cue timing line: {first!r}")
 
 
 FORMATS = {"srt": Srt(), "vtt": Vtt()}

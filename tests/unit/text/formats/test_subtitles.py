@@ -238,3 +238,31 @@ def test_generated_subtitles_with_the_real_engine(name, engine):
         if src.text != "<g1>[THUNDER]</g1>":
             assert dst.text != src.text, src.text
     print(f"{name}: {len(before)} cues, {seconds:.2f} s")
+
+
+@pytest.mark.parametrize(
+    ("vtt", "message"),
+    [
+        (
+            "WEBVTT\n\n00:01.000 --> 00:02.000\nHello there.\n\n00:03.000 --> 00:xx\nBad.\n",
+            "Invalid cue block",
+        ),
+        (
+            "WEBVTT\n\n00:01.000 --> 00:02.000\nHello.\n\nnot a timing\nOrphan text.\n",
+            "a block without a cue timing line: 'not a timing'",
+        ),
+    ],
+)
+def test_a_cue_that_does_not_parse_is_refused_not_dropped(vtt, message):
+    """webvtt-py skipped these blocks and the rebuilt file lacked their text."""
+    with pytest.raises(ValueError, match=message):
+        get("vtt").extract(vtt.encode())
+
+
+def test_notes_styles_and_header_lines_are_not_cues():
+    vtt = (
+        "WEBVTT\r\nKind: captions\r\n\r\nNOTE a note\r\n\r\nSTYLE\r\n::cue { color: red }\r\n"
+        "\r\nid1\r\n00:01.000 --> 00:02.000 align:start\r\nHi.\r\n\r\n\r\n"
+        "00:03.000 --> 00:04.000\r\nBye.\r\n"
+    )
+    assert [u.text for u in get("vtt").extract(vtt.encode())] == ["Hi.", "Bye."]
