@@ -5,12 +5,19 @@ indentation and, for "xml" units, tags around sentences stay literal). A documen
 chunks are runs of whole units, each unit followed by ``UNIT_END`` (U+001E, the
 information separator "record separator"; taken out of unit texts, and unlike NUL a
 PostgreSQL text column holds it), so the job's assembled result splits back into one translation
-per unit and a chunk never cuts a PO entry, an XLIFF unit, a table cell or a cue.
+per unit. A chunk never cuts a PO entry, an XLIFF unit, a table cell or a cue that fits in
+one; a unit larger than a chunk is cut between its sentences into chunks of its own.
 """
 
 from __future__ import annotations
 
-from control_plane.text.chunking import Budget, Layout, count_words
+from control_plane.text.chunking import (
+    CHUNK_CHARS_PER_WORD,
+    MIN_CHUNK_CHARS,
+    Budget,
+    Layout,
+    count_words,
+)
 from control_plane.text.formats.base import Unit
 
 UNIT_END = "\x1e"
@@ -45,21 +52,45 @@ def render_units(layouts: list[Layout], segments: list[str]) -> list[str]:
 def plan_document(
     units: list[Unit], markup: str, target_words: int, lang: str
 ) -> tuple[list[str], list[Layout]]:
-    """Chunks of about ``target_words`` words made of whole units (a larger unit is a
-    chunk of its own), with their layouts; ``"".join(chunks)`` is the unit stream."""
+    """Chunks of about ``target_words`` words made of whole units, with their layouts;
+    ``"".join(chunks)`` is the unit stream.
+
+    A unit larger than a chunk (over ``target_words`` words or the chunk's characters, as
+    ``chunking.plan`` bounds them) is cut between its pieces into chunks of its own: it was
+    one chunk however large (a 2 MiB Markdown paragraph or PO entry was one work item that a
+    retry redid whole). The stream is the same, so the units split back as before; a
+    piece (a sentence, or a re-wrapped paragraph) is never cut."""
+    max_chars = max(MIN_CHUNK_CHARS, CHUNK_CHARS_PER_WORD * target_words)
     chunks: list[Layout] = []
     current: list[tuple[bool, str]] = []
-    words = 0
+    words = chars = 0
+
+    def flush() -> None:
+        nonlocal current, words, chars
+        if current:
+            chunks.append(Layout(current))
+        current, words, chars = [], 0, 0
+
     for layout in plan_units(units, markup, lang):
         n = sum(count_words(s) for s in layout.segments)
-        if current and words + n > target_words:
-            chunks.append(Layout(current))
-            current, words = [], 0
-        current.extend(layout.pieces)
+        size = len(layout.source())
+        if current and (words + n > target_words or chars + size > max_chars):
+            flush()
+        if n > target_words or size > max_chars:  # too large for any chunk: cut it
+            for kind, text in layout.pieces:
+                piece = Layout([(kind, text)])
+                w = sum(count_words(s) for s in piece.segments)
+                c = len(piece.source())
+                if current and (words + w > target_words or chars + c > max_chars):
+                    flush()
+                current.append((kind, text))
+                words, chars = words + w, chars + c
+        else:
+            current.extend(layout.pieces)
+            words, chars = words + n, chars + size
         current.append((False, UNIT_END))
-        words += n
-    if current:
-        chunks.append(Layout(current))
+        chars += 1
+    flush()
     chunks = [Layout(_merged(c.pieces)) for c in chunks]
     return [c.source() for c in chunks], chunks
 
