@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from control_plane.db.database import is_database_unavailable
 from control_plane.domain import DomainError
@@ -132,6 +133,22 @@ def check_request(request: web.Request) -> None:
             )
 
 
+def _payload_reason(exc: web.RequestPayloadError) -> str:
+    """What was wrong with an unreadable body, in a sentence: aiohttp's parser error is
+    the cause (its str() is "400, message:\n  Can not decode content-encoding: gzip")."""
+    cause = exc.__cause__
+    reason = cause.message if isinstance(cause, HttpProcessingError) else str(exc)
+    return " ".join(str(reason).split())[:300] or "the body is not well formed"
+
+
+def _client_gone(request: web.Request, exc: BaseException) -> bool:
+    """A ConnectionResetError because this request's client went away (aiohttp fails the
+    body's read with one when the connection drops), not one from a call the handler
+    made to another service, which is still a 500."""
+    transport = request.transport
+    return isinstance(exc, ConnectionResetError) and (transport is None or transport.is_closing())
+
+
 def error_middleware(metrics=None):  # noqa: ANN001, ANN201
     @web.middleware
     async def middleware(request: web.Request, handler):  # noqa: ANN001, ANN202
@@ -147,6 +164,19 @@ def error_middleware(metrics=None):  # noqa: ANN001, ANN201
             resp = domain_response(exc)
         except web.HTTPRequestEntityTooLarge as exc:
             resp = error_response(413, "content_too_large", exc.text or "request body too large")
+        except web.RequestPayloadError as exc:
+            # a body aiohttp could not decode (Content-Encoding that is not what it says,
+            # broken chunked framing): the client's fault, not a bug
+            resp = error_response(
+                400,
+                "malformed_body",
+                f"the request body could not be read: {_payload_reason(exc)}",
+            )
+            # the rest of the body is unreadable: close the connection after the answer,
+            # and end the body's stream, else aiohttp's drain of the unread body raises
+            # this error again (logged as an unhandled exception, and the answer was lost)
+            resp.force_close()
+            request.content.feed_eof()
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -169,6 +199,16 @@ def error_middleware(metrics=None):  # noqa: ANN001, ANN201
                     "the database is not reachable right now; retry shortly",
                     headers={"Retry-After": "5"},
                 )
+                return _observed(metrics, request, route_name, started, resp)
+            if _client_gone(request, exc):  # nobody to answer; no bug either
+                log.info(
+                    "client disconnected before the request was read",
+                    extra={"path": request.path, "error": repr(exc)},
+                )
+                if metrics is not None:
+                    metrics.errors.labels("client_disconnected").inc()
+                # never sent; 499 (nginx's "client closed request") labels it in metrics
+                resp = error_response(499, "client_disconnected", "client closed the request")
                 return _observed(metrics, request, route_name, started, resp)
             # a bug: say so without leaking internals
             log.exception("unhandled error", extra={"path": request.path})

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.domain import JOB_STATUSES, PRIORITIES
+from control_plane.jobs.json_body import MAX_DEPTH, too_deep
 from control_plane.jobs.request import (
     Format,
     TranslateRequest,  # noqa: F401 - in the OpenAPI document
+    metadata_value,
 )
+
+log = logging.getLogger(__name__)
 
 Priority = Literal[PRIORITIES]
 Status = Literal[JOB_STATUSES]
@@ -30,6 +35,22 @@ GLOSSARY_ID_DESCRIPTION = (
     "the stored glossary the job was submitted with (its terms as they were then apply); null: none"
 )
 GlossaryId = Annotated[str | None, Field(description=GLOSSARY_ID_DESCRIPTION)]
+
+
+def metadata_view(stored: str | None, job_id: str) -> dict[str, Any] | None:
+    """A job's stored metadata as the API shows it. Admission bounds its nesting now, but
+    rows kept before that may nest deeper than pydantic serializes (~250 levels) or json
+    parses (~1,000): such a value is shown as null (and logged), so the one job, and the
+    listing that holds it, can still be read."""
+    try:
+        value = metadata_value(stored)
+    except (ValueError, RecursionError) as exc:
+        log.warning("stored metadata unreadable", extra={"job_id": job_id, "error": repr(exc)})
+        return None
+    if not isinstance(value, dict) or too_deep(value, MAX_DEPTH):
+        log.warning("stored metadata not shown: too deep", extra={"job_id": job_id})
+        return None
+    return value
 
 
 class Links(BaseModel):

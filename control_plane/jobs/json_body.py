@@ -2,7 +2,8 @@
 readable reason, and no single step holds the GIL for long.
 
 ``parse_json(raw)`` is shared by ``POST /api/v1/translate`` (``read_json`` in
-control_plane/api/routes/translate.py) and the Kafka ingest consumer
+control_plane/api/routes/translate.py), the JSON form fields of ``POST /api/v1/documents``
+(named in messages, one level less deep) and the Kafka ingest consumer
 (``control_plane.jobs.ingest``), so it lives below the web layer; it raises
 ``BodyError(code, message)`` (a ``DomainError``; the API maps the code to 400/415):
 
@@ -77,10 +78,14 @@ def _search(pattern: re.Pattern, text: str, lo: int) -> re.Match | None:
     return None
 
 
-def check_structure(text: str) -> list[tuple[int, int]]:
-    """BodyError for nesting deeper than MAX_DEPTH or more than MAX_TOKENS tokens. Syntax
-    errors are left to json.loads (an unterminated string ends the check). Returns the
-    (start, end) of every string value (not key) longer than LONG_STRING, quotes included."""
+def check_structure(
+    text: str, what: str = "request body", max_depth: int = MAX_DEPTH
+) -> list[tuple[int, int]]:
+    """BodyError for nesting deeper than ``max_depth`` or more than MAX_TOKENS tokens.
+    Syntax errors are left to json.loads (an unterminated string ends the check). Returns
+    the (start, end) of every string value (not key) longer than LONG_STRING, quotes
+    included. ``what`` names the document in messages ("request body", "form field
+    metadata")."""
     depth = tokens = pos = 0
     long: list[tuple[int, int]] = []
     while True:
@@ -93,7 +98,7 @@ def check_structure(text: str) -> list[tuple[int, int]]:
         if tokens > MAX_TOKENS:
             raise BodyError(
                 "json_too_complex",
-                f"request body has more than {MAX_TOKENS} JSON tokens "
+                f"{what} has more than {MAX_TOKENS} JSON tokens "
                 "(strings, brackets, commas, colons)",
             )
         if ch == '"':
@@ -107,10 +112,9 @@ def check_structure(text: str) -> list[tuple[int, int]]:
                     long.append((m.start(), pos))
         elif ch in "[{":
             depth += 1
-            if depth > MAX_DEPTH:
+            if depth > max_depth:
                 raise BodyError(
-                    "json_too_complex",
-                    f"request body nests JSON more than {MAX_DEPTH} levels deep",
+                    "json_too_complex", f"{what} nests JSON more than {max_depth} levels deep"
                 )
         elif ch in "]}":
             depth -= 1
@@ -156,7 +160,7 @@ def _cut(text: str, lo: int, target: int) -> int | None:
     return None
 
 
-def _decode_long(text: str, start: int, end: int) -> str:
+def _decode_long(text: str, start: int, end: int, what: str = "request body") -> str:
     """The JSON string text[start:end] (quotes included), decoded PIECE_CHARS at a time:
     json.loads decodes a string in one C call that holds the GIL (80 ms for 8 MiB of
     ``\\n``). Pieces end between escapes, never inside one or inside a surrogate pair."""
@@ -178,7 +182,7 @@ def _decode_long(text: str, start: int, end: int) -> str:
             line, column = _where(text, pos - 1 + exc.pos)
             raise BodyError(
                 "malformed_json",
-                f"request body is not valid JSON: {exc.msg} (line {line}, column {column})",
+                f"{what} is not valid JSON: {exc.msg} (line {line}, column {column})",
             ) from exc
         pos = cut
     return "".join(parts)
@@ -228,9 +232,9 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-def _check_text(value: object) -> None:
+def _check_text(value: object, what: str = "body") -> None:
     """400 for an unpaired surrogate anywhere (keys included)."""
-    stack = [(value, "body")]
+    stack = [(value, what)]
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
@@ -250,21 +254,24 @@ def _check_text(value: object) -> None:
             stack.extend((val, f"{where}[{i}]") for i, val in enumerate(item))
 
 
-def parse_json(raw: bytes) -> object:
-    """The JSON value in ``raw``, or BodyError (see the module docstring)."""
+def parse_json(raw: bytes, what: str = "request body", max_depth: int = MAX_DEPTH) -> object:
+    """The JSON value in ``raw``, or BodyError (see the module docstring). ``what`` names
+    it in messages; ``max_depth`` is less than MAX_DEPTH for a value that a request nests
+    (a form field of an upload: the same bound as that field within a JSON body)."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if not raw.strip():
-        raise BodyError("malformed_json", "request body is empty; send a JSON object")
+        wanted = "a JSON object" if what == "request body" else "JSON"
+        raise BodyError("malformed_json", f"{what} is empty; send {wanted}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BodyError(
             "malformed_json",
-            f"request body is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+            f"{what} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
             f"{exc.start}: {exc.reason})",
         ) from exc
-    long = check_structure(text)
+    long = check_structure(text, what, max_depth)
     markers: dict[str, tuple[int, int]] = {}
     shown = text
     if long:  # parsed with a short marker in their place, then decoded in pieces
@@ -285,20 +292,44 @@ def parse_json(raw: bytes) -> object:
             object_pairs_hook=_object,
         )
     except _Invalid as exc:
-        raise BodyError("malformed_json", f"request body is not valid JSON: {exc}") from exc
+        raise BodyError("malformed_json", f"{what} is not valid JSON: {exc}") from exc
     except json.JSONDecodeError as exc:
         line, column = _where(text, _unshift(exc.pos, long, markers))
         raise BodyError(
             "malformed_json",
-            f"request body is not valid JSON: {exc.msg} (line {line}, column {column})",
+            f"{what} is not valid JSON: {exc.msg} (line {line}, column {column})",
         ) from exc
     except (ValueError, RecursionError) as exc:  # not expected past the checks above
-        raise BodyError("malformed_json", f"request body is not valid JSON: {exc}") from exc
+        raise BodyError("malformed_json", f"{what} is not valid JSON: {exc}") from exc
     if markers:
-        value = _restore(value, {m: _decode_long(text, *span) for m, span in markers.items()})
+        value = _restore(value, {m: _decode_long(text, *span, what) for m, span in markers.items()})
     if "\\u" in text:  # an unpaired surrogate can only come from a \u escape
-        _check_text(value)
+        _check_text(value, "body" if what == "request body" else what)
     return value
+
+
+def too_deep(value: object, max_depth: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests lists and objects more than ``max_depth`` levels (the value
+    itself, if a list or object, is level 1: as ``check_structure`` counts). For values
+    that did not come through ``parse_json`` (a request assembled from form fields, a
+    stored job's metadata): pydantic refuses to serialize past ~250 levels and json past
+    ~1,000 (RecursionError), so a deeper value must be stopped before it is kept.
+    Iterative, and it stops at the first path that is too deep."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
+    return False
 
 
 def _unshift(pos: int, long: list[tuple[int, int]], markers: dict[str, tuple[int, int]]) -> int:

@@ -10,13 +10,12 @@ from aiohttp import web
 from control_plane.db import Job
 from control_plane.domain import JOB_STATUSES
 from control_plane.jobs.documents import decode, is_document
-from control_plane.jobs.request import metadata_value
 from control_plane.jobs.service import elapsed_speed
 from control_plane.text import formats
 
 from ..errors import ApiError
 from ..openapi import AUTH_ERRORS, JOB_ID, SECURED, err, json_spec, operation, ref
-from ..protocol import JobList, JobResult, JobView, job_links
+from ..protocol import JobList, JobResult, JobView, job_links, metadata_view
 from ..state import authenticate, runtime_of
 
 routes = web.RouteTableDef()
@@ -53,7 +52,7 @@ def job_view(job: Job) -> JobView:
         processing_time_ms=job.processing_time_ms,
         retry_count=job.retry_count,
         error=job.error,
-        metadata=metadata_value(job.job_metadata),
+        metadata=metadata_view(job.job_metadata, job.id),
         format=job.format,
         glossary_id=job.glossary_id,
         detected_language=job.detected_language,
@@ -150,7 +149,7 @@ async def get_result(request: web.Request) -> web.Response:
         model_version=job.model_version,
         cost_usd=job.cost_usd,
         words_per_minute=job.words_per_minute,
-        metadata=metadata_value(job.job_metadata),
+        metadata=metadata_view(job.job_metadata, job.id),
         format=job.format,
         glossary_id=job.glossary_id,
         detected_language=job.detected_language,

@@ -6,14 +6,13 @@ import asyncio
 
 from aiohttp import web
 
-from control_plane.jobs.admission import admit, detects
+from control_plane.jobs.admission import admit, off_loop
 from control_plane.jobs.json_body import THREAD_BYTES, check_media_type, parse_json
-from control_plane.jobs.request import metadata_value
 from control_plane.security import QuotaExceeded, vet_callback_url
 
 from ..errors import ApiError
 from ..openapi import AUTH_ERRORS, SECURED, err, json_spec, operation, ref
-from ..protocol import SubmitResponse, job_links
+from ..protocol import SubmitResponse, job_links, metadata_view
 from ..state import authenticate, runtime_of
 
 routes = web.RouteTableDef()
@@ -26,7 +25,14 @@ async def read_json(request: web.Request, limit: int) -> object:
     check_media_type(request.headers.get("Content-Type"))  # BodyError: 415
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        # a chunked body (no Content-Length) over aiohttp's client_max_size, which is the
+        # limit plus some slack: its message would name that number, not the limit
+        raise ApiError(
+            413, "content_too_large", f"request body over the {limit}-byte limit"
+        ) from exc
     if len(raw) > limit:
         raise ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
     if len(raw) > THREAD_BYTES:
@@ -62,7 +68,8 @@ async def vet_submission(svc, who, req) -> None:  # noqa: ANN001
             "400": err(
                 "malformed_json (not valid or not bounded JSON: huge numbers, NaN, "
                 "duplicate keys, lone surrogates), json_too_complex (nesting or "
-                "token limits), or unsupported_language_pair"
+                "token limits), malformed_body (a Content-Encoding that does not decode), "
+                "or unsupported_language_pair"
             ),
             "404": err("glossary_not_found: glossary_id is not one of the caller's glossaries"),
             **AUTH_ERRORS,
@@ -81,9 +88,11 @@ async def submit(request: web.Request) -> web.Response:
     svc = runtime_of(request)
     who = await authenticate(request)
     body = await read_json(request, svc.settings.max_body_bytes)
-    # Rejected: mapped by its code. A large body is validated and counted in a thread (an
-    # 8 MiB content costs tens of milliseconds of pydantic and word counting)
-    if (request.content_length or 0) > THREAD_BYTES or detects(body):
+    # Rejected: mapped by its code. Admission runs in a thread unless the body is a short
+    # plain text (admission.off_loop): an 8 MiB content costs tens of milliseconds of
+    # pydantic and word counting, and counting a document's words parses it, which a
+    # small body can make cost seconds
+    if (request.content_length or 0) > THREAD_BYTES or off_loop(body):
         req = await asyncio.to_thread(admit, body, who, svc.client, svc.settings)
     else:
         req = admit(body, who, svc.client, svc.settings)
@@ -105,7 +114,7 @@ async def accept(svc, who, req) -> web.Response:  # noqa: ANN001
         source_language=job.source_lang,
         target_language=job.target_lang,
         chunk_count=job.chunk_count,
-        metadata=metadata_value(job.job_metadata),
+        metadata=metadata_view(job.job_metadata, job.id),
         format=job.format,
         glossary_id=job.glossary_id,
         detected_language=job.detected_language,
