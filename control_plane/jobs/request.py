@@ -205,9 +205,15 @@ class TranslateRequest(BaseModel):
     def _metadata_ok(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is None:
             return v
+        from control_plane.jobs.json_body import MAX_DEPTH, too_deep
+
+        # every entry path (JSON, upload fields, Kafka) checks depth before this; here too,
+        # since json.dumps past ~1,000 levels raises RecursionError, not ValueError
+        if too_deep(v, MAX_DEPTH - 1):
+            raise ValueError(f"metadata nests more than {MAX_DEPTH - 1} levels")
         try:
             size = len(metadata_json(v).encode("utf-8"))
-        except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        except (ValueError, TypeError, UnicodeEncodeError, RecursionError) as exc:
             raise ValueError(f"metadata must be a plain JSON object of valid text: {exc}") from exc
         if size > MAX_METADATA_BYTES:
             raise ValueError(
