@@ -92,6 +92,20 @@ def parser() -> MarkdownIt:
     return md
 
 
+def _check_nesting(tokens: list, max_nesting: int) -> None:  # noqa: ANN001 - markdown-it tokens
+    """Refuse what markdown-it would skip: it parses no block nested ``maxNesting`` (20)
+    levels deep, silently, so a quote in 20 quotes (or a list item ten lists deep) was
+    left untranslated with no word said. A quote or list item opened at the last level
+    has its content there."""
+    for t in tokens:
+        if t.type in ("blockquote_open", "list_item_open") and t.level >= max_nesting - 1:
+            line = (t.map[0] + 1) if t.map else "?"
+            raise ValueError(
+                f"Markdown nested too deeply at line {line}: at most {max_nesting - 1} levels "
+                "of quotes and lists (a list counts two); deeper text would not be translated"
+            )
+
+
 # ---------------------------------------------------------------------------- lines
 
 
@@ -427,7 +441,9 @@ class Markdown:
         bom, text = decode_utf8(data, "Markdown")
         lines = _split_lines(text)
         bodies = [b for b, _ in lines]
-        tokens = parser().parse("\n".join(bodies))
+        md = parser()
+        tokens = md.parse("\n".join(bodies))
+        _check_nesting(tokens, md.options.maxNesting)
         return bom, text, lines, _blocks(bodies, tokens)
 
     def extract(self, data: bytes) -> list[Unit]:

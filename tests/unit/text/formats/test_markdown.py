@@ -344,3 +344,15 @@ def test_refilled_words_of_text_without_spans_are_as_before(text):
 
     before = [_md_escape(p, False) for p in text.split(" ") if p]
     assert _words([("text", text)], {}, False) == [before]
+
+
+def test_nesting_past_markdown_its_limit_is_refused_not_left_untranslated():
+    """markdown-it parses no block 20 levels deep and says nothing: that text came back
+    untranslated."""
+    md = get("markdown")
+    assert [u.text for u in md.extract(("> " * 19 + "Deep quote.\n").encode())] == ["Deep quote."]
+    with pytest.raises(ValueError, match="nested too deeply at line 1"):
+        md.extract(("> " * 20 + "Deeper quote.\n").encode())
+    lists = "".join("  " * i + "- item\n" for i in range(9)) + "  " * 9 + "- Deep item.\n"
+    with pytest.raises(ValueError, match="nested too deeply at line 10"):
+        md.extract(lists.encode())
