@@ -329,6 +329,7 @@ class _Doc:
     fmt: str
     fragment: bool
     declaration: str = ""
+    doctype: bool = True  # HTML: the source has one (libxml2 adds HTML 4.0's otherwise)
 
 
 _FRAGMENT_TAG = "mtb-fragment"
@@ -391,7 +392,8 @@ def _parse_html(text: str) -> _Doc:
     fatal = [e for e in parser.error_log if e.level >= etree.ErrorLevels.FATAL]
     if fatal:
         raise ValueError(f"HTML does not parse: {fatal[0].message}")
-    return _Doc(root, "html", fragment=not whole)
+    head = text[: max(0, text.lower().find("<html")) or 4096].lower()
+    return _Doc(root, "html", fragment=not whole, doctype="<!doctype" in head)
 
 
 def _xml_parser() -> etree.XMLParser:
@@ -429,7 +431,12 @@ def _parse_xml(text: str) -> _Doc:
 def _serialize(doc: _Doc) -> str:
     if doc.fmt == "html":
         if not doc.fragment:
-            return lxml.html.tostring(doc.root.getroottree(), encoding="unicode")
+            out = lxml.html.tostring(doc.root.getroottree(), encoding="unicode")
+            if not doc.doctype and out.startswith("<!DOCTYPE"):
+                # libxml2 gives a page without one HTML 4.0 Transitional's, which takes
+                # browsers out of quirks mode: the page would render differently
+                out = out[out.find(">") + 1 :].removeprefix("\n")
+            return out
         out = lxml.html.tostring(doc.root, encoding="unicode")
         return out[len("<div>") : -len("</div>")]
     if not doc.fragment:

@@ -439,3 +439,16 @@ def test_a_tag_open_across_many_sentences_does_not_make_one_huge_segment():
         "<B>", "<b>"
     ).replace("</B>", "</b>").replace("<I>", "<i>").replace("</I>", "</i>")
     assert compare_structure(doc, out, "html") == []
+
+
+def test_a_page_without_a_doctype_gets_none():
+    """libxml2 wrote HTML 4.0 Transitional's doctype into every page without one, which
+    takes browsers out of quirks mode."""
+    for page in [
+        "<html><head><title>T</title></head><body><p>Hello there.</p></body></html>",
+        "<!-- c --><html><body><p>Hi.</p></body></html>",
+    ]:
+        chunks, _ = plan_markup(page, "html", 1000, "en")
+        assert "".join(chunks) == page
+    kept = "<!DOCTYPE html>\n<html><body><p>Hi.</p></body></html>"
+    assert "".join(plan_markup(kept, "html", 1000, "en")[0]) == kept
