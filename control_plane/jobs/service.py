@@ -60,7 +60,9 @@ class JobNotFound(DomainError):
     code = "job_not_found"
 
     def __init__(self, job_id: str):
-        super().__init__(f"no job {job_id!r}")
+        # an id is 36 characters; a longer one is cut (an 8,000-character path came back)
+        shown = job_id if len(job_id) <= 64 else job_id[:64] + "..."
+        super().__init__(f"no job {shown!r}")
 
 
 class JobConflict(DomainError):

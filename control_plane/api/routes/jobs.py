@@ -209,10 +209,8 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
+    # ASCII digits only: int() also takes "٥", "5_0", "+5" and " 5"
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 12 else None
     if value is None or not lo <= value <= hi:
         raise ApiError(
             422,

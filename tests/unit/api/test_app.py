@@ -167,6 +167,10 @@ async def test_isolation_cancel_list_and_jwt(client, settings, engine):
     listed = await (await client.get("/api/v1/jobs?limit=1", headers=a)).json()
     assert listed["total"] == 1 and listed["jobs"][0]["job_id"] == sub["job_id"]
     assert (await client.get("/api/v1/jobs?limit=0", headers=a)).status == 422
+    for odd in ("%D9%A5", "5_0", "%2B5", "%205", "1e1", "99999999999999999999"):  # int() took some
+        assert (await client.get(f"/api/v1/jobs?limit={odd}", headers=a)).status == 422, odd
+    r = await client.get("/api/v1/jobs/" + "x" * 8000, headers=a)
+    assert r.status == 404 and len((await r.json())["error"]["message"]) < 100
     assert (await client.get("/api/v1/jobs", headers=b)).status == 200
     uid = client.svc.db.engine.connect().exec_driver_sql("select id from users limit 1").scalar()
     token = issue_jwt(uid, settings.jwt_secret)
