@@ -144,6 +144,17 @@ def chunk_words(text: str, fmt: str) -> int:
     return count_words(text)
 
 
+def _reloaded(session, job_id: str) -> Job:  # noqa: ANN001 - a Session
+    """The job row as the update just left it (not the session's cached copy), without its
+    large columns."""
+    return session.execute(
+        select(Job)
+        .options(defer(Job.source_text), defer(Job.options))
+        .where(Job.id == job_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
 def apportion(counts: list[int], total: int) -> list[int]:
     """``total`` split over the chunks in proportion to ``counts`` (largest remainder, ties
     to the earlier chunk): the returned counts add up to ``total`` exactly.
@@ -816,12 +827,7 @@ class JobService:
             if res.rowcount != 1:
                 session.rollback()
                 return None
-            job = session.execute(
-                select(Job)
-                .options(defer(Job.source_text), defer(Job.options))
-                .where(Job.id == job_id)
-                .execution_options(populate_existing=True)
-            ).scalar_one()
+            job = _reloaded(session, job_id)
             if job.chunks_done < job.chunk_count:
                 session.commit()
                 return None
@@ -929,12 +935,7 @@ class JobService:
                 if res.rowcount != 1:
                     session.rollback()
                     continue
-                job = session.execute(
-                    select(Job)
-                    .options(defer(Job.source_text), defer(Job.options))
-                    .where(Job.id == job_id)
-                    .execution_options(populate_existing=True)
-                ).scalar_one()
+                job = _reloaded(session, job_id)
                 finished.append(self._finish_job(session, job, [], now))
         return finished
 
