@@ -47,6 +47,8 @@ def metadata_view(stored: str | None, job_id: str) -> dict[str, Any] | None:
     except (ValueError, RecursionError) as exc:
         log.warning("stored metadata unreadable", extra={"job_id": job_id, "error": repr(exc)})
         return None
+    if value is None:  # no metadata: nearly every job
+        return None
     if not isinstance(value, dict) or too_deep(value, MAX_DEPTH):
         log.warning("stored metadata not shown: too deep", extra={"job_id": job_id})
         return None

@@ -96,6 +96,17 @@ async def get_job(request: web.Request) -> web.Response:
     return _json(job_view(await _load(request)))
 
 
+def _wants_json(request: web.Request, job) -> bool:  # noqa: ANN001 - a Job
+    """The JSON form of a document job's result: ``?as=json``, or an Accept header that
+    names application/json and not the file's type (a client written against the design's
+    contract, where the result is JSON, gets JSON; ``*/*`` and browsers get the file)."""
+    if request.query.get("as") == "json":
+        return True
+    accept = request.headers.get("Accept", "").lower()
+    media = formats.get(job.format).media_type.split(";")[0].lower()
+    return "application/json" in accept and media not in accept
+
+
 @routes.get("/api/v1/jobs/{job_id}/result")
 @operation(
     {
@@ -108,8 +119,8 @@ async def get_job(request: web.Request) -> web.Response:
                 "description": "The translated document: JSON for text, html and xml jobs; "
                 "for a document format (po, xliff, markdown, srt, vtt, docx) the translated "
                 "file itself, with its Content-Type and a Content-Disposition file name "
-                "(add ?as=json for the JSON form, whose translated_content is the file: "
-                "base64 for docx)",
+                "(add ?as=json, or send Accept: application/json, for the JSON form, whose "
+                "translated_content is the file: base64 for docx)",
                 "content": {
                     "application/json": {"schema": ref("JobResult")},
                     **{
@@ -126,7 +137,7 @@ async def get_job(request: web.Request) -> web.Response:
 )
 async def get_result(request: web.Request) -> web.Response:
     job = await _load(request, texts=True)
-    if job.status == "completed" and is_document(job.format) and request.query.get("as") != "json":
+    if job.status == "completed" and is_document(job.format) and not _wants_json(request, job):
         return await _file(request, job)
     if job.status != "completed":
         code = {"failed": "job_failed", "cancelled": "job_cancelled"}.get(job.status, "not_ready")

@@ -62,6 +62,16 @@ async def test_po_upload_round_trip(client):  # noqa: F811
     # the JSON form on request
     js = await (await client.get(f"/api/v1/jobs/{sub['job_id']}/result?as=json", headers=h)).json()
     assert js["format"] == "po" and "file the Open [pt]" in js["translated_content"]
+    # ... or by Accept (the design's contract: the result is JSON); */* gets the file
+    url = f"/api/v1/jobs/{sub['job_id']}/result"
+    r = await client.get(url, headers={**h, "Accept": "application/json"})
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert (await r.json())["translated_content"] == js["translated_content"]
+    r = await client.get(url, headers={**h, "Accept": "*/*"})
+    assert r.headers["Content-Type"].startswith("text/x-gettext-translation")
+    accept_both = "text/x-gettext-translation, application/json;q=0.5"
+    r = await client.get(url, headers={**h, "Accept": accept_both})
+    assert r.headers["Content-Type"].startswith("text/x-gettext-translation")
 
 
 async def test_upload_errors_are_clear(client):  # noqa: F811

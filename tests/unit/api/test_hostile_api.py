@@ -160,8 +160,11 @@ async def test_a_stored_job_with_unserializable_metadata_does_not_break_reads(cl
             assert (body["jobs"][0] if "jobs" in body else body)["metadata"] is None
 
 
-def test_metadata_view():
-    assert metadata_view(None, "j") is None
+def test_metadata_view(caplog):
+    with caplog.at_level("WARNING"):
+        assert metadata_view(None, "j") is None
+        assert metadata_view("null", "j") is None
+    assert not caplog.records  # no metadata is not a problem worth a warning per job
     assert metadata_view('{"a": {"b": 1}}', "j") == {"a": {"b": 1}}
     assert metadata_view("[" * 5000 + "]" * 5000, "j") is None  # RecursionError in json
     assert metadata_view('{"a":' * 300 + "1" + "}" * 300, "j") is None
