@@ -409,6 +409,11 @@ class BergamotModel:
         states = [np.zeros((1, DIM), np.float32) for _ in range(self.layers)]
         prev = np.zeros((1, DIM), np.float32)
         finished: list[tuple[float, list[int], float]] = []
+        # Marian's scheme: a step takes the beam's own width of candidates, and each that
+        # ends (EOS) leaves the beam, narrowing it. Taking 2k and counting every EOS among
+        # them as finished let low-probability early ends fill ``finished``, so the search
+        # stopped before the real hypothesis ended ("opções -c," for a whole sentence).
+        width = k
         for t in range(limit):
             n = len(hyps)
             x = prev + self.positions[t]
@@ -417,7 +422,7 @@ class BergamotModel:
                 x, mask[sel], out_w, bias[sel], states, {a: v[sel] for a, v in cross.items()}
             )
             total = scores[:, None] + lp
-            flat = np.argsort(-total, axis=None)[: 2 * k]
+            flat = np.argsort(-total, axis=None)[:width]
             new_hyps, new_scores, parents, toks = [], [], [], []
             for f in flat:
                 h, c = divmod(int(f), lp.shape[1])
@@ -427,13 +432,13 @@ class BergamotModel:
                     finished.append(
                         (float(total[h, c]) / (len(hyps[h]) + 1), seq, float(total[h, c]))
                     )
+                    width -= 1
                     continue
-                if len(new_hyps) < k:
-                    new_hyps.append(hyps[h] + [tok])
-                    new_scores.append(total[h, c])
-                    parents.append(h)
-                    toks.append(tok)
-            if len(finished) >= k or not new_hyps:
+                new_hyps.append(hyps[h] + [tok])
+                new_scores.append(total[h, c])
+                parents.append(h)
+                toks.append(tok)
+            if width <= 0 or not new_hyps:
                 break
             p = np.array(parents)
             hyps, scores = new_hyps, np.array(new_scores)
