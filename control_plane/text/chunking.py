@@ -74,7 +74,7 @@ _PYSBD_LANGS = {
 }  # fmt: skip
 _FALLBACK = {"pt": "es", "gl": "es", "ca": "es", "uk": "ru", "be": "ru", "cs": "sk", "no": "da"}
 
-MAX_SEGMENT_CHARS = 2000  # longer sentences are cut at a space (the engine cuts at 256 tokens)
+MAX_SEGMENT_CHARS = 2000  # longer sentences are cut at a space (the engine: 96 tokens)
 PYSBD_WINDOW_CHARS = 4000  # pysbd never sees more characters in one call ...
 PYSBD_WINDOW_TERMINATORS = 64  # ... or more sentence terminators (30 ms at worst here)
 PYSBD_BUDGET = 4_000_000  # pysbd work per document, about microseconds (see Budget)
