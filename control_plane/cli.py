@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 # Modules under control_plane.commands, in --help order.
@@ -38,10 +39,52 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from control_plane.settings import SettingsError
+
+    if sys.stdout is None and not getattr(args, "stdout_optional", False):
+        # started with stdout closed (`>&-`): print() would drop the output silently
+        # (an API key shown once, a table), so say so instead
+        print(f"mtctl {args.command}: stdout is closed; nothing could be printed", file=sys.stderr)
+        return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except SettingsError as exc:
+        print(f"mtctl {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # the reader went away (`mtctl translate ... | head -1`): what is left to print
+        # goes to /dev/null so the final flush at exit cannot raise again. 141 (128 +
+        # SIGPIPE) is what a shell reports for a tool killed by SIGPIPE (cat, grep): the
+        # output was cut short, and `set -o pipefail` scripts see it as they would there
+        _stdout_to_devnull()
+        return 141
     except KeyboardInterrupt:
-        return 130
+        # Ctrl-C: the engine's lane threads (control_plane/engine/lanes.py) may still be
+        # inside ONNX Runtime, and an interpreter shutting down under them aborts the
+        # process ("terminate called without an active exception", SIGABRT, exit 134).
+        # The command's own cleanup (temporary output files) already ran while the
+        # exception unwound to here, so end the process at once with the usual 130.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError):  # a closed pipe or stream: nothing left to save
+                pass
+        os._exit(130)
+
+
+def _stdout_to_devnull() -> None:
+    if sys.stdout is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test's capture): nothing to do
+        pass
 
 
 if __name__ == "__main__":

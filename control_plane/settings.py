@@ -18,16 +18,69 @@ def _default_cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mt-backend"
 
 
+class SettingsError(ValueError):
+    """An ``MTB_*`` variable that does not parse or is not one of its allowed values; the
+    message names the variable, its value and what is allowed (``mtctl``: exit code 2)."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+# Fields whose value selects a code path: anything else used to pass silently and fail
+# later (MTB_PRECISION=bogus: ready, then every job failed) or fall back unseen. The sets
+# are the consumers': control_plane/queue, control_plane/inference, engine/store.py and
+# engine/precision.py, engine/bergamot_engine.py (DECODER_LOOPS), tracing.configure,
+# logs.configure. Compared lower-case. (MTB_COST_INSTANCE_KIND is not here: its kinds
+# come from bench/results, and capacity/cost.py names the known ones when it is wrong.)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "queue": ("memory", "kafka"),
+    "inference": ("local", "triton"),
+    "precision": ("int8", "fp32", "fp16", "auto"),
+    "decoder_loop": ("auto", "host", "device"),
+    "tracing": ("off", "console", "otlp"),
+    "log_format": ("json", "text"),
+    "triton_model_control": ("none", "explicit"),
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PORT_FIELDS = ("port", "metrics_port")  # 0: any free port (port) or off (metrics_port)
+
+
 def _parse(kind: Any, raw: str) -> Any:
     if kind is bool:
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ValueError("not a boolean (use 1/true/yes/on or 0/false/no/off)")
     if kind is int:
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("not an integer") from None
     if kind is float:
-        return float(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("not a number") from None
     if kind is Path:
         return Path(raw).expanduser()
     return raw
+
+
+def _check(name: str, value: Any) -> Any:
+    """``value`` (parsed) if ``name`` allows it, else ValueError saying what is allowed."""
+    if name in CHOICES:
+        value = value.strip().lower()
+        if value not in CHOICES[name]:
+            raise ValueError(f"use one of {', '.join(CHOICES[name])}")
+    elif name == "log_level":
+        if value.strip().upper() not in LOG_LEVELS:
+            raise ValueError(f"use one of {', '.join(LOG_LEVELS)}")
+        value = value.strip().upper()
+    elif name in PORT_FIELDS and not 0 <= value <= 65535:
+        raise ValueError("a port is 0..65535")
+    return value
 
 
 @dataclass
@@ -308,7 +361,10 @@ class Settings(
         for f in fields(cls):
             raw = env.get(f"MTB_{f.name.upper()}")
             if raw is not None and raw != "":
-                values[f.name] = _parse(hints[f.name], raw)
+                try:
+                    values[f.name] = _check(f.name, _parse(hints[f.name], raw))
+                except ValueError as exc:
+                    raise SettingsError(f"MTB_{f.name.upper()}={raw!r}: {exc}") from None
         values.update(overrides)
         return cls(**values)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -30,9 +31,12 @@ def parse_volumes(raw: str) -> list[int]:
         scale = _SUFFIX.get(part[-1], 1)
         number = part[:-1] if part[-1] in _SUFFIX else part
         try:
-            value = round(float(number) * scale)
+            figure = float(number) * scale
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number of words: {part!r}") from None
+        if not math.isfinite(figure):  # inf, nan, 1e400: round() would raise OverflowError
+            raise argparse.ArgumentTypeError(f"not a finite number of words: {part!r}")
+        value = round(figure)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"words per day must be > 0: {part!r}")
         out.append(value)

@@ -8,11 +8,16 @@ strings and ``--glossary`` terms (whose target term comes out as given)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
+import os
 import sys
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO, Any
 
 from control_plane.engine import UnsupportedPair
 
@@ -25,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "translate",
         help="translate text files or stdin line by line",
         description="Translate plain text: one output line per input line on stdout "
-        "(empty lines stay empty). With --format html or xml the whole input is one "
-        "document: tags, attributes and entities are kept, text is translated with its "
+        "(empty lines stay empty; input must be UTF-8). With --format html or xml the "
+        "whole input is one document: tags and attributes are kept, text is translated with its "
         "inline tags carried along. Placeholders (%s, {count}, ${VAR}), inline code, "
         "URLs, e-mail addresses, file paths and numbers with units always come out "
         "exactly as written. A progress bar goes to stderr when it is a terminal.",
@@ -69,13 +74,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="default: from FILE's extension (.po .pot .xlf .md .srt .vtt .docx .html "
         ".xml), else text. text: line by line. html / xml: the whole input is one document; "
-        "every tag, attribute and entity is kept, <code>, <pre>, <script>, <style> and "
-        'translate="no" are left untranslated, alt and title attributes are translated. '
-        "po, xliff, markdown, srt, vtt, docx: the file's structure is kept and the "
-        "translated file is written (to --output, or stdout)",
+        "every tag, attribute name and value is kept (entity spelling is normalised as lxml "
+        "writes it: HTML named entities such as &eacute; come out as characters, &amp; &lt; "
+        "&gt; stay; entities an XML document declares stay as they are), <code>, <pre>, "
+        '<script>, <style> and translate="no" are left untranslated, alt and title '
+        "attributes are translated. po, xliff, markdown, srt, vtt, docx: the file's "
+        "structure is kept and the translated file is written (to --output, or stdout)",
     )
     p.add_argument(
-        "-o", "--output", default=None, help="write the translation here (default: stdout)"
+        "-o",
+        "--output",
+        default=None,
+        help="write the translation here (default: stdout); the file is replaced only "
+        "once the whole translation succeeded, and may not be the input file",
     )
     p.add_argument(
         "--glossary",
@@ -92,13 +103,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a string to keep exactly as written wherever it occurs (repeatable)",
     )
     p.add_argument("file", nargs="?", default="-", help="input file, or - for stdin")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, stdout_optional=True)  # -o FILE needs no stdout: run checks
 
 
-def _batches(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for line in lines:
-        batch.append(line.rstrip("\n").rstrip("\r"))
+        batch.append(line)
         if len(batch) >= size:
             yield batch
             batch = []
@@ -160,6 +171,11 @@ def _cached(engine, settings, args):
 
 class OptionError(Exception):
     """A bad --glossary file or --do-not-translate string: exit code 2 with the reason."""
+
+
+class FileError(Exception):
+    """The input cannot be read or is not UTF-8, the output cannot be written, or the
+    document does not parse: exit code 2 with the reason, and --output left as it was."""
 
 
 def load_protection(args: argparse.Namespace):  # noqa: ANN201 - a Protection
@@ -242,7 +258,184 @@ def _format_of(args: argparse.Namespace) -> str:
     return "text"
 
 
-def _document(args: argparse.Namespace, protection, translate) -> int:  # noqa: ANN001
+def _check_paths(args: argparse.Namespace) -> None:
+    """Before any model loads: the input can be opened, the output can go where asked,
+    and the two are not the same file (the temporary output would replace the input)."""
+    if args.file == "-":
+        if sys.stdin is None:  # started with `<&-`
+            raise FileError("stdin is closed; give an input FILE")
+    else:
+        try:
+            with open(args.file, "rb"):
+                pass
+        except OSError as exc:
+            raise FileError(f"cannot read {args.file}: {exc.strerror}") from exc
+    if args.output is None:
+        if sys.stdout is None:  # started with `>&-`
+            raise FileError("stdout is closed; write to a file with -o FILE")
+        return
+    if os.path.isdir(args.output):
+        raise FileError(f"cannot write {args.output}: {os.strerror(errno.EISDIR)}")
+    if not os.path.isdir(os.path.dirname(os.path.realpath(args.output))):
+        raise FileError(f"cannot write {args.output}: {os.strerror(errno.ENOENT)}")
+    if args.file != "-" and os.path.exists(args.output):
+        with suppress(OSError):
+            if os.path.samefile(args.file, args.output):
+                raise FileError(
+                    f"{args.output} is the input file; write the translation to another "
+                    "file and move it over"
+                )
+
+
+def _decode(data: bytes, name: str) -> str:
+    """``data`` as UTF-8 (strict), else a FileError naming the line of the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise FileError(f"{name}: line {line} is not UTF-8 ({exc.reason})") from None
+
+
+def _input_name(args: argparse.Namespace) -> str:
+    return "stdin" if args.file == "-" else args.file
+
+
+def _read_input(args: argparse.Namespace) -> bytes:
+    """The whole input as bytes: the file, or stdin read as bytes (never decoded with the
+    locale's encoding or surrogate escapes: the input is UTF-8 or an error)."""
+    if args.file != "-":
+        try:
+            return Path(args.file).read_bytes()
+        except OSError as exc:
+            raise FileError(f"cannot read {args.file}: {exc.strerror}") from exc
+    stdin = sys.stdin
+    try:
+        if hasattr(stdin, "buffer"):
+            return stdin.buffer.read()
+        return stdin.read().encode("utf-8")  # a text stream without bytes (tests)
+    except OSError as exc:
+        raise FileError(f"cannot read stdin: {exc.strerror}") from exc
+
+
+def _raw_lines(args: argparse.Namespace) -> Iterator[bytes]:
+    """The input's lines as bytes, each ending at b"\\n", read as they come (a pipe is
+    translated while it is still being written)."""
+    if args.data is not None:
+        yield from io.BytesIO(args.data)
+        return
+    name = _input_name(args)
+    try:
+        if args.file != "-":
+            with open(args.file, "rb") as stream:
+                yield from stream
+        elif hasattr(sys.stdin, "buffer"):
+            yield from sys.stdin.buffer
+        else:  # a text stream without bytes (tests)
+            for line in sys.stdin:
+                yield line.encode("utf-8")
+    except OSError as exc:
+        raise FileError(f"cannot read {name}: {exc.strerror}") from exc
+
+
+def _input_lines(args: argparse.Namespace) -> Iterator[str]:
+    """Each input line without its line break, decoded strictly as UTF-8. Line breaks are
+    \\n, \\r\\n or a lone \\r (universal newlines, as text files were always read)."""
+    name = _input_name(args)
+    for number, raw in enumerate(_raw_lines(args), 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileError(f"{name}: line {number} is not UTF-8 ({exc.reason})") from None
+        text = text.removesuffix("\n").removesuffix("\r")
+        yield from text.split("\r")
+
+
+class _Sink:
+    """Writes to the output; a write error (a full disk) becomes a FileError naming it. A
+    closed pipe on stdout stays BrokenPipeError: mtctl ends quietly (control_plane.cli)."""
+
+    def __init__(self, stream: IO[Any], name: str) -> None:
+        self.stream = stream
+        self.name = name
+
+    def write(self, data: Any) -> None:
+        self._call(lambda: self.stream.write(data))
+
+    def flush(self) -> None:
+        self._call(self.stream.flush)
+
+    def close(self) -> None:
+        self._call(self.stream.close)
+
+    def _call(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise FileError(f"cannot write {self.name}: {exc.strerror}") from exc
+
+
+@contextmanager
+def _output(path: str | None, binary: bool) -> Iterator[_Sink]:
+    """stdout, or a temporary file beside ``path`` that replaces ``path`` only when the
+    block ends without an error: a failed or interrupted run leaves an existing file as it
+    was (it used to be truncated before the input was even read). A symbolic link is
+    followed (the file it names is replaced, the link stays); a target that exists and is
+    not a regular file (/dev/stdout, a FIFO, a device) is written in place."""
+    if path is None:
+        yield _Sink(sys.stdout.buffer if binary else sys.stdout, "stdout")
+        return
+    if os.path.exists(path) and not os.path.isfile(path):  # both follow links
+        try:
+            stream = open(path, "wb") if binary else open(path, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise FileError(f"cannot write {path}: {exc.strerror}") from exc
+        yield from _written(_Sink(stream, path))
+        return
+    target = Path(os.path.realpath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise FileError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        stream = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
+        yield from _written(_Sink(stream, path))
+        try:
+            # mkstemp's file is 0600; give it the mode the target has, or a new file gets
+            os.chmod(tmp, _mode_for(target))
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise FileError(f"cannot write {path}: {exc.strerror}") from exc
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _written(sink: _Sink) -> Iterator[_Sink]:
+    """Yields ``sink`` to the ``with`` block, then closes it: on an error quietly (the
+    block's error is the one to report), else reporting the last buffered write's error
+    (a full disk)."""
+    try:
+        yield sink
+    except BaseException:
+        with suppress(OSError):
+            sink.stream.close()
+        raise
+    sink.close()
+
+
+def _mode_for(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:  # a new file: what open() would create under this umask
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _document(args: argparse.Namespace, protection, translate, out: _Sink) -> None:  # noqa: ANN001
     """A document format: bytes in, the translated file out."""
     from control_plane.jobs.documents import InvalidDocument
     from control_plane.text import formats
@@ -251,20 +444,46 @@ def _document(args: argparse.Namespace, protection, translate) -> int:  # noqa: 
     data = args.data if args.data is not None else _read_input(args)
     options = formats.Options(args.source, args.target, model_version="mtctl translate")
     try:
-        out = formats.translate_document(data, fmt, _engine_call(translate), options, protection)
+        done = formats.translate_document(data, fmt, _engine_call(translate), options, protection)
     except (ValueError, SyntaxError, KeyError, InvalidDocument) as exc:
-        print(f"mtctl translate: {args.file} is not readable as {fmt.name}: {exc}", file=sys.stderr)
-        return 2
-    if args.output:
-        Path(args.output).write_bytes(out)
-    else:
-        sys.stdout.buffer.write(out)
-        sys.stdout.flush()
-    return 0
+        raise FileError(f"{_input_name(args)} is not readable as {fmt.name}: {exc}") from exc
+    out.write(done)
+    out.flush()
 
 
-def _read_input(args: argparse.Namespace) -> bytes:
-    return sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+def _markup(args: argparse.Namespace, protection, translate, out: _Sink) -> None:  # noqa: ANN001
+    """--format html / xml: the whole input is one document."""
+    data = args.data if args.data is not None else _read_input(args)
+    document = _decode(data, _input_name(args))
+    try:
+        done = translate_document(document, args.source, protection, translate)
+    except ValueError as exc:  # the document does not parse as --format
+        raise FileError(str(exc)) from exc
+    if args.format == "html":
+        from control_plane.text.markup import set_lang
+
+        done = set_lang(done, args.target)
+    out.write(done)
+    out.flush()
+
+
+def _text(args: argparse.Namespace, protection, translate, out: _Sink) -> None:  # noqa: ANN001
+    """Plain text: one output line per input line, written batch by batch."""
+    bar = None
+    if sys.stderr is not None and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" lines", file=sys.stderr, desc=f"{args.source}->{args.target}")
+    try:
+        for batch in _batches(_input_lines(args), BATCH_LINES):
+            for line in translate_lines(batch, protection, translate):
+                out.write(line + "\n")
+            out.flush()
+            if bar:
+                bar.update(len(batch))
+    finally:
+        if bar:
+            bar.close()
 
 
 def served_pairs() -> list[tuple[str, str]]:
@@ -287,7 +506,10 @@ def _detect_source(args: argparse.Namespace) -> None:
 
     data = _read_input(args)
     args.data = data
-    content = encode(data, args.format) if is_document(args.format) else data.decode("utf-8")
+    if is_document(args.format):
+        content = encode(data, args.format)
+    else:
+        content = _decode(data, _input_name(args))
     try:
         found = detect_source(content, args.format, sorted({s for s, _ in served_pairs()}))
     except Rejected as exc:
@@ -299,63 +521,25 @@ def _detect_source(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     args.format = _format_of(args)
     args.data = None
+    # language codes as the API takes them: -s EN -t PT is en -> pt
+    args.source = args.source.strip().lower()
+    args.target = args.target.strip().lower()
     try:
+        _check_paths(args)
         protection = load_protection(args)
-        if args.source.lower() == "auto":
+        if args.source == "auto":
             _detect_source(args)
-    except (OptionError, UnicodeDecodeError) as exc:
-        print(f"mtctl translate: {exc}", file=sys.stderr)
-        return 2
-    try:
         translate = make_translator(args)
-    except UnsupportedPair as exc:
+        if args.format not in ("text", "html", "xml"):
+            with _output(args.output, binary=True) as out:
+                _document(args, protection, translate, out)
+        elif args.format != "text":
+            with _output(args.output, binary=False) as out:
+                _markup(args, protection, translate, out)
+        else:
+            with _output(args.output, binary=False) as out:
+                _text(args, protection, translate, out)
+    except (OptionError, FileError, UnsupportedPair) as exc:
         print(f"mtctl translate: {exc}", file=sys.stderr)
         return 2
-    if args.format not in ("text", "html", "xml"):
-        return _document(args, protection, translate)
-    if args.data is not None:
-        stream = io.StringIO(args.data.decode("utf-8"))
-    else:
-        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
-    out_stream = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
-    if args.format != "text":
-        try:
-            document = stream.read()
-        finally:
-            if stream is not sys.stdin:
-                stream.close()
-        try:
-            out = translate_document(document, args.source, protection, translate)
-            if args.format == "html":
-                from control_plane.text.markup import set_lang
-
-                out = set_lang(out, args.target)
-            out_stream.write(out)
-            out_stream.flush()
-        except ValueError as exc:  # the document does not parse as --format
-            print(f"mtctl translate: {exc}", file=sys.stderr)
-            return 2
-        finally:
-            if out_stream is not sys.stdout:
-                out_stream.close()
-        return 0
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(unit=" lines", file=sys.stderr, desc=f"{args.source}->{args.target}")
-    try:
-        for batch in _batches(stream, BATCH_LINES):
-            for line in translate_lines(batch, protection, translate):
-                out_stream.write(line + "\n")
-            out_stream.flush()
-            if bar:
-                bar.update(len(batch))
-    finally:
-        if bar:
-            bar.close()
-        if stream is not sys.stdin:
-            stream.close()
-        if out_stream is not sys.stdout:
-            out_stream.close()
     return 0

@@ -4,31 +4,70 @@ take the last line), list them, mint JWTs."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 
 from control_plane.domain import TIERS
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum``."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("users", help="manage API users and keys")
     us = p.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     c = us.add_parser("create", help="create a user; the API key is the last line of stdout")
-    c.add_argument("--email", required=True)
+    c.add_argument("--email", required=True, help="the user's e-mail address (unique)")
     c.add_argument("--tier", choices=TIERS, default="basic")
     c.add_argument(
         "--rate-limit-per-minute",
-        type=int,
+        type=_count(0),
         default=None,
         metavar="N",
-        help="requests per minute for this user (default: the tier's MTB_RATE_LIMIT_<TIER>)",
+        help="requests per minute for this user, 0: unlimited (default: the tier's "
+        "MTB_RATE_LIMIT_<TIER>)",
     )
     c.set_defaults(func=create)
     ls = us.add_parser("list", help="list users (never their keys)")
     ls.set_defaults(func=list_users)
     t = us.add_parser("token", help="print a JWT for a user (signed with MTB_JWT_SECRET)")
-    t.add_argument("--email", required=True)
-    t.add_argument("--ttl", type=int, default=None, help="seconds (default MTB_JWT_TTL_S)")
+    t.add_argument("--email", required=True, help="the e-mail address of an existing user")
+    t.add_argument(
+        "--ttl", type=_count(1), default=None, help="seconds, > 0 (default MTB_JWT_TTL_S)"
+    )
     t.set_defaults(func=token)
+
+
+def _database_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """A database that cannot be used is one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        from control_plane.commands.migrate import database_error
+
+        try:
+            return fn(args)
+        except Exception as exc:  # noqa: BLE001 - database ones become one line, others raise
+            message = database_error(exc)
+            if message is None:
+                raise
+            print(f"mtctl users {args.users_command}: {message}", file=sys.stderr)
+            return 2
+
+    return wrapper
 
 
 def _db():  # noqa: ANN202
@@ -41,6 +80,7 @@ def _db():  # noqa: ANN202
     return settings, db
 
 
+@_database_errors
 def create(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import IntegrityError
 
@@ -64,6 +104,7 @@ def create(args: argparse.Namespace) -> int:
     return 0
 
 
+@_database_errors
 def list_users(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -76,6 +117,7 @@ def list_users(args: argparse.Namespace) -> int:
     return 0
 
 
+@_database_errors
 def token(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -94,5 +136,5 @@ def token(args: argparse.Namespace) -> int:
     if user is None:
         print(f"error: no user {args.email}", file=sys.stderr)
         return 1
-    print(issue_jwt(user.id, secret, args.ttl or settings.jwt_ttl_s))
+    print(issue_jwt(user.id, secret, args.ttl if args.ttl is not None else settings.jwt_ttl_s))
     return 0

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-ingest", action="store_true", help="do not consume the ingest topic")
     p.add_argument("--no-reconciler", action="store_true", help="do not re-publish stale chunks")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, stdout_optional=True)  # logs go to stderr
 
 
 def run(args: argparse.Namespace) -> int:

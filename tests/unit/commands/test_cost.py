@@ -27,7 +27,7 @@ def results(tmp_path, monkeypatch):
 def test_parse_volumes():
     assert parse_volumes("10000,100k,1M") == [10_000, 100_000, 1_000_000]
     assert parse_volumes(" 2.5k , 1_000 ") == [2_500, 1_000]
-    for bad in ("abc", "0", ",", "10,-5"):
+    for bad in ("abc", "0", ",", "10,-5", "inf", "1e400", "nan", "-inf"):
         with pytest.raises(Exception, match="words|number"):
             parse_volumes(bad)
 
