@@ -58,6 +58,7 @@ DECODER_LOOPS = ("auto", "host", "device")
 class _Row:
     index: int  # position in the caller's list (or part of a split sentence)
     ids: np.ndarray  # source ids incl. EOS
+    sep: str = " "  # put before this part's translation when joining a split sentence
 
 
 class BergamotModel:
@@ -250,6 +251,13 @@ class BergamotModel:
             start = end
         return parts
 
+    def _sep(self, part: np.ndarray) -> str:
+        """What joins a part's translation to the previous one's: a space where the part
+        starts a word, nothing where the cut fell inside one (a 2,000-character token, text
+        without spaces): a space there would be a new one in the output."""
+        first = self.sp.id_to_piece(int(part[0])) if len(part) > 1 else "\u2581"
+        return " " if first.startswith("\u2581") else ""
+
     # -- translation ---------------------------------------------------------------------
 
     def translate(self, segments: list[str], rank: int = 2) -> list[Translation]:
@@ -263,15 +271,17 @@ class BergamotModel:
         for i, ids in zip(todo, encoded, strict=True):
             pieces = self._split_long(ids) if len(ids) > MAX_PART_TOKENS else [ids]
             parts_of[i] = len(pieces)
-            rows.extend(_Row(i, p) for p in pieces)
+            rows.extend(_Row(i, p, self._sep(p)) for p in pieces)
         if rows:
             decoded = self.translate_ids([r.ids for r in rows], rank)
             texts = self._decode_all([out for out, _ in decoded])
             by_segment: dict[int, list[tuple[str, float, int]]] = {}
             for row, (out, logprob), piece in zip(rows, decoded, texts, strict=True):
-                by_segment.setdefault(row.index, []).append((piece, logprob, len(out) + 1))
+                by_segment.setdefault(row.index, []).append(
+                    (row.sep + piece, logprob, len(out) + 1)
+                )
             for i, parts in by_segment.items():
-                text = " ".join(piece for piece, _, _ in parts).strip()
+                text = "".join(piece for piece, _, _ in parts).strip()
                 steps = sum(n for _, _, n in parts)
                 score = math.exp(sum(lp for _, lp, _ in parts) / max(steps, 1))
                 results[i] = Translation(text, round(score, 6))

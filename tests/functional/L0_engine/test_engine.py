@@ -229,3 +229,12 @@ def test_a_lone_surrogate_is_translated_not_a_type_error(local_engine):
     batch, other jobs' segments with it, was handed back."""
     out = local_engine.translate(["Hello world.", "bad \udc80 text", "Good morning."], "en", "pt")
     assert out[0].text and out[1].text and out[2].text
+
+
+def test_a_token_cut_into_parts_gets_no_spaces_inside(local_engine):
+    """Parts were joined with a space even where the cut fell inside one token."""
+    (out,) = local_engine.translate(["x" * 600], "en", "pt")
+    assert out.text and " " not in out.text
+    sentence = "the cat sat on the mat and " * 30  # cut at word starts: spaces kept
+    (out,) = local_engine.translate([sentence], "en", "pt")
+    assert "  " not in out.text and out.text.count(" ") > 100
