@@ -525,6 +525,8 @@ def run(args: argparse.Namespace) -> int:
     args.source = args.source.strip().lower()
     args.target = args.target.strip().lower()
     try:
+        if args.source == args.target:  # "unsupported pair" said less than this
+            raise OptionError(f"source and target are the same language ({args.source})")
         _check_paths(args)
         protection = load_protection(args)
         if args.source == "auto":

@@ -122,6 +122,13 @@ def test_upper_case_language_codes_work_like_the_api(mtctl, model_dir, monkeypat
     assert out.out.strip() and "Good morning" not in out.out
 
 
+def test_the_same_language_twice_is_said_so(mtctl, model_dir, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Good morning.\n"))
+    code = main(["translate", "-s", "en", "-t", "EN", "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2 and "source and target are the same language (en)" in err
+
+
 @pytest.mark.parametrize(
     ("name", "content"),
     [
