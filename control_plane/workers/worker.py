@@ -365,20 +365,21 @@ class Worker:
             pos = 0
             wps = self.jobs.words_per_second
             for w in group:
-                hit_words = all_words = 0
+                hit_words = 0
                 for i, seg in enumerate(w.layout.segments):
                     if (pos + i + 1) % YIELD_SEGMENTS == 0:  # as _translate counts
                         await asyncio.sleep(0)
-                    words = count_words(seg)
-                    all_words += words
                     if pos + i in hits:
                         w.translations[i] = hits[pos + i]
-                        hit_words += words
+                        hit_words += count_words(seg)
                 # billed as engine time at the measured throughput: a cost of 0 would show
                 # a tenant that another one translated this text before. At most the
                 # chunk's own words: a token cut into many segments counts once per piece
-                # here, but the chunk (a share of the job's word_count) bills it once
+                # here, but the chunk (a share of the job's word_count) bills it once. The
+                # chunk's segments are counted only when something was served from the
+                # cache (this loop runs on the event loop for every batch)
                 if hit_words:
+                    all_words = sum(count_words(seg) for seg in w.layout.segments)
                     w.engine_seconds += hit_words * min(1.0, w.words / all_words) / wps
                 pos += len(w.layout.segments)
                 n = len(w.layout.segments)
