@@ -300,21 +300,27 @@ def _input_name(args: argparse.Namespace) -> str:
     return "stdin" if args.file == "-" else args.file
 
 
-def _read_input(args: argparse.Namespace) -> bytes:
-    """The whole input as bytes: the file, or stdin read as bytes (never decoded with the
-    locale's encoding or surrogate escapes: the input is UTF-8 or an error)."""
-    if args.file != "-":
-        try:
-            return Path(args.file).read_bytes()
-        except OSError as exc:
-            raise FileError(f"cannot read {args.file}: {exc.strerror}") from exc
-    stdin = sys.stdin
+@contextmanager
+def _binary_input(args: argparse.Namespace) -> Iterator[IO[bytes]]:
+    """The input as a binary stream: the file, or stdin's bytes (never decoded with the
+    locale's encoding or surrogate escapes: the input is UTF-8 or an error). A read error
+    in the block becomes a FileError naming the input."""
     try:
-        if hasattr(stdin, "buffer"):
-            return stdin.buffer.read()
-        return stdin.read().encode("utf-8")  # a text stream without bytes (tests)
+        if args.file != "-":
+            with open(args.file, "rb") as stream:
+                yield stream
+        elif hasattr(sys.stdin, "buffer"):
+            yield sys.stdin.buffer
+        else:  # a text stream without bytes (tests)
+            yield io.BytesIO(sys.stdin.read().encode("utf-8"))
     except OSError as exc:
-        raise FileError(f"cannot read stdin: {exc.strerror}") from exc
+        raise FileError(f"cannot read {_input_name(args)}: {exc.strerror}") from exc
+
+
+def _read_input(args: argparse.Namespace) -> bytes:
+    """The whole input as bytes."""
+    with _binary_input(args) as stream:
+        return stream.read()
 
 
 def _raw_lines(args: argparse.Namespace) -> Iterator[bytes]:
@@ -323,18 +329,8 @@ def _raw_lines(args: argparse.Namespace) -> Iterator[bytes]:
     if args.data is not None:
         yield from io.BytesIO(args.data)
         return
-    name = _input_name(args)
-    try:
-        if args.file != "-":
-            with open(args.file, "rb") as stream:
-                yield from stream
-        elif hasattr(sys.stdin, "buffer"):
-            yield from sys.stdin.buffer
-        else:  # a text stream without bytes (tests)
-            for line in sys.stdin:
-                yield line.encode("utf-8")
-    except OSError as exc:
-        raise FileError(f"cannot read {name}: {exc.strerror}") from exc
+    with _binary_input(args) as stream:
+        yield from stream
 
 
 def _input_lines(args: argparse.Namespace) -> Iterator[str]:
