@@ -18,6 +18,7 @@ only says where they are and what must appear in the output.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import html
 import json
@@ -164,6 +165,23 @@ class Protection:
     def glossary_lookup(self) -> dict[str, str]:
         return {s.strip().casefold(): t for s, t in self.glossary}
 
+    @functools.cached_property
+    def user_strings(self) -> list[str]:
+        """The ``do_not_translate`` strings as this format's segments write them, longest
+        first: once per Protection, not once per segment."""
+        forms = {f for s in self.do_not_translate for f in as_written(s, self.format)}
+        return sorted(forms, key=len, reverse=True)
+
+    @functools.cached_property
+    def glossary_forms(self) -> dict[str, tuple[str, str]]:
+        """Each written form of a glossary source term, casefolded -> (the source term,
+        its target): what ``_glossary_re`` matched, looked up."""
+        return {
+            form.casefold(): (s.strip(), t)
+            for s, t in self.glossary
+            for form in as_written(s.strip(), self.format)
+        }
+
 
 def as_written(term: str, fmt: str) -> tuple[str, ...]:
     """How a caller's term appears in a segment: as is in plain text; in an HTML/XML
@@ -248,8 +266,7 @@ def find_spans(
 
     for span in extra:
         claim(span)
-    written = {f for s in protection.do_not_translate for f in as_written(s, protection.format)}
-    for s in sorted(written, key=len, reverse=True):
+    for s in protection.user_strings:
         pos = text.find(s)
         while pos >= 0:
             claim(Span(pos, pos + len(s), "user", s), refs=True)
@@ -264,11 +281,7 @@ def find_spans(
             swallow = frozenset({"placeholder"}) if kind == "path" else frozenset()
             claim(Span(start, end, kind, text[start:end]), swallow)
     if protection._glossary_re is not None:  # noqa: SLF001 - built by Protection.of
-        lookup = {
-            form.casefold(): (s.strip(), t)
-            for s, t in protection.glossary
-            for form in as_written(s.strip(), protection.format)
-        }
+        lookup = protection.glossary_forms
         for m in protection._glossary_re.finditer(text):  # noqa: SLF001
             source_term, target = lookup[m.group(0).casefold()]
             output = _match_case(m.group(0), source_term, target)
