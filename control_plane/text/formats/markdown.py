@@ -460,13 +460,13 @@ class Markdown:
         bodies = [b for b, _ in lines]
         out: list[str] = [bom]
         pos = 0
+        protection = options.extra.get("protection")  # the job's, where the caller set it
         for block, translated in zip(blocks, translations, strict=True):
             if translated == block.text:
                 continue
             (a, col, _), (b, _, end) = block.lines[0], block.lines[-1]
             eol = lines[a][1] or "\n"
             out.append(text[pos : starts[a] + col])
-            protection = options.extra.get("protection")  # the job's, where the caller set it
             out.append(_render(block, translated, bodies, eol, protection))
             pos = starts[b] + end
         out.append(text[pos:])
