@@ -23,18 +23,17 @@ async def read_json(request: web.Request, limit: int) -> object:
     415 for form data, 400 with the reason for anything else that is not a bounded JSON
     document. Bodies over 64 KiB are parsed in a thread, off the event loop."""
     check_media_type(request.headers.get("Content-Type"))  # BodyError: 415
+    too_large = ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
+        raise too_large
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         # a chunked body (no Content-Length) over aiohttp's client_max_size, which is the
         # limit plus some slack: its message would name that number, not the limit
-        raise ApiError(
-            413, "content_too_large", f"request body over the {limit}-byte limit"
-        ) from exc
+        raise too_large from exc
     if len(raw) > limit:
-        raise ApiError(413, "content_too_large", f"request body over the {limit}-byte limit")
+        raise too_large
     if len(raw) > THREAD_BYTES:
         return await asyncio.to_thread(parse_json, raw)
     return parse_json(raw)
